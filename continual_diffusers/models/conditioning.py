@@ -1,0 +1,125 @@
+"""Conditioning: turn a batch's labels into the UNet's keyword arguments, and build the null condition used for
+classifier-free guidance (Ho & Salimans 2022).
+
+- `Unconditional`: no kwargs. Labelled data trains an unconditional model fine: labels are simply ignored.
+- `ClassConditioning`: `class_labels=` (B,) long; the CFG null label is the reserved index `num_classes`.
+- `TextConditioning`: `encoder_hidden_states=` (B, L, D) from a frozen CLIP text encoder; the null condition
+  is the empty prompt "".
+
+`drop(cond, keep)` applies CFG dropout: rows where `keep` is False get the null condition.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..utils.errors import UserInputError
+
+
+class Unconditional:
+    kind: Literal["none"] = "none"
+    supports_null = False
+
+    def encode(self, labels, device: torch.device) -> dict:
+        return {}
+
+    def null(self, batch_size: int, device: torch.device) -> dict:
+        return {}
+
+    def drop(self, cond: dict, keep: torch.Tensor) -> dict:
+        return cond
+
+
+class ClassConditioning:
+    kind: Literal["class"] = "class"
+
+    def __init__(self, num_classes: int, null_class: bool):
+        self.num_classes = num_classes
+        self.supports_null = null_class
+        self.null_index = num_classes if null_class else None
+
+    def encode(self, labels: torch.Tensor, device: torch.device) -> dict:
+        labels = torch.as_tensor(labels, dtype=torch.long, device=device)
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise UserInputError(
+                f"class label out of range [0, {self.num_classes}): got {labels.min().item()}..{labels.max().item()}; "
+                "set --num_class_labels to the number of classes over all tasks"
+            )
+        return {"class_labels": labels}
+
+    def null(self, batch_size: int, device: torch.device) -> dict:
+        if self.null_index is None:
+            raise ValueError("this class-conditional model was trained without classifier-free guidance")
+        return {"class_labels": torch.full((batch_size,), self.null_index, dtype=torch.long, device=device)}
+
+    def drop(self, cond: dict, keep: torch.Tensor) -> dict:
+        labels = cond["class_labels"]
+        return {"class_labels": torch.where(keep, labels, torch.full_like(labels, self.null_index))}
+
+
+class TextConditioning:
+    """Frozen CLIP text encoder. Prompt embeddings are computed under `no_grad` and cached per prompt string,
+    since continual-learning captions repeat heavily (e.g. one caption per class)."""
+
+    kind: Literal["text"] = "text"
+    supports_null = True
+
+    def __init__(self, tokenizer, text_encoder: nn.Module, cache_size: int = 4096):
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder.requires_grad_(False).eval()
+        self.hidden_size = text_encoder.config.hidden_size
+        self._cache: dict[str, torch.Tensor] = {}
+        self._cache_size = cache_size
+
+    @torch.no_grad()
+    def _embed(self, prompts: list[str], device: torch.device) -> torch.Tensor:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            ids = self.tokenizer(
+                missing,
+                padding="max_length",
+                max_length=self.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(self.text_encoder.device)
+            states = self.text_encoder(ids)[0].float().cpu()
+            if len(self._cache) + len(missing) > self._cache_size:
+                self._cache.clear()
+            self._cache.update(zip(missing, states))
+        return torch.stack([self._cache[p] for p in prompts]).to(device)
+
+    def encode(self, labels: list[str], device: torch.device) -> dict:
+        if isinstance(labels, str) or not all(isinstance(p, str) for p in labels):
+            raise UserInputError("text-conditioned models need a list of prompt strings")
+        return {"encoder_hidden_states": self._embed(list(labels), device)}
+
+    def null(self, batch_size: int, device: torch.device) -> dict:
+        return {"encoder_hidden_states": self._embed([""] * batch_size, device)}
+
+    def drop(self, cond: dict, keep: torch.Tensor) -> dict:
+        states = cond["encoder_hidden_states"]
+        null = self.null(states.shape[0], states.device)["encoder_hidden_states"]
+        return {"encoder_hidden_states": torch.where(keep[:, None, None], states, null)}
+
+
+def load_text_encoder(name_or_path: str, revision: str | None = None, variant: str | None = None):
+    """Load (CLIPTokenizer, CLIPTextModel) from a hub id or local dir, in the Stable-Diffusion layout
+    (`tokenizer/`, `text_encoder/` subfolders) or flat (both in one folder)."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    sd_layout = not os.path.isdir(name_or_path) or os.path.isdir(os.path.join(name_or_path, "text_encoder"))
+    sub = {"tokenizer": "tokenizer", "text_encoder": "text_encoder"} if sd_layout else {"tokenizer": "", "text_encoder": ""}
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(name_or_path, subfolder=sub["tokenizer"], revision=revision)
+        encoder = CLIPTextModel.from_pretrained(
+            name_or_path, subfolder=sub["text_encoder"], revision=revision, variant=variant
+        )
+    except OSError as err:
+        raise UserInputError(
+            f"cannot load a CLIP tokenizer + text encoder from {name_or_path!r}: {err}".splitlines()[0]
+        ) from err
+    return tokenizer, encoder

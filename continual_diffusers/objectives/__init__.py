@@ -1,0 +1,3 @@
+from .denoising import DenoisingObjective, LossOutput, PredictionType
+
+__all__ = ["DenoisingObjective", "LossOutput", "PredictionType"]

@@ -1,0 +1,77 @@
+"""The denoising objective (Ho et al. 2020, Eq. 14) with ε / x₀ / v targets and optional min-SNR-γ weighting
+(Hang et al. 2023). Score and energy models share it: an energy model is a parameterisation of ε̂ (see
+`models/denoiser.py`), not a different loss, so `--energy_based_training` changes the model, not this file.
+
+Per-sample, unreduced losses are returned so replay and strategies can reweight before reducing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from diffusers import DDPMScheduler
+
+PredictionType = Literal["epsilon", "sample", "v_prediction"]
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor  # (B,) weighted per-sample loss
+    x_t: torch.Tensor  # (B, C, H, W) noisy input
+    t: torch.Tensor  # (B,) integer timesteps
+    noise: torch.Tensor  # (B, C, H, W) the ε that produced x_t
+    prediction: torch.Tensor  # (B, C, H, W) model output (ε̂, x̂₀ or v̂)
+    energy: torch.Tensor | None = None  # (B,) for energy models
+
+
+class DenoisingObjective:
+    """`objective(model, x0, cond, generator) -> LossOutput`.
+
+    Args:
+        scheduler: the training noise schedule (only `add_noise`, `get_velocity`, `alphas_cumprod` are used).
+        prediction_type: what the model predicts; the target follows.
+        snr_gamma: min-SNR-γ weight w(t) = min(SNR_t, γ)/SNR_t for ε, min(SNR_t, γ)/(SNR_t + 1) for v, and
+            min(SNR_t, γ) for x₀. `None` means the unweighted loss for ε and v; for x₀ we keep the reference's
+            SNR weighting ᾱ/(1−ᾱ), which makes the x₀ loss equal to the ε loss in expectation.
+    """
+
+    def __init__(self, scheduler: DDPMScheduler, prediction_type: PredictionType, snr_gamma: float | None = None):
+        self.scheduler = scheduler
+        self.prediction_type = prediction_type
+        self.snr_gamma = snr_gamma
+        alphas_cumprod = scheduler.alphas_cumprod.float()
+        self._snr = alphas_cumprod / (1.0 - alphas_cumprod)  # (T,)
+
+    def __call__(self, model, x0: torch.Tensor, cond: dict, generator: torch.Generator | None = None) -> LossOutput:
+        # 1. Sample ε ~ N(0, I) and t ~ U{0, …, T−1}; form x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε.
+        b = x0.shape[0]
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        num_steps = self.scheduler.config.num_train_timesteps
+        t = torch.randint(0, num_steps, (b,), generator=generator, device=x0.device)
+        x_t = self.scheduler.add_noise(x0, noise, t)
+        # 2. Predict and regress onto the target.
+        out = model(x_t, t, **cond)
+        target = self._target(x0, noise, t)
+        per_sample = (out.prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+        return LossOutput(per_sample * self.weights(t), x_t, t, noise, out.prediction, out.energy)
+
+    def _target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "sample":
+            return x0
+        return self.scheduler.get_velocity(x0, noise, t)
+
+    def weights(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss weight w(t), shape (B,)."""
+        snr = self._snr.to(t.device)[t]
+        if self.snr_gamma is None:
+            return snr if self.prediction_type == "sample" else torch.ones_like(snr)
+        clipped = snr.clamp(max=self.snr_gamma)
+        if self.prediction_type == "epsilon":
+            return clipped / snr
+        if self.prediction_type == "v_prediction":
+            return clipped / (snr + 1.0)
+        return clipped

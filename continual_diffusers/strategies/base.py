@@ -1,0 +1,68 @@
+"""The continual-learning strategy contract: five lifecycle hooks, each a no-op by default, plus state.
+
+| hook                                  | called                                   | used by                          |
+|---------------------------------------|------------------------------------------|----------------------------------|
+| before_task(model, task_id)           | before the task's optimizer is built     | LoRA, freezing, teacher snapshot |
+| replay_batch(batch_size, generator)   | every micro-batch; returns a batch / None | replay, generative replay        |
+| penalty(model, out) -> Tensor | None  | every micro-batch, added to the loss     | EWC, SI, distillation            |
+| after_optimizer_step(model)           | after every optimizer step               | SI's path integral               |
+| after_task(model, context)            | after the task's last step, before export| Fisher estimate, buffer filling  |
+
+Hooks return values and the trainer applies them; no hook mutates trainer state. The trainer builds the
+optimizer after `before_task`, so parameter freezing needs no optimizer hook. `state_dict()` returns tensors and
+JSON-able values only (the checkpoint writes tensors to safetensors and the rest to JSON: nothing is pickled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..objectives import DenoisingObjective, LossOutput
+
+
+@dataclass
+class TaskContext:
+    """What `after_task` may need about the task that just ended."""
+
+    task_id: int
+    dataset: Any  # data.TaskDataset of the task's ORIGINAL data (never mixed with replay)
+    objective: DenoisingObjective
+    encode_condition: Any  # callable(batch) -> UNet kwargs, CFG dropout not applied
+    device: torch.device
+    seed: int
+
+
+class ContinualStrategy:
+    name = "naive"
+
+    def before_task(self, model: nn.Module, task_id: int) -> None:
+        return None
+
+    def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
+        return None
+
+    def penalty(self, model: nn.Module, out: LossOutput) -> torch.Tensor | None:
+        return None
+
+    def after_optimizer_step(self, model: nn.Module) -> None:
+        return None
+
+    def after_task(self, model: nn.Module, context: TaskContext) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"strategy {self.name!r} has no state but the checkpoint holds {sorted(state)}")
+
+
+class Naive(ContinualStrategy):
+    """Plain sequential fine-tuning: the lower bound every method is compared with."""
+
+    name = "naive"

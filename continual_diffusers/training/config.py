@@ -1,0 +1,45 @@
+"""`TrainConfig`: the knobs of the continual training loop, as one typed bundle (the CLI fills it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str
+    seed: int = 42
+    # Batches and budget (per task). One optimizer step sees train_batch_size × num_processes × grad_accum samples.
+    train_batch_size: int = 16
+    num_epochs: int = 1  # epochs per task; ignored when max_train_steps is set
+    max_train_steps: int | None = None  # optimizer steps per task
+    gradient_accumulation_steps: int = 1
+    # Optimiser and schedule (a fresh optimizer and schedule per task, built after the strategy's before_task).
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "cosine"
+    lr_warmup_steps: int = 0  # optimizer steps
+    adam_beta1: float = 0.95
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-6
+    adam_epsilon: float = 1e-8
+    use_8bit_adam: bool = False
+    max_grad_norm: float = 1.0
+    # EMA (one EMA over the whole task sequence; evaluation uses it, training weights are restored after).
+    use_ema: bool = False
+    ema_inv_gamma: float = 1.0
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+    # Classifier-free guidance dropout (0 disables CFG training).
+    uncond_p: float = 0.0
+    # Checkpoints: resumable state every N optimizer steps (global count) and at each task end.
+    checkpointing_steps: int | None = 500
+    checkpoints_total_limit: int | None = None
+    # Validation samples written at the end of each task.
+    eval_batch_size: int = 8  # images per seen class / per prompt
+    validation_scheduler: str = "ddim"
+    num_inference_steps: int = 50
+    guidance_scale: float = 1.0
+    validation_prompts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,260 @@
+"""`ContinualTrainer`: trains one denoiser task after task under accelerate, calling the strategy hooks.
+
+Per task: strategy.before_task → fresh optimizer + LR schedule → accelerate.prepare → optimizer steps
+(gradient accumulation, clipping, EMA, logging, periodic checkpoints) → strategy.after_task → export task_k/ with
+validation samples → end-of-task checkpoint. Between tasks the model is unwrapped and the accelerator's references
+are freed, so nothing piles up across tasks and every process does the same thing.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from ..data import TaskDataset, TaskSequence
+from ..objectives import DenoisingObjective
+from ..strategies import ContinualStrategy, TaskContext
+from ..utils.logging import get_logger
+from ..utils.seed import make_generator
+from . import checkpoint as ckpt
+from .batches import BatchSchedule
+from .config import TrainConfig
+from .optim import build_ema, build_lr_schedule, build_optimizer
+from .validation import ValidationSampler
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class Position:
+    """Where training stands; saved as training_state.json."""
+
+    task_index: int = 0  # index into the task sequence of the task being (or about to be) trained
+    step_in_task: int = 0  # optimizer steps done in that task
+    global_step: int = 0  # optimizer steps over all tasks
+    seen_tasks: list[int] = field(default_factory=list)
+
+
+class ContinualTrainer:
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        denoiser: torch.nn.Module,
+        conditioning,
+        objective: DenoisingObjective,
+        strategy: ContinualStrategy,
+        cfg: TrainConfig,
+        make_dataset: Callable[[object], TaskDataset],
+        export_metadata: dict,
+        text_components: tuple | None = None,
+    ):
+        self.accelerator = accelerator
+        self.model = denoiser
+        self.conditioning = conditioning
+        self.objective = objective
+        self.strategy = strategy
+        self.cfg = cfg
+        self.make_dataset = make_dataset
+        self.export_metadata = export_metadata
+        self.text_components = text_components
+        self.ema = build_ema(denoiser.unet, cfg)
+        if self.ema is not None:
+            self.ema.to(accelerator.device)
+        self.position = Position()
+        self._pending: dict | None = None  # optimizer / schedule state waiting for the resumed task's optimizer
+        self.validator = ValidationSampler(cfg, conditioning, objective.scheduler)
+
+    # ----------------------------------------------------------------------------------------------- orchestration
+    def fit(self, tasks: TaskSequence, resume_path: str | None = None) -> None:
+        if resume_path:
+            self._restore(resume_path)
+        for index, task in enumerate(tasks):
+            if index < self.position.task_index:
+                continue
+            self.position.task_index = index
+            self._train_task(task)
+            self.position = Position(index + 1, 0, self.position.global_step, self.position.seen_tasks)
+        self.accelerator.end_training()
+
+    def _train_task(self, task) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        dataset = self.make_dataset(task)
+        schedule = BatchSchedule(len(dataset), cfg.train_batch_size, acc.num_processes, acc.process_index,
+                                 cfg.seed, task.task_id)
+        num_steps = self.steps_for_task(schedule)
+        self.strategy.before_task(self.model, task.task_id)
+        optimizer = build_optimizer(self.model.parameters(), cfg)
+        lr_schedule = build_lr_schedule(optimizer, cfg, num_steps)
+        model, optimizer = acc.prepare(self.model, optimizer)
+        self._load_pending(optimizer, lr_schedule)
+        acc.step = self.position.step_in_task * cfg.gradient_accumulation_steps
+        bar = tqdm(total=num_steps, initial=self.position.step_in_task, desc=f"task {task.task_id}",
+                   disable=not acc.is_local_main_process)
+        while self.position.step_in_task < num_steps:
+            logs = self._optimizer_step(model, optimizer, lr_schedule, dataset, schedule, task.task_id)
+            self.position.step_in_task += 1
+            self.position.global_step += 1
+            acc.log(logs, step=self.position.global_step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}")
+            step = self.position.global_step
+            if cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and self.position.step_in_task < num_steps:
+                self.save_checkpoint(optimizer, lr_schedule, task_done=False)
+        bar.close()
+        self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
+        self._end_task(task, dataset, optimizer, lr_schedule)
+        acc.free_memory()
+
+    def steps_for_task(self, schedule: BatchSchedule) -> int:
+        """Optimizer steps for one task: --max_train_steps, or num_epochs passes over the task's data."""
+        if self.cfg.max_train_steps:
+            return self.cfg.max_train_steps
+        micro_steps = self.cfg.num_epochs * schedule.steps_per_epoch
+        return max(1, math.ceil(micro_steps / self.cfg.gradient_accumulation_steps))
+
+    # ------------------------------------------------------------------------------------------------- one step
+    def _optimizer_step(self, model, optimizer, lr_schedule, dataset, schedule, task_id) -> dict:
+        acc, cfg = self.accelerator, self.cfg
+        ga = cfg.gradient_accumulation_steps
+        total, energies, penalties = 0.0, [], []
+        for micro in range(ga):
+            micro_step = self.position.step_in_task * ga + micro
+            with acc.accumulate(model):
+                out, penalty = self._loss(model, dataset, schedule, task_id, micro_step)
+                loss = out.loss.mean() + (penalty if penalty is not None else 0.0)
+                acc.backward(loss)
+                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if acc.sync_gradients else None
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            total += loss.detach().item() / ga
+            if out.energy is not None:
+                energies.append(out.energy.detach().mean().item())
+            if penalty is not None:
+                penalties.append(penalty.detach().item())
+        if not optimizer.step_was_skipped:
+            lr_schedule.step()
+        self.strategy.after_optimizer_step(self.model)
+        if self.ema is not None:
+            self.ema.step(self.model.unet.parameters())
+        logs = {"loss": total, "lr": lr_schedule.get_last_lr()[0], "task": task_id}
+        if grad_norm is not None:
+            logs["grad_norm"] = float(grad_norm)
+        if energies:
+            logs["energy_mean"] = sum(energies) / len(energies)
+        if penalties:
+            logs["penalty"] = sum(penalties) / len(penalties)
+        if self.ema is not None:
+            logs["ema_decay"] = self.ema.cur_decay_value or 0.0
+        return logs
+
+    def _loss(self, model, dataset, schedule, task_id, micro_step):
+        acc, cfg = self.accelerator, self.cfg
+        rank = acc.process_index
+        data_gen = make_generator(cfg.seed, "data", task_id, micro_step, rank)
+        noise_gen = make_generator(cfg.seed, "noise", task_id, micro_step, rank, device=acc.device)
+        batch = dataset.batch(schedule.indices(micro_step), generator=data_gen)
+        replay = self.strategy.replay_batch(cfg.train_batch_size, data_gen)
+        if replay is not None:
+            batch = concat_batches(batch, replay)
+        x0 = batch["images"].to(acc.device)
+        cond = self.conditioning.encode(batch.get("labels"), acc.device)
+        if cfg.uncond_p > 0:
+            keep = torch.rand(x0.shape[0], generator=noise_gen, device=acc.device) >= cfg.uncond_p
+            cond = self.conditioning.drop(cond, keep)
+        out = self.objective(model, x0, cond, generator=noise_gen)
+        return out, self.strategy.penalty(model, out)
+
+    # -------------------------------------------------------------------------------------------- task boundary
+    def _end_task(self, task, dataset, optimizer, lr_schedule) -> None:
+        acc = self.accelerator
+        context = TaskContext(task.task_id, dataset, self.objective, self.encode_labels, acc.device, self.cfg.seed)
+        self.strategy.after_task(self.model, context)
+        if task.task_id not in self.position.seen_tasks:
+            self.position.seen_tasks.append(task.task_id)
+        if acc.is_main_process:
+            self._export(task)
+        acc.wait_for_everyone()
+        self.save_checkpoint(optimizer, lr_schedule, task_done=True)
+
+    def encode_labels(self, batch: dict, device) -> dict:
+        return self.conditioning.encode(batch.get("labels"), device)
+
+    def _export(self, task) -> None:
+        import os
+
+        task_dir = os.path.join(self.cfg.output_dir, f"task_{task.task_id}")
+        ema_unet = None
+        if self.ema is not None:
+            ema_unet = copy.deepcopy(self.model.unet)
+            self.ema.copy_to(ema_unet.parameters())
+        meta = dict(self.export_metadata, task_id=task.task_id, seen_tasks=list(self.position.seen_tasks),
+                    global_step=self.position.global_step)
+        ckpt.export_task(task_dir, self.model.unet, ema_unet, self.objective.scheduler, meta, self.text_components)
+        eval_model = copy.deepcopy(self.model)
+        if ema_unet is not None:
+            eval_model.unet = ema_unet
+        path = self.validator.save(eval_model, task_dir, self.export_metadata, self.position.seen_tasks,
+                                   self.accelerator.device)
+        logger.info("task %d done: model in %s, samples in %s", task.task_id, task_dir, path)
+        for tracker in self.accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_image(f"samples/task_{task.task_id}", self.validator.last_grid,
+                                         self.position.global_step, dataformats="HWC")
+
+    # ---------------------------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, optimizer, lr_schedule, task_done: bool) -> None:
+        acc = self.accelerator
+        if acc.is_main_process:
+            pos = self.position
+            state = {"task_index": pos.task_index + int(task_done), "step_in_task": 0 if task_done else pos.step_in_task,
+                     "global_step": pos.global_step, "seen_tasks": pos.seen_tasks, "strategy": self.strategy.name}
+            scaler = acc.scaler.state_dict() if acc.scaler is not None else None
+            parts = {
+                "model_state": acc.unwrap_model(self.model).unet.state_dict(),
+                "ema_state": self.ema.state_dict() if self.ema is not None else None,
+                "optimizer_state": None if task_done else optimizer.state_dict(),
+                "lr_scheduler_state": None if task_done else lr_schedule.state_dict(),
+                "scaler_state": scaler,
+                "strategy_state": self.strategy.state_dict(),
+            }
+            path = ckpt.save_checkpoint(self.cfg.output_dir, pos.global_step, parts, state)
+            ckpt.prune_checkpoints(self.cfg.output_dir, self.cfg.checkpoints_total_limit)
+            logger.info("saved %s", path)
+        acc.wait_for_everyone()
+
+    def _restore(self, path: str) -> None:
+        parts = ckpt.load_checkpoint(path)
+        state = parts["training_state"]
+        self.model.unet.load_state_dict(parts["model_state"])
+        if self.ema is not None and parts["ema_state"] is not None:
+            self.ema.load_state_dict(parts["ema_state"])
+            self.ema.to(self.accelerator.device)
+        if self.accelerator.scaler is not None and parts["scaler_state"] is not None:
+            self.accelerator.scaler.load_state_dict(parts["scaler_state"])
+        self.strategy.load_state_dict(parts["strategy_state"])
+        self.position = Position(state["task_index"], state["step_in_task"], state["global_step"],
+                                 list(state["seen_tasks"]))
+        self._pending = {k: parts[k] for k in ("optimizer_state", "lr_scheduler_state")}
+        logger.info("resumed from %s at task index %d, step %d", path, self.position.task_index,
+                    self.position.step_in_task)
+
+    def _load_pending(self, optimizer, lr_schedule) -> None:
+        if self._pending and self._pending["optimizer_state"] is not None:
+            optimizer.load_state_dict(self._pending["optimizer_state"])
+            lr_schedule.load_state_dict(self._pending["lr_scheduler_state"])
+        self._pending = None
+
+
+def concat_batches(a: dict, b: dict) -> dict:
+    """Concatenate two batches (images (B,C,H,W); labels LongTensor or list[str] or absent)."""
+    out = {"images": torch.cat([a["images"], b["images"]])}
+    if "labels" in a and "labels" in b:
+        la, lb = a["labels"], b["labels"]
+        out["labels"] = torch.cat([la, lb]) if isinstance(la, torch.Tensor) else list(la) + list(lb)
+    return out
