@@ -1,0 +1,75 @@
+"""Task-file tools: `python -m continual_diffusers.data {convert,digits,info} ...`.
+
+python -m continual_diffusers.data convert legacy_tasks.npz tasks.npz    # legacy (pickled) → safe format
+python -m continual_diffusers.data digits --output_dir ./data            # bundled 8×8 digits, 5 tasks
+python -m continual_diffusers.data info ./data/digits_tasks_train.npz    # tasks, sizes, labels
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from continual_diffusers.data.digits import write_split_digits
+from continual_diffusers.data.tasks import TaskSequence, convert_legacy, load_tasks
+from continual_diffusers.utils.errors import UserInputError
+from continual_diffusers.utils.logging import setup_cli_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m continual_diffusers.data",
+        description="Convert legacy task files, write the bundled digits tasks, or describe a task file.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert = commands.add_parser("convert", help="rewrite a legacy (pickled) task file in the safe format")
+    convert.add_argument("src", help="legacy .npz with a pickled 'data_structure'")
+    convert.add_argument("dst", help="output .npz (safe format)")
+    digits = commands.add_parser(
+        "digits",
+        help="write the bundled 8x8 digits as train/test task files",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    digits.add_argument("--output_dir", required=True, help="folder for digits_tasks_{train,test}.npz")
+    digits.add_argument("--num_tasks", type=int, default=5, help="tasks; must divide the 10 classes")
+    digits.add_argument("--test_fraction", type=float, default=0.2, help="share of each class held out for test")
+    digits.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    info = commands.add_parser("info", help="validate a task file and describe its tasks")
+    info.add_argument("path", help="task file (.npz, either format)")
+    return parser
+
+
+def describe(sequence: TaskSequence) -> str:
+    """A human-readable summary: one header line, then one line per task."""
+    height, width = sequence.image_size
+    lines = [
+        f"{len(sequence)} task(s), images {height}x{width}x{sequence.num_channels} uint8, "
+        f"labels: {sequence.label_kind}" + (f" ({sequence.num_classes} classes)" if sequence.num_classes else "")
+    ]
+    for task in sequence:
+        detail = f", classes {task.classes()}" if task.label_kind == "class" else ""
+        if task.label_kind == "text":
+            detail = f", {len(set(task.labels.tolist()))} distinct captions, e.g. {str(task.labels[0])!r}"
+        lines.append(f"  task {task.task_id}: {len(task)} images{detail}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_cli_logging()
+    try:
+        if args.command == "convert":
+            convert_legacy(args.src, args.dst)
+        elif args.command == "digits":
+            kwargs = {"num_tasks": args.num_tasks, "test_fraction": args.test_fraction, "seed": args.seed}
+            write_split_digits(args.output_dir, **kwargs)
+        else:
+            print(describe(load_tasks(args.path)))
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
