@@ -1,0 +1,261 @@
+"""Command-line groups shared by the entry points, and the one place that turns an argparse Namespace into typed
+library objects. Flag names follow the earlier Continual-Diffusers where they exist, so users' scripts keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from .data import ImageTransform, TaskDataset, TaskSequence, load_split_digits, load_tasks
+from .models.conditioning import ClassConditioning, TextConditioning, Unconditional, load_text_encoder
+from .models.denoiser import make_denoiser
+from .models.unet import UNetSpec, build_unet
+from .sampling.ancestral import SCHEDULERS
+from .strategies import STRATEGIES
+from .training.config import TrainConfig
+from .utils.errors import UserInputError
+
+
+def _formatter(prog):
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=40)
+
+
+def new_parser(description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=description, formatter_class=_formatter)
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Data", "task file and transforms")
+    g.add_argument("--data_path", default=None,
+                   help="task file (.npz, safe or legacy format); default: the bundled split digits (5 tasks)")
+    g.add_argument("--resolution", type=int, default=None, help="training resolution; default: the data's size")
+    g.add_argument("--center_crop", action="store_true", help="center crop (default: random crop, as upstream)")
+    g.add_argument("--random_flip", action="store_true", help="random horizontal flip")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Model", "UNet and conditioning")
+    g.add_argument("--model_config_name_or_path", default=None, help="diffusers UNet config.json (file or folder)")
+    g.add_argument("--block_out_channels", type=int, nargs="+", default=None, help="UNet widths per level")
+    g.add_argument("--layers_per_block", type=int, default=None)
+    g.add_argument("--norm_num_groups", type=int, default=None)
+    g.add_argument("--conditioning", choices=["auto", "none", "class", "text"], default="auto",
+                   help="auto: class labels → class-conditional, captions → text, no labels → unconditional")
+    g.add_argument("--num_class_labels", type=int, default=None,
+                   help="number of classes over all tasks (implies class conditioning); default: from the data")
+    g.add_argument("--text_conditioning", action="store_true", help="same as --conditioning text")
+    g.add_argument("--clip_text_pretrained_path", default=None,
+                   help="CLIP text encoder + tokenizer: hub id or local dir (SD layout or flat)")
+    g.add_argument("--revision", default=None)
+    g.add_argument("--variant", default=None)
+    g.add_argument("--classifier_free_guidance", action="store_true",
+                   help="train with condition dropout (--uncond_p) so samples can use --guidance_scale")
+    g.add_argument("--uncond_p", type=float, default=0.1, help="CFG condition-dropout probability")
+
+
+def add_objective_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Objective", "score- or energy-based denoising")
+    g.add_argument("--energy_based_training", action="store_true", help="ε̂ = ∇ₓE (double backward)")
+    g.add_argument("--energy_score_type", choices=["dae", "l2"], default="dae", help="dae: E=½‖x−f‖²; l2: E=½‖f‖²")
+    g.add_argument("--prediction_type", choices=["epsilon", "sample", "v_prediction"], default="epsilon")
+    g.add_argument("--ddpm_num_steps", type=int, default=1000, help="training timesteps T")
+    g.add_argument("--ddpm_beta_schedule", default="linear", choices=["linear", "scaled_linear", "squaredcos_cap_v2"])
+    g.add_argument("--snr_gamma", type=float, default=None, help="min-SNR-γ loss weighting (e.g. 5.0)")
+
+
+def add_strategy_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Continual strategy")
+    g.add_argument("--strategy", choices=sorted(STRATEGIES), default="naive", help="continual-learning method")
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig(output_dir="")
+    g = parser.add_argument_group("Training", "budget, optimiser, EMA, checkpoints, logging")
+    g.add_argument("--output_dir", default="outputs/ddpm", help="checkpoints, task_k/ exports, logs, config.json")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--train_batch_size", type=int, default=d.train_batch_size, help="per device")
+    g.add_argument("--num_epochs", type=int, default=50, help="epochs per task")
+    g.add_argument("--max_train_steps", type=int, default=None, help="optimizer steps per task (overrides epochs)")
+    g.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    g.add_argument("--learning_rate", type=float, default=d.learning_rate)
+    g.add_argument("--lr_scheduler", default=d.lr_scheduler,
+                   choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"])
+    g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps, help="optimizer steps, per task")
+    g.add_argument("--adam_beta1", type=float, default=d.adam_beta1)
+    g.add_argument("--adam_beta2", type=float, default=d.adam_beta2)
+    g.add_argument("--adam_weight_decay", type=float, default=d.adam_weight_decay)
+    g.add_argument("--adam_epsilon", type=float, default=d.adam_epsilon)
+    g.add_argument("--use_8bit_adam", action="store_true", help="bitsandbytes AdamW8bit (pip install '.[bnb]')")
+    g.add_argument("--clip_grad_norm", "--max_grad_norm", dest="max_grad_norm", type=float, default=d.max_grad_norm)
+    g.add_argument("--use_ema", action="store_true", help="EMA weights for exports and validation")
+    g.add_argument("--ema_inv_gamma", type=float, default=d.ema_inv_gamma)
+    g.add_argument("--ema_power", type=float, default=d.ema_power)
+    g.add_argument("--ema_max_decay", type=float, default=d.ema_max_decay)
+    g.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
+    g.add_argument("--checkpointing_steps", type=int, default=d.checkpointing_steps,
+                   help="resumable checkpoint every N optimizer steps (0: only at task ends)")
+    g.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints")
+    g.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint-N folder")
+    g.add_argument("--logger", choices=["tensorboard", "wandb", "none"], default="tensorboard")
+    g.add_argument("--logging_dir", default="logs", help="relative to --output_dir")
+    g.add_argument("--project_name", default="continual_diffusers", help="tracker project")
+    g.add_argument("--dry_run", action="store_true", help="print the resolved configuration and exit")
+
+
+def add_validation_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Validation", "samples written to task_k/samples.png after each task")
+    g.add_argument("--eval_batch_size", type=int, default=8, help="images per seen class / prompt")
+    g.add_argument("--scheduler", dest="validation_scheduler", choices=sorted(SCHEDULERS), default="ddim")
+    g.add_argument("--ddpm_num_inference_steps", type=int, default=50)
+    g.add_argument("--guidance_scale", type=float, default=2.0, help="CFG scale (models trained with CFG only)")
+    g.add_argument("--validation_prompts", nargs="+", default=None, help="prompts for text models")
+
+
+def ddpm_parser() -> argparse.ArgumentParser:
+    parser = new_parser("Continual training of a pixel-space DDPM UNet (score- or energy-based) over a task sequence.")
+    for add in (add_data_args, add_model_args, add_objective_args, add_strategy_args, add_training_args,
+                add_validation_args):
+        add(parser)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------ Namespace → objects
+def check_ranges(args: argparse.Namespace) -> None:
+    """One clear message per out-of-range flag."""
+    positive = ["train_batch_size", "num_epochs", "gradient_accumulation_steps", "ddpm_num_steps",
+                "eval_batch_size", "ddpm_num_inference_steps"]
+    for name in positive:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("max_train_steps", "resolution", "num_class_labels", "checkpoints_total_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= args.uncond_p < 1.0:
+        raise UserInputError(f"--uncond_p must be in [0, 1), got {args.uncond_p}")
+    if args.guidance_scale < 0:
+        raise UserInputError(f"--guidance_scale must be >= 0, got {args.guidance_scale}")
+    if args.learning_rate <= 0:
+        raise UserInputError(f"--learning_rate must be > 0, got {args.learning_rate}")
+    if args.checkpointing_steps is not None and args.checkpointing_steps < 0:
+        raise UserInputError(f"--checkpointing_steps must be >= 0, got {args.checkpointing_steps}")
+    if args.energy_based_training and args.prediction_type != "epsilon":
+        raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE, so it needs --prediction_type epsilon")
+
+
+def load_training_tasks(args: argparse.Namespace) -> TaskSequence:
+    if args.data_path is None:
+        return load_split_digits()[0]
+    if not os.path.isfile(args.data_path):
+        raise UserInputError(f"--data_path {args.data_path}: no such file")
+    return load_tasks(args.data_path)
+
+
+def conditioning_kind(args: argparse.Namespace, tasks: TaskSequence) -> str:
+    kind = "text" if args.text_conditioning else args.conditioning
+    if kind == "auto":
+        kind = "class" if args.num_class_labels else {"class": "class", "text": "text"}.get(tasks.label_kind, "none")
+    if kind == "class" and tasks.label_kind != "class":
+        raise UserInputError(f"class conditioning needs integer class labels, but the task file has {tasks.label_kind}")
+    if kind == "text" and tasks.label_kind != "text":
+        raise UserInputError(f"text conditioning needs caption labels, but the task file has {tasks.label_kind}")
+    return kind
+
+
+def build_conditioning(args: argparse.Namespace, tasks: TaskSequence, kind: str):
+    """(conditioning, text components or None)."""
+    cfg_on = args.classifier_free_guidance
+    if kind == "class":
+        num = args.num_class_labels or tasks.num_classes
+        if num < tasks.num_classes:
+            raise UserInputError(f"--num_class_labels {num} is smaller than the data's {tasks.num_classes} classes")
+        return ClassConditioning(num, null_class=cfg_on), None
+    if kind == "text":
+        if not args.clip_text_pretrained_path:
+            raise UserInputError("text conditioning needs --clip_text_pretrained_path (hub id or local folder)")
+        if not args.validation_prompts:
+            raise UserInputError("text conditioning needs --validation_prompts for the end-of-task samples")
+        tokenizer, encoder = load_text_encoder(args.clip_text_pretrained_path, args.revision, args.variant)
+        return TextConditioning(tokenizer, encoder), (tokenizer, encoder)
+    return Unconditional(), None
+
+
+def build_unet_from_args(args: argparse.Namespace, tasks: TaskSequence, conditioning, resolution: int):
+    if args.model_config_name_or_path:
+        return _unet_from_config(args.model_config_name_or_path, conditioning, tasks, resolution)
+    spec = UNetSpec(
+        resolution=resolution,
+        in_channels=tasks.num_channels,
+        conditioning=conditioning.kind,
+        num_classes=getattr(conditioning, "num_classes", 0),
+        null_class=conditioning.supports_null and conditioning.kind == "class",
+        cross_attention_dim=getattr(conditioning, "hidden_size", None),
+        block_out_channels=tuple(args.block_out_channels) if args.block_out_channels else None,
+        layers_per_block=args.layers_per_block,
+        norm_num_groups=args.norm_num_groups,
+    )
+    return build_unet(spec)
+
+
+def _unet_from_config(path: str, conditioning, tasks: TaskSequence, resolution: int):
+    from diffusers import UNet2DConditionModel, UNet2DModel
+
+    file = os.path.join(path, "config.json") if os.path.isdir(path) else path
+    try:
+        with open(file) as fh:
+            config = json.load(fh)
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserInputError(f"--model_config_name_or_path {path}: cannot read a JSON config ({err})") from err
+    cls = UNet2DConditionModel if conditioning.kind == "text" else UNet2DModel
+    config.setdefault("sample_size", resolution)
+    checks = {"in_channels": tasks.num_channels, "sample_size": resolution}
+    if conditioning.kind == "class":
+        checks["num_class_embeds"] = conditioning.num_classes + int(conditioning.supports_null)
+    for key, want in checks.items():
+        if config.get(key) != want:
+            raise UserInputError(f"--model_config_name_or_path: {key}={config.get(key)} but this run needs {want}")
+    return cls.from_config(config)
+
+
+def build_ddpm(args: argparse.Namespace) -> dict:
+    """Everything main_ddpm needs, validated: tasks, transform, conditioning, denoiser, metadata."""
+    check_ranges(args)
+    tasks = load_training_tasks(args)
+    height, width = tasks.image_size
+    resolution = args.resolution or min(height, width)
+    kind = conditioning_kind(args, tasks)
+    conditioning, text = build_conditioning(args, tasks, kind)
+    unet = build_unet_from_args(args, tasks, conditioning, resolution)
+    denoiser = make_denoiser(unet, args.energy_score_type if args.energy_based_training else None)
+    transform = ImageTransform(resolution, center_crop=args.center_crop, random_flip=args.random_flip)
+    metadata = {
+        "format": "continual-diffusers/model-v1",
+        "conditioning": kind,
+        "num_classes": getattr(conditioning, "num_classes", 0),
+        "null_class_index": getattr(conditioning, "null_index", None),
+        "classifier_free_guidance": bool(args.classifier_free_guidance),
+        "energy_type": args.energy_score_type if args.energy_based_training else None,
+        "prediction_type": args.prediction_type,
+        "resolution": resolution,
+        "in_channels": tasks.num_channels,
+        "classes_per_task": {str(t.task_id): t.classes() for t in tasks},
+        "validation_prompts": args.validation_prompts or [],
+        "data_path": args.data_path or "bundled:split_digits",
+    }
+    return {"tasks": tasks, "conditioning": conditioning, "text": text, "denoiser": denoiser,
+            "make_dataset": lambda task: TaskDataset(task, transform), "metadata": metadata}
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    fields = TrainConfig.__dataclass_fields__
+    values = {k: getattr(args, k) for k in fields if hasattr(args, k)}
+    values["num_inference_steps"] = args.ddpm_num_inference_steps
+    values["uncond_p"] = args.uncond_p if args.classifier_free_guidance else 0.0
+    values["validation_prompts"] = args.validation_prompts or []
+    return TrainConfig(**values)
+
+
+def tracker_config(cfg: TrainConfig) -> dict:
+    """Scalar hyper-parameters only (trackers reject lists)."""
+    return {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}

@@ -1,0 +1,67 @@
+"""DenoisingObjective: targets, min-SNR-γ weights in closed form, per-sample shapes, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from continual_diffusers.models.denoiser import DenoiserOutput
+from continual_diffusers.objectives import DenoisingObjective
+
+
+class Oracle(torch.nn.Module):
+    """Predicts a fixed function of its inputs so the loss can be computed by hand."""
+
+    def forward(self, x, t, **cond):
+        return DenoiserOutput(x * 0.5, None)
+
+
+def test_epsilon_loss_matches_hand_computation():
+    sched = DDPMScheduler(num_train_timesteps=10)
+    obj = DenoisingObjective(sched, "epsilon")
+    x0 = torch.randn(4, 1, 4, 4)
+    out = obj(Oracle(), x0, {}, generator=torch.Generator().manual_seed(0))
+    expected = (0.5 * out.x_t - out.noise).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(out.loss, expected)
+    assert out.loss.shape == (4,) and out.t.shape == (4,)
+    a = sched.alphas_cumprod[out.t].view(-1, 1, 1, 1)
+    torch.testing.assert_close(out.x_t, a.sqrt() * x0 + (1 - a).sqrt() * out.noise)
+
+
+def test_same_generator_seed_gives_same_draws():
+    obj = DenoisingObjective(DDPMScheduler(num_train_timesteps=10), "epsilon")
+    x0 = torch.randn(3, 1, 4, 4)
+    a = obj(Oracle(), x0, {}, generator=torch.Generator().manual_seed(7))
+    b = obj(Oracle(), x0, {}, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(a.loss, b.loss)
+    torch.testing.assert_close(a.t, b.t)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_min_snr_weights_closed_form(prediction_type):
+    sched = DDPMScheduler(num_train_timesteps=100)
+    gamma = 5.0
+    obj = DenoisingObjective(sched, prediction_type, snr_gamma=gamma)
+    t = torch.arange(100)
+    alpha = sched.alphas_cumprod.float()
+    snr = alpha / (1 - alpha)
+    expected = {
+        "epsilon": torch.minimum(snr, torch.tensor(gamma)) / snr,
+        "v_prediction": torch.minimum(snr, torch.tensor(gamma)) / (snr + 1),
+        "sample": torch.minimum(snr, torch.tensor(gamma)),
+    }[prediction_type]
+    torch.testing.assert_close(obj.weights(t), expected)
+
+
+def test_targets_for_sample_and_v_prediction():
+    sched = DDPMScheduler(num_train_timesteps=10)
+    x0, noise, t = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4), torch.tensor([2, 8])
+    torch.testing.assert_close(DenoisingObjective(sched, "sample")._target(x0, noise, t), x0)
+    torch.testing.assert_close(
+        DenoisingObjective(sched, "v_prediction")._target(x0, noise, t), sched.get_velocity(x0, noise, t)
+    )
+    # Unweighted x₀ loss keeps the SNR weighting ᾱ/(1−ᾱ) (equal to the ε loss in expectation).
+    alpha = sched.alphas_cumprod[t]
+    torch.testing.assert_close(DenoisingObjective(sched, "sample").weights(t), alpha / (1 - alpha))
+    torch.testing.assert_close(DenoisingObjective(sched, "epsilon").weights(t), torch.ones(2))
