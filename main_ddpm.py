@@ -28,7 +28,6 @@ def run(args) -> None:
     from diffusers import DDPMScheduler
 
     from continual_diffusers.objectives import DenoisingObjective
-    from continual_diffusers.strategies import STRATEGIES
     from continual_diffusers.training.checkpoint import resolve_resume
     from continual_diffusers.training.trainer import ContinualTrainer
 
@@ -59,9 +58,10 @@ def run(args) -> None:
     )
     if built["text"] is not None:
         built["text"][1].to(accelerator.device)
+    objective = DenoisingObjective(scheduler, args.prediction_type, args.snr_gamma)
+    strategy = cli.build_strategy(args, built["tasks"])
     trainer = ContinualTrainer(
-        accelerator, built["denoiser"].to(accelerator.device), built["conditioning"],
-        DenoisingObjective(scheduler, args.prediction_type, args.snr_gamma), STRATEGIES[args.strategy](), cfg,
+        accelerator, built["denoiser"].to(accelerator.device), built["conditioning"], objective, strategy, cfg,
         built["make_dataset"], built["metadata"], built["text"],
     )
     logger.info("training %d tasks %s; output in %s", len(built["tasks"]), built["tasks"].task_ids, args.output_dir)

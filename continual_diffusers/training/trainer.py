@@ -9,6 +9,7 @@ are freed, so nothing piles up across tasks and every process does the same thin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,6 +161,7 @@ class ContinualTrainer:
         noise_gen = make_generator(cfg.seed, "noise", task_id, micro_step, rank, device=acc.device)
         batch = dataset.batch(schedule.indices(micro_step), generator=data_gen)
         replay = self.strategy.replay_batch(cfg.train_batch_size, data_gen)
+        num_current = batch["images"].shape[0]
         if replay is not None:
             batch = concat_batches(batch, replay)
         x0 = batch["images"].to(acc.device)
@@ -168,6 +170,11 @@ class ContinualTrainer:
             keep = torch.rand(x0.shape[0], generator=noise_gen, device=acc.device) >= cfg.uncond_p
             cond = self.conditioning.drop(cond, keep)
         out = self.objective(model, x0, cond, generator=noise_gen)
+        if replay is not None and replay.get("loss_weight", 1.0) != 1.0:
+            # Replayed samples' losses are scaled by the strategy's weight; the batch mean is taken afterwards.
+            weights = torch.ones_like(out.loss)
+            weights[num_current:] = replay["loss_weight"]
+            out = dataclasses.replace(out, loss=out.loss * weights)
         return out, self.strategy.penalty(model, out)
 
     # -------------------------------------------------------------------------------------------- task boundary

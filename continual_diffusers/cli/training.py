@@ -1,6 +1,4 @@
-"""Command-line groups shared by the entry points, and the one place that turns an argparse Namespace into typed
-library objects. Flag names follow the earlier Continual-Diffusers where they exist, so users' scripts keep working.
-"""
+"""Training flags (data, model, objective, training) and their conversion into library objects for main_ddpm."""
 
 from __future__ import annotations
 
@@ -8,22 +6,15 @@ import argparse
 import json
 import os
 
-from .data import ImageTransform, TaskDataset, TaskSequence, load_split_digits, load_tasks
-from .models.conditioning import ClassConditioning, TextConditioning, Unconditional, load_text_encoder
-from .models.denoiser import make_denoiser
-from .models.unet import UNetSpec, build_unet
-from .sampling.ancestral import SCHEDULERS
-from .strategies import STRATEGIES
-from .training.config import TrainConfig
-from .utils.errors import UserInputError
-
-
-def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=40)
-
-
-def new_parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description, formatter_class=_formatter)
+from ..data import ImageTransform, TaskDataset, TaskSequence, load_split_digits, load_tasks
+from ..models.conditioning import ClassConditioning, TextConditioning, Unconditional, load_text_encoder
+from ..models.denoiser import make_denoiser
+from ..models.unet import UNetSpec, build_unet
+from ..training.config import TrainConfig
+from ..utils.errors import UserInputError
+from .base import new_parser
+from .sampling import add_sampler_args, check_sampler_ranges
+from .strategy import add_strategy_args
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -65,11 +56,6 @@ def add_objective_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--snr_gamma", type=float, default=None, help="min-SNR-γ loss weighting (e.g. 5.0)")
 
 
-def add_strategy_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("Continual strategy")
-    g.add_argument("--strategy", choices=sorted(STRATEGIES), default="naive", help="continual-learning method")
-
-
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig(output_dir="")
     g = parser.add_argument_group("Training", "budget, optimiser, EMA, checkpoints, logging")
@@ -104,19 +90,10 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dry_run", action="store_true", help="print the resolved configuration and exit")
 
 
-def add_validation_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("Validation", "samples written to task_k/samples.png after each task")
-    g.add_argument("--eval_batch_size", type=int, default=8, help="images per seen class / prompt")
-    g.add_argument("--scheduler", dest="validation_scheduler", choices=sorted(SCHEDULERS), default="ddim")
-    g.add_argument("--ddpm_num_inference_steps", type=int, default=50)
-    g.add_argument("--guidance_scale", type=float, default=2.0, help="CFG scale (models trained with CFG only)")
-    g.add_argument("--validation_prompts", nargs="+", default=None, help="prompts for text models")
-
-
 def ddpm_parser() -> argparse.ArgumentParser:
     parser = new_parser("Continual training of a pixel-space DDPM UNet (score- or energy-based) over a task sequence.")
     for add in (add_data_args, add_model_args, add_objective_args, add_strategy_args, add_training_args,
-                add_validation_args):
+                add_sampler_args):
         add(parser)
     return parser
 
@@ -124,8 +101,8 @@ def ddpm_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------ Namespace → objects
 def check_ranges(args: argparse.Namespace) -> None:
     """One clear message per out-of-range flag."""
-    positive = ["train_batch_size", "num_epochs", "gradient_accumulation_steps", "ddpm_num_steps",
-                "eval_batch_size", "ddpm_num_inference_steps"]
+    check_sampler_ranges(args)
+    positive = ["train_batch_size", "num_epochs", "gradient_accumulation_steps", "ddpm_num_steps"]
     for name in positive:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -134,8 +111,6 @@ def check_ranges(args: argparse.Namespace) -> None:
             raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not 0.0 <= args.uncond_p < 1.0:
         raise UserInputError(f"--uncond_p must be in [0, 1), got {args.uncond_p}")
-    if args.guidance_scale < 0:
-        raise UserInputError(f"--guidance_scale must be >= 0, got {args.guidance_scale}")
     if args.learning_rate <= 0:
         raise UserInputError(f"--learning_rate must be > 0, got {args.learning_rate}")
     if args.checkpointing_steps is not None and args.checkpointing_steps < 0:
@@ -250,7 +225,8 @@ def build_ddpm(args: argparse.Namespace) -> dict:
 def train_config(args: argparse.Namespace) -> TrainConfig:
     fields = TrainConfig.__dataclass_fields__
     values = {k: getattr(args, k) for k in fields if hasattr(args, k)}
-    values["num_inference_steps"] = args.ddpm_num_inference_steps
+    values["eval_batch_size"] = args.num_samples
+    values["validation_scheduler"] = args.scheduler
     values["uncond_p"] = args.uncond_p if args.classifier_free_guidance else 0.0
     values["validation_prompts"] = args.validation_prompts or []
     return TrainConfig(**values)

@@ -1,0 +1,54 @@
+"""Load an exported task model (output_dir/task_{k}/, written by training) back into a denoiser + conditioning."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
+
+from ..utils.errors import UserInputError
+from .conditioning import ClassConditioning, TextConditioning, Unconditional, load_text_encoder
+from .denoiser import make_denoiser
+
+METADATA_FILE = "continual_diffusers.json"
+
+
+def read_metadata(task_dir: str) -> dict:
+    path = os.path.join(task_dir, METADATA_FILE)
+    if not os.path.isfile(path):
+        raise UserInputError(f"{task_dir}: not an exported task model (no {METADATA_FILE}); pass output_dir/task_<k>")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def load_task_model(task_dir: str, use_ema: bool | None = None, device="cpu"):
+    """(denoiser in eval mode, conditioning, training noise scheduler, metadata) from `task_dir`.
+
+    `use_ema=None` picks `unet_ema/` when it exists, `True` requires it, `False` uses the training weights.
+    """
+    meta = read_metadata(task_dir)
+    has_ema = os.path.isdir(os.path.join(task_dir, "unet_ema"))
+    if use_ema and not has_ema:
+        raise UserInputError(f"{task_dir}: --use_ema asked for, but the model was trained without EMA")
+    sub = "unet_ema" if (has_ema if use_ema is None else use_ema) else "unet"
+    cls = UNet2DConditionModel if meta["conditioning"] == "text" else UNet2DModel
+    try:
+        unet = cls.from_pretrained(task_dir, subfolder=sub)
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"{task_dir}/{sub}: cannot load the UNet ({err})".splitlines()[0]) from err
+    conditioning = _conditioning(meta, task_dir)
+    if meta["conditioning"] == "text":
+        conditioning.text_encoder.to(device)
+    scheduler = DDPMScheduler.from_pretrained(task_dir, subfolder="scheduler")
+    denoiser = make_denoiser(unet, meta.get("energy_type")).to(device).eval().requires_grad_(False)
+    return denoiser, conditioning, scheduler, meta
+
+
+def _conditioning(meta: dict, task_dir: str):
+    if meta["conditioning"] == "class":
+        return ClassConditioning(meta["num_classes"], null_class=meta["null_class_index"] is not None)
+    if meta["conditioning"] == "text":
+        tokenizer, encoder = load_text_encoder(task_dir)
+        return TextConditioning(tokenizer, encoder)
+    return Unconditional()
