@@ -30,10 +30,13 @@ def run(args) -> None:
     from continual_diffusers.objectives import DenoisingObjective
     from continual_diffusers.training.checkpoint import resolve_resume
     from continual_diffusers.training.trainer import ContinualTrainer
+    from continual_diffusers.training.validation import validation_options
 
     cfg = cli.train_config(args)
     set_seed(args.seed)  # model initialisation; every later draw uses generators derived from the seed
     built = cli.build_ddpm(args)
+    test_tasks = cli.check_evaluation(args, built)
+    strategy = cli.build_strategy(args, built["tasks"])
     resolved = {"args": vars(args), "train_config": cfg.to_dict(), "model": built["metadata"]}
     if args.dry_run:
         print(json.dumps(resolved, indent=2, default=str))
@@ -59,13 +62,16 @@ def run(args) -> None:
     if built["text"] is not None:
         built["text"][1].to(accelerator.device)
     objective = DenoisingObjective(scheduler, args.prediction_type, args.snr_gamma)
-    strategy = cli.build_strategy(args, built["tasks"])
+    with accelerator.main_process_first():  # the oracle is trained once, by the main process
+        task_eval = cli.build_end_of_task_eval(args, built, test_tasks, scheduler, validation_options(cfg))
     trainer = ContinualTrainer(
         accelerator, built["denoiser"].to(accelerator.device), built["conditioning"], objective, strategy, cfg,
-        built["make_dataset"], built["metadata"], built["text"],
+        built["make_dataset"], built["metadata"], built["text"], task_eval,
     )
     logger.info("training %d tasks %s; output in %s", len(built["tasks"]), built["tasks"].task_ids, args.output_dir)
     trainer.fit(built["tasks"], resume)
+    if task_eval is not None and accelerator.is_main_process:
+        print(f"report: {os.path.join(task_eval.report_dir, 'report.md')}\n{task_eval.report.headline()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from ..models.unet import UNetSpec, build_unet
 from ..training.config import TrainConfig
 from ..utils.errors import UserInputError
 from .base import new_parser
+from .evaluation import add_evaluation_args
 from .sampling import add_sampler_args, check_sampler_ranges
 from .strategy import add_strategy_args
 
@@ -93,7 +94,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
 def ddpm_parser() -> argparse.ArgumentParser:
     parser = new_parser("Continual training of a pixel-space DDPM UNet (score- or energy-based) over a task sequence.")
     for add in (add_data_args, add_model_args, add_objective_args, add_strategy_args, add_training_args,
-                add_sampler_args):
+                add_sampler_args, add_evaluation_args):
         add(parser)
     return parser
 

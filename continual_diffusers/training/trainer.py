@@ -54,6 +54,7 @@ class ContinualTrainer:
         make_dataset: Callable[[object], TaskDataset],
         export_metadata: dict,
         text_components: tuple | None = None,
+        task_eval=None,
     ):
         self.accelerator = accelerator
         self.model = denoiser
@@ -64,6 +65,7 @@ class ContinualTrainer:
         self.make_dataset = make_dataset
         self.export_metadata = export_metadata
         self.text_components = text_components
+        self.task_eval = task_eval  # callable(model, task_id, seen_tasks, device) -> metrics, with state_dict()
         self.ema = build_ema(denoiser.unet, cfg)
         if self.ema is not None:
             self.ema.to(accelerator.device)
@@ -213,6 +215,15 @@ class ContinualTrainer:
             if tracker.name == "tensorboard":
                 tracker.writer.add_image(f"samples/task_{task.task_id}", self.validator.last_grid,
                                          self.position.global_step, dataformats="HWC")
+        if self.task_eval is not None:
+            self._evaluate(eval_model, task.task_id)
+
+    def _evaluate(self, eval_model, task_id: int) -> None:
+        results = self.task_eval(eval_model, task_id, list(self.position.seen_tasks), self.accelerator.device)
+        flat = {f"eval/{metric}/task_{t}": v for metric, values in results.items() for t, v in values.items()}
+        self.accelerator.log(flat, step=self.position.global_step)
+        logger.info("evaluation after task %d: %s (report: %s)", task_id, self.task_eval.report.headline(),
+                    self.task_eval.report_dir)
 
     # ---------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, optimizer, lr_schedule, task_done: bool) -> None:
@@ -220,7 +231,8 @@ class ContinualTrainer:
         if acc.is_main_process:
             pos = self.position
             state = {"task_index": pos.task_index + int(task_done), "step_in_task": 0 if task_done else pos.step_in_task,
-                     "global_step": pos.global_step, "seen_tasks": pos.seen_tasks, "strategy": self.strategy.name}
+                     "global_step": pos.global_step, "seen_tasks": pos.seen_tasks, "strategy": self.strategy.name,
+                     "evaluation": self.task_eval.state_dict() if self.task_eval is not None else []}
             scaler = acc.scaler.state_dict() if acc.scaler is not None else None
             parts = {
                 "model_state": acc.unwrap_model(self.model).unet.state_dict(),
@@ -245,6 +257,8 @@ class ContinualTrainer:
         if self.accelerator.scaler is not None and parts["scaler_state"] is not None:
             self.accelerator.scaler.load_state_dict(parts["scaler_state"])
         self.strategy.load_state_dict(parts["strategy_state"])
+        if self.task_eval is not None:
+            self.task_eval.load_state_dict(state.get("evaluation", []))
         self.position = Position(state["task_index"], state["step_in_task"], state["global_step"],
                                  list(state["seen_tasks"]))
         self._pending = {k: parts[k] for k in ("optimizer_state", "lr_scheduler_state")}

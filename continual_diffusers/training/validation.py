@@ -12,15 +12,19 @@ from ..utils.images import make_grid, save_grid
 from .config import TrainConfig
 
 
+def validation_options(cfg: TrainConfig) -> SamplerOptions:
+    """Sampler settings for end-of-task samples and metrics; guidance only for models trained with CFG."""
+    guidance = cfg.guidance_scale if cfg.uncond_p > 0 else 1.0
+    return SamplerOptions(cfg.validation_scheduler, cfg.num_inference_steps, guidance, seed=cfg.seed)
+
+
 class ValidationSampler:
     def __init__(self, cfg: TrainConfig, conditioning, train_scheduler):
         self.cfg = cfg
         self.conditioning = conditioning
         self.train_scheduler = train_scheduler
         self.last_grid: np.ndarray | None = None
-        guided = cfg.uncond_p > 0
-        self.options = SamplerOptions(cfg.validation_scheduler, cfg.num_inference_steps,
-                                      cfg.guidance_scale if guided else 1.0, seed=cfg.seed)
+        self.options = validation_options(cfg)
 
     def labels_for(self, metadata: dict, seen_tasks: list[int]) -> list:
         """Row labels: every class of every seen task, every validation prompt, or [None] (unconditional)."""

@@ -1,0 +1,112 @@
+"""Standalone evaluation tools.
+
+    python -m continual_diffusers.evaluation train-oracle --data_path train.npz --test_data_path test.npz \
+        --output_dir outputs/oracle
+    python -m continual_diffusers.evaluation report --run_dir outputs/demo [--test_data_path test.npz]
+        # evaluates every task_<k>/ export on the tasks it had seen → run_dir/report/
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from ..cli.base import new_parser
+from ..cli.evaluation import get_oracle, load_test_tasks
+from ..cli.sampling import add_sampler_args, check_sampler_ranges
+from ..data import load_split_digits, load_tasks
+from ..utils.errors import UserInputError
+from ..utils.logging import get_logger, setup_cli_logging
+
+logger = get_logger("continual_diffusers.evaluation")
+
+
+def parser():
+    p = new_parser("Oracle classifier training and continual-evaluation reports.")
+    sub = p.add_subparsers(dest="command", required=True)
+    oracle = sub.add_parser("train-oracle", help="train the oracle classifier on all tasks' training data")
+    oracle.add_argument("--data_path", default=None, help="training task file (default: bundled digits)")
+    oracle.add_argument("--test_data_path", default=None, help="test task file (default: bundled digits)")
+    oracle.add_argument("--resolution", type=int, default=None)
+    oracle.add_argument("--output_dir", required=True)
+    oracle.add_argument("--seed", type=int, default=0)
+    report = sub.add_parser("report", help="evaluate every task_<k>/ of a run and write run_dir/report/")
+    report.add_argument("--run_dir", required=True)
+    report.add_argument("--data_path", default=None, help="training task file (for training an oracle if needed)")
+    report.add_argument("--test_data_path", default=None)
+    report.add_argument("--oracle_path", default=None, help="default: run_dir/oracle (trained if absent)")
+    report.add_argument("--eval_num_samples", type=int, default=100)
+    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--sampling_batch_size", type=int, default=64)
+    add_sampler_args(report)
+    return p
+
+
+def _tasks(path):
+    return load_tasks(path) if path else load_split_digits()[0]
+
+
+def train_oracle_cmd(args) -> None:
+    from ..evaluation.classifier import save_oracle, train_oracle
+
+    train = _tasks(args.data_path)
+    test = load_tasks(args.test_data_path) if args.test_data_path else load_split_digits()[1]
+    resolution = args.resolution or min(train.image_size)
+    model, acc = train_oracle(train, test, resolution, seed=args.seed)
+    save_oracle(model, args.output_dir, resolution, acc)
+    print(f"oracle test accuracy {acc:.4f}; saved in {args.output_dir}")
+
+
+def task_dirs(run_dir: str) -> list[tuple[int, str]]:
+    found = [(int(m.group(1)), os.path.join(run_dir, n)) for n in os.listdir(run_dir)
+             if (m := re.fullmatch(r"task_(\d+)", n))]
+    if not found:
+        raise UserInputError(f"{run_dir}: no task_<k>/ folders (is it a main_ddpm output dir?)")
+    return sorted(found)
+
+
+def report_cmd(args) -> str:
+    import torch
+
+    from ..evaluation.evaluator import ContinualEvaluator
+    from ..evaluation.task_eval import EndOfTaskEvaluation
+    from ..models.loading import load_task_model
+    from ..sampling.generate import SamplerOptions
+
+    check_sampler_ranges(args)
+    dirs = task_dirs(args.run_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    test = load_test_tasks(args)
+    train = _tasks(args.data_path)
+    evaluation = None
+    for task_id, path in dirs:
+        model, conditioning, scheduler, meta = load_task_model(path, None, device)
+        if evaluation is None:
+            oracle, oracle_meta = get_oracle(args, train, test, meta["resolution"], args.run_dir)
+            guidance = args.guidance_scale if meta.get("classifier_free_guidance") else 1.0
+            options = SamplerOptions(args.scheduler, args.num_inference_steps, guidance, args.sampling_batch_size,
+                                     args.seed)
+            evaluator = ContinualEvaluator(oracle, oracle_meta["resolution"], test, args.eval_num_samples, options)
+            evaluation = EndOfTaskEvaluation(evaluator, conditioning, scheduler, meta["classes_per_task"],
+                                             args.run_dir)
+        evaluation.conditioning, evaluation.train_scheduler = conditioning, scheduler
+        evaluation(model, task_id, meta["seen_tasks"], device)
+        logger.info("evaluated %s", path)
+    print(f"report: {os.path.join(evaluation.report_dir, 'report.md')}\n{evaluation.report.headline()}")
+    return evaluation.report_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_cli_logging()
+    try:
+        {"train-oracle": train_oracle_cmd, "report": report_cmd}[args.command](args)
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""End-of-task evaluation: after task k, score every seen task with the oracle and rewrite the report folder."""
+
+from __future__ import annotations
+
+import os
+
+from .evaluator import ContinualEvaluator
+from .report import ContinualReport
+
+
+class EndOfTaskEvaluation:
+    """Callable used by the trainer (and by the standalone `report` command) after each task."""
+
+    def __init__(self, evaluator: ContinualEvaluator, conditioning, train_scheduler, classes_per_task: dict,
+                 output_dir: str):
+        self.evaluator = evaluator
+        self.conditioning = conditioning
+        self.train_scheduler = train_scheduler
+        self.classes_per_task = classes_per_task
+        self.output_dir = output_dir
+        self.report = ContinualReport()
+
+    def __call__(self, model, task_id: int, seen_tasks: list[int], device) -> dict[str, dict[int, float]]:
+        results = self.evaluator.evaluate(model, self.conditioning, self.train_scheduler, seen_tasks,
+                                          self.classes_per_task, device)
+        self.report.add(task_id, results)
+        grids = {t: os.path.join(self.output_dir, f"task_{t}", "samples.png") for t in seen_tasks}
+        self.report.write(self.report_dir, {t: p for t, p in grids.items() if os.path.isfile(p)})
+        return results
+
+    @property
+    def report_dir(self) -> str:
+        return os.path.join(self.output_dir, "report")
+
+    def state_dict(self) -> list[dict]:
+        return self.report.state_dict()
+
+    def load_state_dict(self, history: list[dict]) -> None:
+        self.report = ContinualReport(list(history))
