@@ -56,7 +56,8 @@ def run(args) -> None:
             json.dump(resolved, fh, indent=2, default=str)
     accelerator.init_trackers(args.project_name, config=cli.tracker_config(cfg))
     scheduler = DDPMScheduler(
-        num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule,
+        num_train_timesteps=args.ddpm_num_steps,
+        beta_schedule=args.ddpm_beta_schedule,
         prediction_type=args.prediction_type,
     )
     if built["text"] is not None:
@@ -65,8 +66,16 @@ def run(args) -> None:
     with accelerator.main_process_first():  # the oracle is trained once, by the main process
         task_eval = cli.build_end_of_task_eval(args, built, test_tasks, scheduler, validation_options(cfg))
     trainer = ContinualTrainer(
-        accelerator, built["denoiser"].to(accelerator.device), built["conditioning"], objective, strategy, cfg,
-        built["make_dataset"], built["metadata"], built["text"], task_eval,
+        accelerator,
+        built["denoiser"].to(accelerator.device),
+        built["conditioning"],
+        objective,
+        strategy,
+        cfg,
+        built["make_dataset"],
+        built["metadata"],
+        built["text"],
+        task_eval,
     )
     logger.info("training %d tasks %s; output in %s", len(built["tasks"]), built["tasks"].task_ids, args.output_dir)
     trainer.fit(built["tasks"], resume)

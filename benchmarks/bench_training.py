@@ -68,8 +68,16 @@ def our_loop(args, dataset: TaskDataset, energy: str | None):
     cfg = TrainConfig(output_dir="/tmp/unused", train_batch_size=args.batch_size, max_train_steps=10**6)
     acc = Accelerator()
     denoiser = make_denoiser(make_unet(args), energy)
-    trainer = ContinualTrainer(acc, denoiser, ClassConditioning(10, False), DenoisingObjective(DDPMScheduler(),
-                               "epsilon"), Naive(), cfg, lambda task: dataset, {})
+    trainer = ContinualTrainer(
+        acc,
+        denoiser,
+        ClassConditioning(10, False),
+        DenoisingObjective(DDPMScheduler(), "epsilon"),
+        Naive(),
+        cfg,
+        lambda task: dataset,
+        {},
+    )
     schedule = BatchSchedule(len(dataset), args.batch_size, 1, 0, 0, 1)
     opt = build_optimizer(denoiser.parameters(), cfg)
     lr = build_lr_schedule(opt, cfg, 10**6)
@@ -102,15 +110,20 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median over all is reported")
     args = p.parse_args()
     dataset = TaskDataset(fake_task(512, args.resolution, args.channels), ImageTransform(args.resolution))
-    loops = {"bare diffusers": bare_loop(args, dataset), "ours (score)": our_loop(args, dataset, None),
-             "ours (energy dae)": our_loop(args, dataset, "dae")}
+    loops = {
+        "bare diffusers": bare_loop(args, dataset),
+        "ours (score)": our_loop(args, dataset, None),
+        "ours (energy dae)": our_loop(args, dataset, "dae"),
+    }
     results = {name: [] for name in loops}
     for _ in range(args.repeats):
         for name, fn in loops.items():
             results[name].append(median_step(fn, args.steps))
     med = {name: statistics.median(v) for name, v in results.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, res {args.resolution}, "
-          f"batch {args.batch_size}, widths {args.widths}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, res {args.resolution}, "
+        f"batch {args.batch_size}, widths {args.widths}"
+    )
     for name, s in med.items():
         print(f"{name:20s} {s * 1000:8.1f} ms/step")
     print(f"ours / bare throughput: {med['bare diffusers'] / med['ours (score)']:.3f}  (target >= 0.97)")

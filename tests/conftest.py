@@ -15,9 +15,25 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # A UNet of a few thousand parameters, a 10-step schedule and 2-step validation sampling: seconds per run.
 TINY_FLAGS = [
-    "--block_out_channels", "8", "16", "--norm_num_groups", "4", "--layers_per_block", "1",
-    "--ddpm_num_steps", "10", "--ddpm_num_inference_steps", "2", "--eval_batch_size", "1",
-    "--train_batch_size", "4", "--logger", "none", "--seed", "0",
+    "--block_out_channels",
+    "8",
+    "16",
+    "--norm_num_groups",
+    "4",
+    "--layers_per_block",
+    "1",
+    "--ddpm_num_steps",
+    "10",
+    "--ddpm_num_inference_steps",
+    "2",
+    "--eval_batch_size",
+    "1",
+    "--train_batch_size",
+    "4",
+    "--logger",
+    "none",
+    "--seed",
+    "0",
 ]
 
 

@@ -37,9 +37,14 @@ def test_partial_last_batch_is_completed_from_the_next_epoch():
 
 
 def _parts():
-    return {"model_state": {"w": torch.ones(2)}, "ema_state": None, "optimizer_state": {"state": {}, "param_groups": []},
-            "lr_scheduler_state": {"last_epoch": 3}, "scaler_state": None,
-            "strategy_state": {"fisher.w": torch.zeros(2), "num_tasks": 1}}
+    return {
+        "model_state": {"w": torch.ones(2)},
+        "ema_state": None,
+        "optimizer_state": {"state": {}, "param_groups": []},
+        "lr_scheduler_state": {"last_epoch": 3},
+        "scaler_state": None,
+        "strategy_state": {"fisher.w": torch.zeros(2), "num_tasks": 1},
+    }
 
 
 def test_save_load_round_trip_and_latest(tmp_path):

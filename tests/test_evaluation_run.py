@@ -17,18 +17,41 @@ def run(argv) -> int:
 
 def test_report_is_written_and_survives_resume(tmp_path, task_file):
     data = task_file(per_task=16)
-    common = ["--data_path", data, "--test_data_path", data, "--max_train_steps", 2, "--eval_every_task",
-              "--eval_num_samples", 4, "--checkpointing_steps", 1, *TINY_FLAGS]
+    common = [
+        "--data_path",
+        data,
+        "--test_data_path",
+        data,
+        "--max_train_steps",
+        2,
+        "--eval_every_task",
+        "--eval_num_samples",
+        4,
+        "--checkpointing_steps",
+        1,
+        *TINY_FLAGS,
+    ]
     out = tmp_path / "run"
     assert run([*common, "--output_dir", out]) == 0
     report = out / "report"
-    for name in ("report.md", "metrics.json", "metrics.csv", "heatmap_accuracy.png", "heatmap_frechet.png",
-                 "curves.png", "samples_sheet.png"):
+    for name in (
+        "report.md",
+        "metrics.json",
+        "metrics.csv",
+        "heatmap_accuracy.png",
+        "heatmap_frechet.png",
+        "curves.png",
+        "samples_sheet.png",
+    ):
         assert (report / name).is_file(), name
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["tasks"] == [1, 2] and [len(r) for r in metrics["matrices"]["accuracy"]] == [1, 2]
-    assert set(metrics["summary"]["accuracy"]) == {"average_final", "average_incremental", "forgetting",
-                                                   "backward_transfer"}
+    assert set(metrics["summary"]["accuracy"]) == {
+        "average_final",
+        "average_incremental",
+        "forgetting",
+        "backward_transfer",
+    }
     assert (out / "oracle" / "config.json").is_file()
     # Stop mid task 2 and resume: the task-1 row must come back from the checkpoint.
     shutil.rmtree(out / "checkpoint-4")
@@ -38,10 +61,13 @@ def test_report_is_written_and_survives_resume(tmp_path, task_file):
     assert resumed["tasks"] == [1, 2] and resumed["matrices"]["accuracy"][0] == metrics["matrices"]["accuracy"][0]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--eval_num_samples", "1"], "--eval_num_samples must be >= 2"),
-    ([], "needs --test_data_path"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--eval_num_samples", "1"], "--eval_num_samples must be >= 2"),
+        ([], "needs --test_data_path"),
+    ],
+)
 def test_evaluation_flag_errors(tmp_path, task_file, capsys, flags, message):
     argv = ["--data_path", task_file(), "--output_dir", tmp_path / "o", "--eval_every_task", *TINY_FLAGS, *flags]
     if "--eval_num_samples" in flags:
@@ -57,8 +83,19 @@ def test_standalone_report_over_a_run_dir(tmp_path, task_file):
     data = task_file(per_task=16)
     out = tmp_path / "run"
     assert run(["--data_path", data, "--output_dir", out, "--max_train_steps", 1, *TINY_FLAGS]) == 0
-    argv = ["report", "--run_dir", out, "--data_path", data, "--test_data_path", data, "--eval_num_samples", 4,
-            "--num_inference_steps", 2]
+    argv = [
+        "report",
+        "--run_dir",
+        out,
+        "--data_path",
+        data,
+        "--test_data_path",
+        data,
+        "--eval_num_samples",
+        4,
+        "--num_inference_steps",
+        2,
+    ]
     assert eval_main([str(a) for a in argv]) == 0
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert metrics["tasks"] == [1, 2] and len(metrics["matrices"]["frechet"][1]) == 2

@@ -29,7 +29,10 @@ def exact_gaussian_sample(mean: torch.Tensor, std: torch.Tensor, n: int, seed: i
 
 
 def test_frechet_distance_closed_form_for_diagonal_gaussians():
-    mu_a, mu_b = torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64), torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    mu_a, mu_b = (
+        torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64),
+        torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64),
+    )
     sd_a, sd_b = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64), torch.tensor([3.0, 1.0, 0.5], dtype=torch.float64)
     a, b = exact_gaussian_sample(mu_a, sd_a, 50, 0), exact_gaussian_sample(mu_b, sd_b, 80, 1)
     expected = float((mu_a - mu_b).pow(2).sum() + (sd_a - sd_b).pow(2).sum())  # ‖Δμ‖² + Σ(σ_a − σ_b)²

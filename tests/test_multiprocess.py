@@ -20,16 +20,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None,
-                    reason="accelerate launcher not installed next to this python")
+@pytest.mark.skipif(
+    shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None,
+    reason="accelerate launcher not installed next to this python",
+)
 def test_two_process_cpu_run_writes_once(tmp_path, task_file):
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     out = tmp_path / "run"
-    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
-           os.path.join(ROOT, "main_ddpm.py"), "--data_path", task_file(per_task=16), "--output_dir", str(out),
-           "--max_train_steps", "2", "--use_ema", "--energy_based_training", *TINY_FLAGS]
+    cmd = [
+        launcher,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        os.path.join(ROOT, "main_ddpm.py"),
+        "--data_path",
+        task_file(per_task=16),
+        "--output_dir",
+        str(out),
+        "--max_train_steps",
+        "2",
+        "--use_ema",
+        "--energy_based_training",
+        *TINY_FLAGS,
+    ]
     result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("training 2 tasks") == 2  # both ranks ran

@@ -14,8 +14,11 @@ from safetensors.torch import load_file
 
 import main_ddpm
 
-OBJECTIVES = {"score": [], "energy-dae": ["--energy_based_training", "--energy_score_type", "dae"],
-              "energy-l2": ["--energy_based_training", "--energy_score_type", "l2"]}
+OBJECTIVES = {
+    "score": [],
+    "energy-dae": ["--energy_based_training", "--energy_score_type", "dae"],
+    "energy-l2": ["--energy_based_training", "--energy_score_type", "l2"],
+}
 
 
 def run(argv) -> int:
@@ -27,9 +30,20 @@ def run(argv) -> int:
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
 def test_two_tasks_train_and_export(tmp_path, task_file, tiny_clip_dir, objective, kind, cfg):
     out = tmp_path / "run"
-    argv = ["--data_path", task_file("text" if kind == "text" else "class"), "--output_dir", out,
-            "--max_train_steps", 2, "--checkpointing_steps", 0, *TINY_FLAGS, *OBJECTIVES[objective],
-            "--conditioning", kind]
+    argv = [
+        "--data_path",
+        task_file("text" if kind == "text" else "class"),
+        "--output_dir",
+        out,
+        "--max_train_steps",
+        2,
+        "--checkpointing_steps",
+        0,
+        *TINY_FLAGS,
+        *OBJECTIVES[objective],
+        "--conditioning",
+        kind,
+    ]
     if kind == "text":
         argv += ["--clip_text_pretrained_path", tiny_clip_dir, "--validation_prompts", "digit 0", "digit 3"]
     if cfg:
@@ -49,15 +63,30 @@ def test_two_tasks_train_and_export(tmp_path, task_file, tiny_clip_dir, objectiv
 
 def test_export_reloads_with_identical_outputs(tmp_path, task_file):
     out = tmp_path / "run"
-    assert run(["--data_path", task_file(), "--output_dir", out, "--max_train_steps", 3, *TINY_FLAGS,
-                "--use_ema", "--classifier_free_guidance"]) == 0
+    assert (
+        run(
+            [
+                "--data_path",
+                task_file(),
+                "--output_dir",
+                out,
+                "--max_train_steps",
+                3,
+                *TINY_FLAGS,
+                "--use_ema",
+                "--classifier_free_guidance",
+            ]
+        )
+        == 0
+    )
     reloaded = UNet2DModel.from_pretrained(out / "task_2" / "unet").eval()
     reference = UNet2DModel.from_config(UNet2DModel.load_config(out / "task_2" / "unet")).eval()
     reference.load_state_dict(load_file(out / "checkpoint-6" / "model.safetensors"))
     x, t, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 7]), torch.tensor([4, 1])
     with torch.no_grad():
-        torch.testing.assert_close(reloaded(x, t, class_labels=y).sample, reference(x, t, class_labels=y).sample,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            reloaded(x, t, class_labels=y).sample, reference(x, t, class_labels=y).sample, rtol=0, atol=0
+        )
     assert reloaded.config.num_class_embeds == 4 + 1  # 4 classes + the CFG null class
     ema = UNet2DModel.from_pretrained(out / "task_2" / "unet_ema")
     assert not torch.equal(ema.conv_in.weight, reloaded.conv_in.weight)
@@ -66,8 +95,20 @@ def test_export_reloads_with_identical_outputs(tmp_path, task_file):
 @pytest.mark.parametrize("energy", [False, True], ids=["score", "energy"])
 def test_resume_mid_task_gives_identical_weights(tmp_path, task_file, energy):
     data = task_file()
-    common = ["--data_path", data, "--max_train_steps", 4, "--checkpointing_steps", 3, "--use_ema",
-              "--gradient_accumulation_steps", 2, "--classifier_free_guidance", "--random_flip", *TINY_FLAGS]
+    common = [
+        "--data_path",
+        data,
+        "--max_train_steps",
+        4,
+        "--checkpointing_steps",
+        3,
+        "--use_ema",
+        "--gradient_accumulation_steps",
+        2,
+        "--classifier_free_guidance",
+        "--random_flip",
+        *TINY_FLAGS,
+    ]
     if energy:
         common += ["--energy_based_training"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -80,7 +121,10 @@ def test_resume_mid_task_gives_identical_weights(tmp_path, task_file, energy):
         shutil.rmtree(resumed / name)
     assert sorted(p.name for p in resumed.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4", "checkpoint-6"]
     assert run([*common, "--output_dir", resumed, "--resume_from_checkpoint", "latest"]) == 0
-    a, b = load_file(straight / "checkpoint-8" / "model.safetensors"), load_file(resumed / "checkpoint-8" / "model.safetensors")
+    a, b = (
+        load_file(straight / "checkpoint-8" / "model.safetensors"),
+        load_file(resumed / "checkpoint-8" / "model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ema_a = torch.load(straight / "checkpoint-8" / "ema.pt", weights_only=True)["shadow_params"]
     ema_b = torch.load(resumed / "checkpoint-8" / "ema.pt", weights_only=True)["shadow_params"]
@@ -129,8 +173,10 @@ def test_text_without_prompts_or_encoder_is_refused(tmp_path, task_file, capsys)
 def test_grayscale_unconditional_model_trains_on_labelled_data(tmp_path, task_file):
     out = tmp_path / "run"
     data = task_file(channels=1)
-    assert run(["--data_path", data, "--output_dir", out, "--conditioning", "none", "--max_train_steps", 1,
-                *TINY_FLAGS]) == 0
+    assert (
+        run(["--data_path", data, "--output_dir", out, "--conditioning", "none", "--max_train_steps", 1, *TINY_FLAGS])
+        == 0
+    )
     unet = UNet2DModel.from_pretrained(out / "task_2" / "unet")
     assert unet.config.in_channels == 1 and unet.config.num_class_embeds is None
     assert os.path.isfile(out / "task_2" / "samples.png")
@@ -138,7 +184,23 @@ def test_grayscale_unconditional_model_trains_on_labelled_data(tmp_path, task_fi
 
 def test_text_model_export_is_a_condition_model(tmp_path, task_file, tiny_clip_dir):
     out = tmp_path / "run"
-    assert run(["--data_path", task_file("text"), "--output_dir", out, "--max_train_steps", 1, *TINY_FLAGS,
-                "--clip_text_pretrained_path", tiny_clip_dir, "--validation_prompts", "digit 1"]) == 0
+    assert (
+        run(
+            [
+                "--data_path",
+                task_file("text"),
+                "--output_dir",
+                out,
+                "--max_train_steps",
+                1,
+                *TINY_FLAGS,
+                "--clip_text_pretrained_path",
+                tiny_clip_dir,
+                "--validation_prompts",
+                "digit 1",
+            ]
+        )
+        == 0
+    )
     unet = UNet2DConditionModel.from_pretrained(out / "task_1" / "unet")
     assert unet.config.cross_attention_dim == 16

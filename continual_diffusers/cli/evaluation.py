@@ -14,13 +14,22 @@ logger = get_logger(__name__)
 
 def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Evaluation", "per-task metrics with an oracle classifier (class-labelled data)")
-    g.add_argument("--eval_every_task", action="store_true",
-                   help="after each task, score every seen task and write output_dir/report/")
+    g.add_argument(
+        "--eval_every_task",
+        action="store_true",
+        help="after each task, score every seen task and write output_dir/report/",
+    )
     g.add_argument("--eval_num_samples", type=int, default=100, help="generated images per task and evaluation")
-    g.add_argument("--test_data_path", default=None,
-                   help="real test images per task (default with the bundled digits: their held-out split)")
-    g.add_argument("--oracle_path", default=None,
-                   help="trained oracle folder; default: output_dir/oracle, trained on the training data if absent")
+    g.add_argument(
+        "--test_data_path",
+        default=None,
+        help="real test images per task (default with the bundled digits: their held-out split)",
+    )
+    g.add_argument(
+        "--oracle_path",
+        default=None,
+        help="trained oracle folder; default: output_dir/oracle, trained on the training data if absent",
+    )
 
 
 def load_test_tasks(args: argparse.Namespace) -> TaskSequence:
@@ -62,8 +71,7 @@ def check_evaluation(args: argparse.Namespace, built: dict) -> TaskSequence | No
     return test
 
 
-def build_end_of_task_eval(args: argparse.Namespace, built: dict, test: TaskSequence | None, train_scheduler,
-                           options):
+def build_end_of_task_eval(args: argparse.Namespace, built: dict, test: TaskSequence | None, train_scheduler, options):
     """The trainer's end-of-task evaluation callback (trains the oracle if needed), or None."""
     if test is None:
         return None
@@ -72,5 +80,6 @@ def build_end_of_task_eval(args: argparse.Namespace, built: dict, test: TaskSequ
 
     oracle, meta = get_oracle(args, built["tasks"], test, built["metadata"]["resolution"], args.output_dir)
     evaluator = ContinualEvaluator(oracle, meta["resolution"], test, args.eval_num_samples, options)
-    return EndOfTaskEvaluation(evaluator, built["conditioning"], train_scheduler,
-                               built["metadata"]["classes_per_task"], args.output_dir)
+    return EndOfTaskEvaluation(
+        evaluator, built["conditioning"], train_scheduler, built["metadata"]["classes_per_task"], args.output_dir
+    )

@@ -20,8 +20,11 @@ from .strategy import add_strategy_args
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Data", "task file and transforms")
-    g.add_argument("--data_path", default=None,
-                   help="task file (.npz, safe or legacy format); default: the bundled split digits (5 tasks)")
+    g.add_argument(
+        "--data_path",
+        default=None,
+        help="task file (.npz, safe or legacy format); default: the bundled split digits (5 tasks)",
+    )
     g.add_argument("--resolution", type=int, default=None, help="training resolution; default: the data's size")
     g.add_argument("--center_crop", action="store_true", help="center crop (default: random crop, as upstream)")
     g.add_argument("--random_flip", action="store_true", help="random horizontal flip")
@@ -33,17 +36,31 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--block_out_channels", type=int, nargs="+", default=None, help="UNet widths per level")
     g.add_argument("--layers_per_block", type=int, default=None)
     g.add_argument("--norm_num_groups", type=int, default=None)
-    g.add_argument("--conditioning", choices=["auto", "none", "class", "text"], default="auto",
-                   help="auto: class labels → class-conditional, captions → text, no labels → unconditional")
-    g.add_argument("--num_class_labels", type=int, default=None,
-                   help="number of classes over all tasks (implies class conditioning); default: from the data")
+    g.add_argument(
+        "--conditioning",
+        choices=["auto", "none", "class", "text"],
+        default="auto",
+        help="auto: class labels → class-conditional, captions → text, no labels → unconditional",
+    )
+    g.add_argument(
+        "--num_class_labels",
+        type=int,
+        default=None,
+        help="number of classes over all tasks (implies class conditioning); default: from the data",
+    )
     g.add_argument("--text_conditioning", action="store_true", help="same as --conditioning text")
-    g.add_argument("--clip_text_pretrained_path", default=None,
-                   help="CLIP text encoder + tokenizer: hub id or local dir (SD layout or flat)")
+    g.add_argument(
+        "--clip_text_pretrained_path",
+        default=None,
+        help="CLIP text encoder + tokenizer: hub id or local dir (SD layout or flat)",
+    )
     g.add_argument("--revision", default=None)
     g.add_argument("--variant", default=None)
-    g.add_argument("--classifier_free_guidance", action="store_true",
-                   help="train with condition dropout (--uncond_p) so samples can use --guidance_scale")
+    g.add_argument(
+        "--classifier_free_guidance",
+        action="store_true",
+        help="train with condition dropout (--uncond_p) so samples can use --guidance_scale",
+    )
     g.add_argument("--uncond_p", type=float, default=0.1, help="CFG condition-dropout probability")
 
 
@@ -67,8 +84,11 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max_train_steps", type=int, default=None, help="optimizer steps per task (overrides epochs)")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1)
     g.add_argument("--learning_rate", type=float, default=d.learning_rate)
-    g.add_argument("--lr_scheduler", default=d.lr_scheduler,
-                   choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"])
+    g.add_argument(
+        "--lr_scheduler",
+        default=d.lr_scheduler,
+        choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"],
+    )
     g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps, help="optimizer steps, per task")
     g.add_argument("--adam_beta1", type=float, default=d.adam_beta1)
     g.add_argument("--adam_beta2", type=float, default=d.adam_beta2)
@@ -81,8 +101,12 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ema_power", type=float, default=d.ema_power)
     g.add_argument("--ema_max_decay", type=float, default=d.ema_max_decay)
     g.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
-    g.add_argument("--checkpointing_steps", type=int, default=d.checkpointing_steps,
-                   help="resumable checkpoint every N optimizer steps (0: only at task ends)")
+    g.add_argument(
+        "--checkpointing_steps",
+        type=int,
+        default=d.checkpointing_steps,
+        help="resumable checkpoint every N optimizer steps (0: only at task ends)",
+    )
     g.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints")
     g.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint-N folder")
     g.add_argument("--logger", choices=["tensorboard", "wandb", "none"], default="tensorboard")
@@ -93,8 +117,15 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
 
 def ddpm_parser() -> argparse.ArgumentParser:
     parser = new_parser("Continual training of a pixel-space DDPM UNet (score- or energy-based) over a task sequence.")
-    for add in (add_data_args, add_model_args, add_objective_args, add_strategy_args, add_training_args,
-                add_sampler_args, add_evaluation_args):
+    for add in (
+        add_data_args,
+        add_model_args,
+        add_objective_args,
+        add_strategy_args,
+        add_training_args,
+        add_sampler_args,
+        add_evaluation_args,
+    ):
         add(parser)
     return parser
 
@@ -133,7 +164,9 @@ def conditioning_kind(args: argparse.Namespace, tasks: TaskSequence) -> str:
     if kind == "auto":
         kind = "class" if args.num_class_labels else {"class": "class", "text": "text"}.get(tasks.label_kind, "none")
     if kind == "class" and tasks.label_kind != "class":
-        raise UserInputError(f"class conditioning needs integer class labels, but the task file has {tasks.label_kind}")
+        raise UserInputError(
+            f"class conditioning needs integer class labels, but the task file has {tasks.label_kind}"
+        )
     if kind == "text" and tasks.label_kind != "text":
         raise UserInputError(f"text conditioning needs caption labels, but the task file has {tasks.label_kind}")
     return kind
@@ -219,8 +252,14 @@ def build_ddpm(args: argparse.Namespace) -> dict:
         "validation_prompts": args.validation_prompts or [],
         "data_path": args.data_path or "bundled:split_digits",
     }
-    return {"tasks": tasks, "conditioning": conditioning, "text": text, "denoiser": denoiser,
-            "make_dataset": lambda task: TaskDataset(task, transform), "metadata": metadata}
+    return {
+        "tasks": tasks,
+        "conditioning": conditioning,
+        "text": text,
+        "denoiser": denoiser,
+        "make_dataset": lambda task: TaskDataset(task, transform),
+        "metadata": metadata,
+    }
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

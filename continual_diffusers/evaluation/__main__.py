@@ -59,8 +59,11 @@ def train_oracle_cmd(args) -> None:
 
 
 def task_dirs(run_dir: str) -> list[tuple[int, str]]:
-    found = [(int(m.group(1)), os.path.join(run_dir, n)) for n in os.listdir(run_dir)
-             if (m := re.fullmatch(r"task_(\d+)", n))]
+    found = [
+        (int(m.group(1)), os.path.join(run_dir, n))
+        for n in os.listdir(run_dir)
+        if (m := re.fullmatch(r"task_(\d+)", n))
+    ]
     if not found:
         raise UserInputError(f"{run_dir}: no task_<k>/ folders (is it a main_ddpm output dir?)")
     return sorted(found)
@@ -85,11 +88,13 @@ def report_cmd(args) -> str:
         if evaluation is None:
             oracle, oracle_meta = get_oracle(args, train, test, meta["resolution"], args.run_dir)
             guidance = args.guidance_scale if meta.get("classifier_free_guidance") else 1.0
-            options = SamplerOptions(args.scheduler, args.num_inference_steps, guidance, args.sampling_batch_size,
-                                     args.seed)
+            options = SamplerOptions(
+                args.scheduler, args.num_inference_steps, guidance, args.sampling_batch_size, args.seed
+            )
             evaluator = ContinualEvaluator(oracle, oracle_meta["resolution"], test, args.eval_num_samples, options)
-            evaluation = EndOfTaskEvaluation(evaluator, conditioning, scheduler, meta["classes_per_task"],
-                                             args.run_dir)
+            evaluation = EndOfTaskEvaluation(
+                evaluator, conditioning, scheduler, meta["classes_per_task"], args.run_dir
+            )
         evaluation.conditioning, evaluation.train_scheduler = conditioning, scheduler
         evaluation(model, task_id, meta["seen_tasks"], device)
         logger.info("evaluated %s", path)

@@ -27,15 +27,24 @@ class OracleCNN(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32, feature_dim: int = 128):
         super().__init__()
-        self.config = {"in_channels": in_channels, "num_classes": num_classes, "width": width,
-                       "feature_dim": feature_dim}
+        self.config = {
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "width": width,
+            "feature_dim": feature_dim,
+        }
 
         def block(cin: int, cout: int, stride: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU())
 
         self.body = nn.Sequential(
-            block(in_channels, width, 1), block(width, width, 1), block(width, 2 * width, 2),
-            block(2 * width, 2 * width, 1), block(2 * width, feature_dim, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            block(in_channels, width, 1),
+            block(width, width, 1),
+            block(width, 2 * width, 2),
+            block(2 * width, 2 * width, 1),
+            block(2 * width, feature_dim, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
 
@@ -59,8 +68,16 @@ def _all_examples(tasks: TaskSequence, resolution: int) -> tuple[torch.Tensor, t
     return torch.cat(images), torch.cat(labels)
 
 
-def train_oracle(train: TaskSequence, test: TaskSequence, resolution: int, seed: int = 0, epochs: int = 15,
-                 batch_size: int = 64, lr: float = 2e-3, progress: bool = True) -> tuple[OracleCNN, float]:
+def train_oracle(
+    train: TaskSequence,
+    test: TaskSequence,
+    resolution: int,
+    seed: int = 0,
+    epochs: int = 15,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    progress: bool = True,
+) -> tuple[OracleCNN, float]:
     """Train the oracle on all tasks' training data (random ±1-pixel shifts); return it and its test accuracy."""
     x, y = _all_examples(train, resolution)
     num_classes = max(train.num_classes, test.num_classes)
@@ -115,8 +132,10 @@ def save_oracle(model: OracleCNN, path: str, resolution: int, test_accuracy: flo
 def load_oracle(path: str) -> tuple[OracleCNN, dict]:
     config_file = os.path.join(path, "config.json")
     if not os.path.isfile(config_file):
-        raise UserInputError(f"{path}: not an oracle folder (no config.json); train one with "
-                             "`python -m continual_diffusers.evaluation train-oracle`")
+        raise UserInputError(
+            f"{path}: not an oracle folder (no config.json); train one with "
+            "`python -m continual_diffusers.evaluation train-oracle`"
+        )
     with open(config_file) as fh:
         meta = json.load(fh)
     model = OracleCNN(meta["in_channels"], meta["num_classes"], meta["width"], meta["feature_dim"])

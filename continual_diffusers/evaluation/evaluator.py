@@ -24,8 +24,14 @@ HIGHER_IS_BETTER = {"accuracy": True, "frechet": False, "kid": False, "task_shar
 
 
 class ContinualEvaluator:
-    def __init__(self, oracle: OracleCNN, oracle_resolution: int, test_tasks: TaskSequence, num_samples: int,
-                 options: SamplerOptions):
+    def __init__(
+        self,
+        oracle: OracleCNN,
+        oracle_resolution: int,
+        test_tasks: TaskSequence,
+        num_samples: int,
+        options: SamplerOptions,
+    ):
         if test_tasks.label_kind != "class":
             raise UserInputError("evaluation needs a test task file with class labels")
         self.oracle = oracle.eval()
@@ -50,15 +56,24 @@ class ContinualEvaluator:
             images = F.interpolate(images, size=(self.resolution,) * 2, mode="bilinear", antialias=True)
         return predict(self.oracle, images)
 
-    def evaluate(self, model, conditioning, train_scheduler, seen_tasks: list[int],
-                 classes_per_task: dict[str, list[int]], device) -> dict[str, dict[int, float]]:
+    def evaluate(
+        self,
+        model,
+        conditioning,
+        train_scheduler,
+        seen_tasks: list[int],
+        classes_per_task: dict[str, list[int]],
+        device,
+    ) -> dict[str, dict[int, float]]:
         """{metric: {task_id: value}} for per-task metrics plus {metric: {0: value}} for global ones."""
         if conditioning.kind == "class":
-            return self._evaluate_conditional(model, conditioning, train_scheduler, seen_tasks, classes_per_task,
-                                              device)
+            return self._evaluate_conditional(
+                model, conditioning, train_scheduler, seen_tasks, classes_per_task, device
+            )
         if conditioning.kind == "none":
-            return self._evaluate_unconditional(model, conditioning, train_scheduler, seen_tasks, classes_per_task,
-                                                device)
+            return self._evaluate_unconditional(
+                model, conditioning, train_scheduler, seen_tasks, classes_per_task, device
+            )
         raise UserInputError("per-task metrics need class labels: text-conditioned models get sample grids only")
 
     def _evaluate_conditional(self, model, conditioning, scheduler, seen, classes_per_task, device):
@@ -72,20 +87,30 @@ class ContinualEvaluator:
             _, real_feats = self._real_of(task_id)
             out["accuracy"][task_id] = accuracy(predicted, torch.tensor(labels))
             out["frechet"][task_id] = frechet_distance(feats, real_feats)
-            out["kid"][task_id] = kernel_inception_distance(feats, real_feats,
-                                                            generator=make_generator(self.options.seed, "kid"))
+            out["kid"][task_id] = kernel_inception_distance(
+                feats, real_feats, generator=make_generator(self.options.seed, "kid")
+            )
         return out
 
     def _evaluate_unconditional(self, model, conditioning, scheduler, seen, classes_per_task, device):
-        images = generate_samples(model, conditioning, scheduler, [None] * (self.num_samples * len(seen)),
-                                  _with_seed(self.options, 0), device)
+        images = generate_samples(
+            model,
+            conditioning,
+            scheduler,
+            [None] * (self.num_samples * len(seen)),
+            _with_seed(self.options, 0),
+            device,
+        )
         predicted, feats = self._judge(images)
         real = [self._real_of(t) for t in seen]
         real_labels = torch.cat([r[0] for r in real])
         num_classes = int(self.oracle.config["num_classes"])
         true_probs = torch.bincount(real_labels, minlength=num_classes).double()
-        out = {"task_share": {}, "class_kl": {0: class_histogram_kl(predicted, true_probs)},
-               "frechet": {0: frechet_distance(feats, torch.cat([r[1] for r in real]))}}
+        out = {
+            "task_share": {},
+            "class_kl": {0: class_histogram_kl(predicted, true_probs)},
+            "frechet": {0: frechet_distance(feats, torch.cat([r[1] for r in real]))},
+        }
         for task_id in seen:
             in_task = torch.isin(predicted, torch.tensor(classes_per_task[str(task_id)]))
             out["task_share"][task_id] = float(in_task.float().mean())

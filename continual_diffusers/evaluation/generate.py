@@ -20,5 +20,6 @@ def write_samples(output_dir: str, images: torch.Tensor, labels: list, per_row: 
     for i, (img, name) in enumerate(zip(arrays, names)):
         safe = "".join(ch if ch.isalnum() else "_" for ch in name)[:40]
         Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
-            os.path.join(output_dir, "samples", f"{i:05d}_{safe}.png"))
+            os.path.join(output_dir, "samples", f"{i:05d}_{safe}.png")
+        )
     np.savez(os.path.join(output_dir, "samples.npz"), images=arrays, labels=np.array(names))

@@ -58,8 +58,13 @@ def mmd2_unbiased(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     return float(term_aa + term_bb - 2 * k_ab.mean())
 
 
-def kernel_inception_distance(features_a: torch.Tensor, features_b: torch.Tensor, subset_size: int = 100,
-                              num_subsets: int = 10, generator: torch.Generator | None = None) -> float:
+def kernel_inception_distance(
+    features_a: torch.Tensor,
+    features_b: torch.Tensor,
+    subset_size: int = 100,
+    num_subsets: int = 10,
+    generator: torch.Generator | None = None,
+) -> float:
     """KID: mean unbiased MMD² over `num_subsets` random subsets of min(subset_size, N, M) samples per set."""
     size = min(subset_size, features_a.shape[0], features_b.shape[0])
     values = []

@@ -1,9 +1,9 @@
 """`ContinualReport`: collects one evaluation row per finished task and writes the report folder:
 
-    report/metrics.json   matrices R[k][i] per metric, global curves, summaries (average, AIQ, forgetting, BWT)
-    report/metrics.csv    long format: metric, after_task, task, value
-    report/heatmap_<metric>.png, report/curves.png, report/samples_sheet.png
-    report/report.md      links the above and states the headline numbers
+report/metrics.json   matrices R[k][i] per metric, global curves, summaries (average, AIQ, forgetting, BWT)
+report/metrics.csv    long format: metric, after_task, task, value
+report/heatmap_<metric>.png, report/curves.png, report/samples_sheet.png
+report/report.md      links the above and states the headline numbers
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ class ContinualReport:
         return {n: [h["metrics"][n][GLOBAL] for h in self.history if n in h["metrics"]] for n in names}
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {name: summarize(as_matrix(rows), HIGHER_IS_BETTER.get(name, True))
-                for name, rows in self.matrices().items()}
+        return {
+            name: summarize(as_matrix(rows), HIGHER_IS_BETTER.get(name, True))
+            for name, rows in self.matrices().items()
+        }
 
     def headline(self) -> str:
         parts = []
@@ -160,11 +162,15 @@ def _sheet(plt, out_dir: str, grids: dict[int, str]) -> str:
 def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -> str:
     lines = ["# Continual evaluation report", "", f"Tasks evaluated: {tasks}", "", f"**Headline:** {headline}", ""]
     if data["summary"]:
-        lines += ["| metric | average final | average incremental (AIQ) | forgetting | backward transfer |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| metric | average final | average incremental (AIQ) | forgetting | backward transfer |",
+            "|---|---|---|---|---|",
+        ]
         for name, s in data["summary"].items():
-            lines.append(f"| {name} | {s['average_final']:.4f} | {s['average_incremental']:.4f} | "
-                         f"{s['forgetting']:.4f} | {s['backward_transfer']:.4f} |")
+            lines.append(
+                f"| {name} | {s['average_final']:.4f} | {s['average_incremental']:.4f} | "
+                f"{s['forgetting']:.4f} | {s['backward_transfer']:.4f} |"
+            )
         lines.append("")
     for name, values in data["curves"].items():
         lines.append(f"- {name} after each task: " + ", ".join(f"{v:.4f}" for v in values))

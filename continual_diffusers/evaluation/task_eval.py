@@ -11,8 +11,9 @@ from .report import ContinualReport
 class EndOfTaskEvaluation:
     """Callable used by the trainer (and by the standalone `report` command) after each task."""
 
-    def __init__(self, evaluator: ContinualEvaluator, conditioning, train_scheduler, classes_per_task: dict,
-                 output_dir: str):
+    def __init__(
+        self, evaluator: ContinualEvaluator, conditioning, train_scheduler, classes_per_task: dict, output_dir: str
+    ):
         self.evaluator = evaluator
         self.conditioning = conditioning
         self.train_scheduler = train_scheduler
@@ -21,8 +22,9 @@ class EndOfTaskEvaluation:
         self.report = ContinualReport()
 
     def __call__(self, model, task_id: int, seen_tasks: list[int], device) -> dict[str, dict[int, float]]:
-        results = self.evaluator.evaluate(model, self.conditioning, self.train_scheduler, seen_tasks,
-                                          self.classes_per_task, device)
+        results = self.evaluator.evaluate(
+            model, self.conditioning, self.train_scheduler, seen_tasks, self.classes_per_task, device
+        )
         self.report.add(task_id, results)
         grids = {t: os.path.join(self.output_dir, f"task_{t}", "samples.png") for t in seen_tasks}
         self.report.write(self.report_dir, {t: p for t, p in grids.items() if os.path.isfile(p)})

@@ -112,7 +112,11 @@ def load_text_encoder(name_or_path: str, revision: str | None = None, variant: s
     from transformers import CLIPTextModel, CLIPTokenizer
 
     sd_layout = not os.path.isdir(name_or_path) or os.path.isdir(os.path.join(name_or_path, "text_encoder"))
-    sub = {"tokenizer": "tokenizer", "text_encoder": "text_encoder"} if sd_layout else {"tokenizer": "", "text_encoder": ""}
+    sub = (
+        {"tokenizer": "tokenizer", "text_encoder": "text_encoder"}
+        if sd_layout
+        else {"tokenizer": "", "text_encoder": ""}
+    )
     try:
         tokenizer = CLIPTokenizer.from_pretrained(name_or_path, subfolder=sub["tokenizer"], revision=revision)
         encoder = CLIPTextModel.from_pretrained(

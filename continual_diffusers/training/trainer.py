@@ -88,8 +88,9 @@ class ContinualTrainer:
     def _train_task(self, task) -> None:
         cfg, acc = self.cfg, self.accelerator
         dataset = self.make_dataset(task)
-        schedule = BatchSchedule(len(dataset), cfg.train_batch_size, acc.num_processes, acc.process_index,
-                                 cfg.seed, task.task_id)
+        schedule = BatchSchedule(
+            len(dataset), cfg.train_batch_size, acc.num_processes, acc.process_index, cfg.seed, task.task_id
+        )
         num_steps = self.steps_for_task(schedule)
         self.strategy.before_task(self.model, task.task_id)
         optimizer = build_optimizer(self.model.parameters(), cfg)
@@ -97,8 +98,12 @@ class ContinualTrainer:
         model, optimizer = acc.prepare(self.model, optimizer)
         self._load_pending(optimizer, lr_schedule)
         acc.step = self.position.step_in_task * cfg.gradient_accumulation_steps
-        bar = tqdm(total=num_steps, initial=self.position.step_in_task, desc=f"task {task.task_id}",
-                   disable=not acc.is_local_main_process)
+        bar = tqdm(
+            total=num_steps,
+            initial=self.position.step_in_task,
+            desc=f"task {task.task_id}",
+            disable=not acc.is_local_main_process,
+        )
         while self.position.step_in_task < num_steps:
             logs = self._optimizer_step(model, optimizer, lr_schedule, dataset, schedule, task.task_id)
             self.position.step_in_task += 1
@@ -107,7 +112,11 @@ class ContinualTrainer:
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}")
             step = self.position.global_step
-            if cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and self.position.step_in_task < num_steps:
+            if (
+                cfg.checkpointing_steps
+                and step % cfg.checkpointing_steps == 0
+                and self.position.step_in_task < num_steps
+            ):
                 self.save_checkpoint(optimizer, lr_schedule, task_done=False)
         bar.close()
         self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
@@ -202,19 +211,28 @@ class ContinualTrainer:
         if self.ema is not None:
             ema_unet = copy.deepcopy(self.model.unet)
             self.ema.copy_to(ema_unet.parameters())
-        meta = dict(self.export_metadata, task_id=task.task_id, seen_tasks=list(self.position.seen_tasks),
-                    global_step=self.position.global_step)
+        meta = dict(
+            self.export_metadata,
+            task_id=task.task_id,
+            seen_tasks=list(self.position.seen_tasks),
+            global_step=self.position.global_step,
+        )
         ckpt.export_task(task_dir, self.model.unet, ema_unet, self.objective.scheduler, meta, self.text_components)
         eval_model = copy.deepcopy(self.model)
         if ema_unet is not None:
             eval_model.unet = ema_unet
-        path = self.validator.save(eval_model, task_dir, self.export_metadata, self.position.seen_tasks,
-                                   self.accelerator.device)
+        path = self.validator.save(
+            eval_model, task_dir, self.export_metadata, self.position.seen_tasks, self.accelerator.device
+        )
         logger.info("task %d done: model in %s, samples in %s", task.task_id, task_dir, path)
         for tracker in self.accelerator.trackers:
             if tracker.name == "tensorboard":
-                tracker.writer.add_image(f"samples/task_{task.task_id}", self.validator.last_grid,
-                                         self.position.global_step, dataformats="HWC")
+                tracker.writer.add_image(
+                    f"samples/task_{task.task_id}",
+                    self.validator.last_grid,
+                    self.position.global_step,
+                    dataformats="HWC",
+                )
         if self.task_eval is not None:
             self._evaluate(eval_model, task.task_id)
 
@@ -222,17 +240,26 @@ class ContinualTrainer:
         results = self.task_eval(eval_model, task_id, list(self.position.seen_tasks), self.accelerator.device)
         flat = {f"eval/{metric}/task_{t}": v for metric, values in results.items() for t, v in values.items()}
         self.accelerator.log(flat, step=self.position.global_step)
-        logger.info("evaluation after task %d: %s (report: %s)", task_id, self.task_eval.report.headline(),
-                    self.task_eval.report_dir)
+        logger.info(
+            "evaluation after task %d: %s (report: %s)",
+            task_id,
+            self.task_eval.report.headline(),
+            self.task_eval.report_dir,
+        )
 
     # ---------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, optimizer, lr_schedule, task_done: bool) -> None:
         acc = self.accelerator
         if acc.is_main_process:
             pos = self.position
-            state = {"task_index": pos.task_index + int(task_done), "step_in_task": 0 if task_done else pos.step_in_task,
-                     "global_step": pos.global_step, "seen_tasks": pos.seen_tasks, "strategy": self.strategy.name,
-                     "evaluation": self.task_eval.state_dict() if self.task_eval is not None else []}
+            state = {
+                "task_index": pos.task_index + int(task_done),
+                "step_in_task": 0 if task_done else pos.step_in_task,
+                "global_step": pos.global_step,
+                "seen_tasks": pos.seen_tasks,
+                "strategy": self.strategy.name,
+                "evaluation": self.task_eval.state_dict() if self.task_eval is not None else [],
+            }
             scaler = acc.scaler.state_dict() if acc.scaler is not None else None
             parts = {
                 "model_state": acc.unwrap_model(self.model).unet.state_dict(),
@@ -259,11 +286,13 @@ class ContinualTrainer:
         self.strategy.load_state_dict(parts["strategy_state"])
         if self.task_eval is not None:
             self.task_eval.load_state_dict(state.get("evaluation", []))
-        self.position = Position(state["task_index"], state["step_in_task"], state["global_step"],
-                                 list(state["seen_tasks"]))
+        self.position = Position(
+            state["task_index"], state["step_in_task"], state["global_step"], list(state["seen_tasks"])
+        )
         self._pending = {k: parts[k] for k in ("optimizer_state", "lr_scheduler_state")}
-        logger.info("resumed from %s at task index %d, step %d", path, self.position.task_index,
-                    self.position.step_in_task)
+        logger.info(
+            "resumed from %s at task index %d, step %d", path, self.position.task_index, self.position.step_in_task
+        )
 
     def _load_pending(self, optimizer, lr_schedule) -> None:
         if self._pending and self._pending["optimizer_state"] is not None:
