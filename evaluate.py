@@ -1,20 +1,27 @@
 #!/usr/bin/env python
-"""Sample from a trained task model and write the images to disk.
+"""Sample from a trained task model (its saved config: no architecture flags) and write the images to disk.
 
     python evaluate.py --model_path outputs/demo/task_5                     # 8 samples of every class seen so far
     python evaluate.py --model_path outputs/demo/task_5 --class_labels 0 1 --num_samples 16 --guidance_scale 3
     python evaluate.py --model_path outputs/clip/task_2 --validation_prompts "a photo of a cat"
+    python evaluate.py --model_path outputs/energy/task_2 --mcmc_sampler CHA --num_samples_per_step 3
+    python evaluate.py --model_path outputs/demo/task_5 --composition_pipeline --composition_labels 2,3 \
+        --composition_weights=3,-1                                          # "2 and not 3"
+    accelerate launch --num_processes 2 evaluate.py ...                     # chunks split across processes
 
-Writes output_dir/samples.png (one row per label), output_dir/samples.npz (uint8 NHWC images + labels, no pickle)
-and output_dir/samples/<label>_<i>.png.
+Writes to --output_dir: samples.png (one row per label), samples.npz (uint8 NHWC images + labels, no pickle),
+samples/<i>_<label>.png, and run.json (what was run: sampler, steps, seed, MCMC acceptance per timestep, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 
 from continual_diffusers import cli
+from continual_diffusers.cli import sampling as sampling_cli
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger, setup_cli_logging
 
@@ -27,34 +34,83 @@ def parser():
     g.add_argument("--model_path", "--model_config_name_or_path", dest="model_path", required=True,
                    help="an exported task folder, e.g. outputs/demo/task_3")
     g.add_argument("--ema", choices=["auto", "yes", "no"], default="auto", help="use unet_ema/ (auto: if present)")
-    cli.add_sampler_args(p)
-    g = p.add_argument_group("Labels")
-    g.add_argument("--class_labels", type=int, nargs="+", default=None,
-                   help="classes to sample (class models); default: every class the model has seen")
-    g.add_argument("--sampling_batch_size", type=int, default=64, help="images per forward pass")
+    sampling_cli.add_sampler_args(p)
+    sampling_cli.add_evaluation_args(p)
     g = p.add_argument_group("Output")
     g.add_argument("--output_dir", default=None, help="default: <model_path>/eval")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no_progress", dest="progress", action="store_false", help="hide the progress bar")
     return p
 
 
-def run(args) -> str:
+def _gather(state, generated, out: str):
+    """Merge the chunks and acceptance counts of every process on the main process (via files in `out`)."""
     import torch
 
+    if state.num_processes == 1:
+        return generated
+    part = os.path.join(out, f".part_{state.process_index}.pt")
+    torch.save({"chunks": generated.chunks, "sum": dict(generated.acceptance_sum), "n": dict(generated.num_chains),
+                "evals": generated.num_grad_evals}, part)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        for rank in range(1, state.num_processes):
+            path = os.path.join(out, f".part_{rank}.pt")
+            other = torch.load(path, weights_only=True)
+            generated.chunks.update(other["chunks"])
+            for t, n in other["n"].items():
+                generated.acceptance_sum[t] += other["sum"][t]
+                generated.num_chains[t] += n
+            generated.num_grad_evals += other["evals"]
+            os.remove(path)
+        os.remove(part)
+    return generated
+
+
+def run(args) -> str:
+    from accelerate import PartialState
+
     from continual_diffusers.evaluation.generate import write_samples
-    from continual_diffusers.sampling.generate import generate_samples
     from continual_diffusers.models.loading import load_task_model
+    from continual_diffusers.sampling.generate import generate
 
     cli.check_sampler_ranges(args)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    state = PartialState()
     use_ema = {"auto": None, "yes": True, "no": False}[args.ema]
-    model, conditioning, scheduler, meta = load_task_model(args.model_path, use_ema, device)
-    labels = cli.sample_labels(args, meta)
-    images = generate_samples(model, conditioning, scheduler, labels, cli.sampler_options(args, meta), device)
+    model, conditioning, scheduler, meta = load_task_model(args.model_path, use_ema, state.device)
+    labels = sampling_cli.sample_labels(args, meta)
+    options = sampling_cli.sampler_options(args, meta)
+    options = dataclasses.replace(options, progress=args.progress and state.is_main_process)
     out = args.output_dir or os.path.join(args.model_path, "eval")
-    write_samples(out, images, labels, args.num_samples)
-    logger.info("wrote %d samples to %s", images.shape[0], out)
+    os.makedirs(out, exist_ok=True)
+    num_chunks = -(-len(labels) // options.batch_size)
+    mine = list(range(state.process_index, num_chunks, state.num_processes))
+    generated = _gather(state, generate(model, conditioning, scheduler, labels, options, state.device, mine), out)
+    if state.is_main_process:
+        write_samples(out, generated.images(), labels, args.num_samples)
+        _write_run_json(out, args, options, generated, labels, state.num_processes)
+        logger.info("wrote %d samples to %s", len(labels), out)
     return out
+
+
+def _write_run_json(out: str, args, options, generated, labels: list, num_processes: int) -> None:
+    rates = generated.acceptance_rates()
+    record = {
+        "model_path": str(args.model_path), "ema": args.ema, "seed": args.seed, "num_processes": num_processes,
+        "num_images": len(labels), "rows": list(dict.fromkeys("uncond" if x is None else str(x) for x in labels)),
+        "scheduler": options.scheduler, "num_inference_steps": options.num_inference_steps,
+        "guidance_scale": options.guidance_scale, "batch_size": options.batch_size,
+        "mcmc": None if options.mcmc is None else dataclasses.asdict(options.mcmc),
+        "composition": None if options.composition is None else dataclasses.asdict(options.composition),
+        "acceptance_rate_per_timestep": {str(t): r for t, r in rates.items()},
+        "mean_acceptance_rate": sum(rates.values()) / len(rates) if rates else None,
+        "num_mcmc_grad_evals": generated.num_grad_evals,
+    }
+    with open(os.path.join(out, "run.json"), "w") as fh:
+        json.dump(record, fh, indent=2)
+    if rates:
+        logger.info("MCMC %s: mean acceptance %.3f over %d timesteps", options.mcmc.sampler,
+                    record["mean_acceptance_rate"], len(rates))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,1 +1,38 @@
+"""Sampling: ancestral loops over diffusers schedulers, MCMC kernels, annealed MCMC and composition.
 
+Contracts: a denoise function is `(x (B, C, H, W), t (B,)) -> DenoiserOutput(ε̂, E | None)` with its conditions
+bound; an MCMC target is `log_prob_and_grad(x) -> (logp (B,) | None, grad (B, ...))`; kernels are pure functions
+`kernel(target, x, params, generator) -> KernelResult`.
+"""
+
+from .ancestral import SCHEDULERS, make_sampling_scheduler, sample_ancestral
+from .annealed import AnnealedMCMC, MCMCConfig, diffusion_target
+from .composition import combine_mixture, combine_product, compose, compose_fns, conditioned
+from .generate import CompositionOptions, SamplerOptions, generate, generate_samples
+from .mcmc import KERNELS, KernelParams, KernelResult, hmc, leapfrog, mala, uha, ula
+
+__all__ = [
+    "KERNELS",
+    "SCHEDULERS",
+    "AnnealedMCMC",
+    "CompositionOptions",
+    "KernelParams",
+    "KernelResult",
+    "MCMCConfig",
+    "SamplerOptions",
+    "combine_mixture",
+    "combine_product",
+    "compose",
+    "compose_fns",
+    "conditioned",
+    "diffusion_target",
+    "generate",
+    "generate_samples",
+    "hmc",
+    "leapfrog",
+    "make_sampling_scheduler",
+    "mala",
+    "sample_ancestral",
+    "uha",
+    "ula",
+]

@@ -1,66 +1,77 @@
-"""Ancestral sampling over any diffusers scheduler, with classifier-free guidance.
+"""Ancestral sampling over any diffusers scheduler, optionally interleaved with MCMC at each noise level.
 
-The loop is diffusers' own recipe (DDPMPipeline.__call__): draw x_T, then for each t predict and step. Guidance
-follows Ho & Salimans (2022): ε̃ = ε_∅ + w (ε_c − ε_∅); w = 1 is plain conditional sampling, w = 0 unconditional.
-Energy models run through the same loop (their forward returns ε̂ = ∇ₓE).
+The loop is diffusers' own recipe (DDPMPipeline.__call__): draw x_T, then for each t predict ε̂ and step. The model
+is any denoise function `denoise_fn(x (B, C, H, W), t (B,)) -> DenoiserOutput` with its conditions bound (see
+`composition.compose`: classifier-free guidance, Ho & Salimans 2022, is composition with one concept). Energy
+models run through the same loop: their forward returns ε̂ = ∇ₓE.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
 from tqdm.auto import tqdm
 
-SchedulerName = Literal["ddpm", "ddim", "dpm++", "euler_a"]
+from .composition import DenoiseFn
+
+SchedulerName = str  # one of SCHEDULERS' keys
 SCHEDULERS = {
     "ddpm": DDPMScheduler,
     "ddim": DDIMScheduler,
     "dpm++": DPMSolverMultistepScheduler,
     "euler_a": EulerAncestralDiscreteScheduler,
 }
+# (x at noise level t in variance-preserving coordinates (B, C, H, W), training timestep t) -> new x
+LevelHook = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 def make_sampling_scheduler(name: SchedulerName, train_scheduler_config) -> object:
     """A fresh sampling scheduler of kind `name` sharing the training noise schedule."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
     return SCHEDULERS[name].from_config(train_scheduler_config)
 
 
-def guided_prediction(model, x: torch.Tensor, t: torch.Tensor, cond: dict, null_cond: dict | None, scale: float):
-    """ε̃ = ε_∅ + w(ε_c − ε_∅), batching the conditional and null halves in one call. x: (B, C, H, W)."""
-    if null_cond is None or scale == 1.0:
-        return model(x, t, **cond).prediction
-    if scale == 0.0:
-        return model(x, t, **null_cond).prediction
-    both = {k: torch.cat([cond[k], null_cond[k]]) for k in cond}
-    pred = model(torch.cat([x, x]), torch.cat([t, t]), **both).prediction
-    pred_c, pred_u = pred.chunk(2)
-    return pred_u + scale * (pred_c - pred_u)
+def _at_level(hook: LevelHook, scheduler, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Run `hook` on x in variance-preserving coordinates x_t = √ᾱ_t x₀ + σ_t ε. DDPM/DDIM/DPM-Solver already use
+    them; Euler schedulers keep x/√ᾱ_t, which their `scale_model_input` maps back, so we scale there and back."""
+    scale = scheduler.scale_model_input(torch.ones((), device=x.device, dtype=x.dtype), t)
+    return hook(x * scale, int(t)) / scale
 
 
 @torch.no_grad()
 def sample_ancestral(
-    model,
+    denoise_fn: DenoiseFn,
     scheduler,
     shape: tuple[int, ...],
-    cond: dict,
-    null_cond: dict | None = None,
-    guidance_scale: float = 1.0,
     num_inference_steps: int = 50,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    level_hook: LevelHook | None = None,
+    clamp: bool = True,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Draw samples x₀ of `shape` (B, C, H, W) in [-1, 1] from `model` (a `ScoreModel` / `EnergyModel`)."""
-    if guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+    """Draw x₀ of `shape` (B, C, H, W) by ancestral sampling with `scheduler` (a diffusers scheduler).
+
+    Args:
+        denoise_fn: (x, t) -> DenoiserOutput; its `prediction` is in the scheduler's prediction type.
+        level_hook: called at every timestep t *before* the prediction, on the sample at its own noise level t
+            (e.g. `annealed.AnnealedMCMC`). It is never called at levels the sample does not visit.
+        clamp: clamp the result to [-1, 1] (images); analytic tests turn it off.
+    Returns:
+        (B, C, H, W) samples.
+    """
     scheduler.set_timesteps(num_inference_steps, device=device)
     x = torch.randn(shape, generator=generator, device=device) * scheduler.init_noise_sigma
     for t in tqdm(scheduler.timesteps, desc="sampling", leave=False, disable=not progress):
-        # 1. predict the noise (guided) at level t
+        # 1. optional MCMC on p_t, the distribution x currently targets
+        if level_hook is not None:
+            x = _at_level(level_hook, scheduler, x, t)
+        # 2. predict the noise at level t
         t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-        pred = guided_prediction(model, scheduler.scale_model_input(x, t), t_batch, cond, null_cond, guidance_scale)
-        # 2. x_t -> x_{t-1}
+        pred = denoise_fn(scheduler.scale_model_input(x, t), t_batch).prediction
+        # 3. x_t -> x_{t_prev}
         x = scheduler.step(pred, t, x, generator=generator).prev_sample
-    return x.clamp(-1, 1)
+    return x.clamp(-1, 1) if clamp else x

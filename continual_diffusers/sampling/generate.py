@@ -1,14 +1,35 @@
 """Batched generation for a list of labels (class ids, prompts or None), shared by end-of-task validation and
-evaluate.py."""
+evaluate.py: builds the guided / composed denoise function per chunk, runs the ancestral loop (optionally with
+annealed MCMC) and aggregates MCMC acceptance statistics.
+
+Chunk c (images c·batch_size … ) is always drawn from its own generator seeded by (seed, c), so a sample does not
+depend on how the chunks are split across processes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
+from ..models.denoiser import EnergyModel
+from ..utils.errors import UserInputError
 from ..utils.seed import make_generator
 from .ancestral import SchedulerName, make_sampling_scheduler, sample_ancestral
+from .annealed import AnnealedMCMC, MCMCConfig
+from .composition import CompositionMode, compose
+
+
+@dataclass(frozen=True)
+class CompositionOptions:
+    """K concepts (class ids or prompts) composed for every image; see `composition.compose`."""
+
+    labels: tuple
+    weights: tuple[float, ...]
+    mode: CompositionMode = "product"
+    temperature: float = 1.0  # mixture only
 
 
 @dataclass(frozen=True)
@@ -16,32 +37,99 @@ class SamplerOptions:
     scheduler: SchedulerName = "ddim"
     num_inference_steps: int = 50
     guidance_scale: float = 1.0  # used only when the model was trained with CFG (it has a null condition)
-    batch_size: int = 64
+    batch_size: int = 64  # images per chunk
     seed: int = 0
+    mcmc: MCMCConfig | None = None  # annealed MCMC inside the ancestral loop
+    composition: CompositionOptions | None = None  # replaces per-image labels by K composed concepts
+    max_forward_batch: int | None = None  # rows per UNet call for the K(+1)-condition batch; None: one call
+    progress: bool = False
+
+
+@dataclass
+class Generated:
+    chunks: dict[int, torch.Tensor] = field(default_factory=dict)  # chunk index -> (b, C, H, W) in [-1, 1]
+    acceptance_sum: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    num_chains: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    num_grad_evals: int = 0
+
+    def images(self) -> torch.Tensor:
+        return torch.cat([self.chunks[i] for i in sorted(self.chunks)])
+
+    def acceptance_rates(self) -> dict[int, float]:
+        return {t: self.acceptance_sum[t] / self.num_chains[t] for t in sorted(self.num_chains, reverse=True)}
+
+
+def check_options(model, conditioning, options: SamplerOptions) -> None:
+    """Refuse combinations the model cannot run, with one clear message."""
+    energy = isinstance(model, EnergyModel)
+    if options.guidance_scale < 0:
+        raise UserInputError(f"guidance_scale must be >= 0, got {options.guidance_scale}")
+    if options.mcmc is not None and options.mcmc.needs_energy and not energy:
+        raise UserInputError(f"--mcmc_sampler {options.mcmc.sampler} needs log p̃ = −E/σ_t, i.e. an energy model; "
+                             "this is a score model (use ULA or UHA)")
+    comp = options.composition
+    if comp is not None:
+        if conditioning.kind == "none":
+            raise UserInputError("composition needs a class- or text-conditioned model; this one is unconditional")
+        if comp.mode == "mixture" and not energy:
+            raise UserInputError("a mixture composition needs an energy model")
+        if len(comp.labels) != len(comp.weights) or not comp.labels:
+            raise UserInputError(f"composition: {len(comp.labels)} concepts but {len(comp.weights)} weights")
+
+
+def _encode(conditioning, labels: list, device) -> dict:
+    if labels[0] is None:
+        return {}
+    return conditioning.encode(torch.tensor(labels) if conditioning.kind == "class" else labels, device)
+
+
+def denoiser_for(model, conditioning, labels: list, options: SamplerOptions, alphas_cumprod, device):
+    """The guided (CFG) or composed denoise function for one chunk of `len(labels)` images."""
+    n, comp = len(labels), options.composition
+    null = conditioning.null(n, device) if conditioning.supports_null else None
+    if comp is not None:
+        conds = [_encode(conditioning, [c] * n, device) for c in comp.labels]
+        return compose(model, conds, comp.weights, null, comp.mode, alphas_cumprod, comp.temperature,
+                       options.max_forward_batch)
+    guided = null is not None and options.guidance_scale != 1.0
+    return compose(model, [_encode(conditioning, labels, device)], [options.guidance_scale if guided else 1.0],
+                   null if guided else None, max_batch=options.max_forward_batch)
 
 
 @torch.no_grad()
+def generate(model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device,
+             chunk_ids: list[int] | None = None) -> Generated:
+    """Sample one image per entry of `labels`, in chunks of `options.batch_size`; only the chunks in `chunk_ids`
+    (default: all) are drawn, which is how evaluate.py splits the work across processes."""
+    check_options(model, conditioning, options)
+    unet_cfg = model.unet.config
+    shape = (unet_cfg.in_channels, unet_cfg.sample_size, unet_cfg.sample_size)
+    starts = list(range(0, len(labels), options.batch_size))
+    chunk_ids = range(len(starts)) if chunk_ids is None else chunk_ids
+    was_training = model.training
+    model.eval()
+    out = Generated()
+    for c in tqdm(chunk_ids, desc="batches", disable=not options.progress):
+        part = labels[starts[c] : starts[c] + options.batch_size]
+        scheduler = make_sampling_scheduler(options.scheduler, train_scheduler.config)
+        generator = make_generator(options.seed, "sampling", c, device=device)
+        denoise = denoiser_for(model, conditioning, part, options, scheduler.alphas_cumprod, device)
+        hook = None
+        if options.mcmc is not None:
+            hook = AnnealedMCMC(denoise, options.mcmc, scheduler, generator, train_scheduler.config.prediction_type)
+        out.chunks[c] = sample_ancestral(denoise, scheduler, (len(part), *shape), options.num_inference_steps,
+                                         generator, device, hook)
+        if hook is not None:
+            for t, n in hook.num_chains.items():
+                out.acceptance_sum[t] += hook.acceptance_sum[t]
+                out.num_chains[t] += n
+            out.num_grad_evals += hook.num_grad_evals
+    model.train(was_training)
+    return out
+
+
 def generate_samples(model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device):
     """One image per entry of `labels` → (len(labels), C, H, W) in [-1, 1], sampled in chunks of batch_size.
 
-    Entries are class ids (class models), prompt strings (text models) or None (unconditional)."""
-    unet_cfg = model.unet.config
-    shape = (unet_cfg.in_channels, unet_cfg.sample_size, unet_cfg.sample_size)
-    generator = make_generator(options.seed, "sampling", device=device)
-    guided = conditioning.supports_null and options.guidance_scale != 1.0
-    was_training = model.training
-    model.eval()
-    chunks = []
-    for start in range(0, len(labels), options.batch_size):
-        part = labels[start : start + options.batch_size]
-        if part[0] is None:
-            cond = {}
-        else:
-            cond = conditioning.encode(torch.tensor(part) if conditioning.kind == "class" else part, device)
-        null = conditioning.null(len(part), device) if guided else None
-        scheduler = make_sampling_scheduler(options.scheduler, train_scheduler.config)
-        chunks.append(sample_ancestral(model, scheduler, (len(part), *shape), cond, null,
-                                       options.guidance_scale if guided else 1.0, options.num_inference_steps,
-                                       generator, device))
-    model.train(was_training)
-    return torch.cat(chunks)
+    Entries are class ids (class models), prompts (text models) or None (unconditional)."""
+    return generate(model, conditioning, train_scheduler, labels, options, device).images()

@@ -1,0 +1,90 @@
+"""Ancestral loop over diffusers schedulers with the exact mixture denoiser, variance-preserving coordinates for the
+MCMC hook under Euler schedulers, and chunked generation (seeding per chunk, process split, CFG special cases)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from test_mcmc import DiffusedMixture, assert_matches, gen
+
+from continual_diffusers.models.conditioning import ClassConditioning
+from continual_diffusers.models.denoiser import EnergyModel, ScoreModel
+from continual_diffusers.sampling.ancestral import make_sampling_scheduler, sample_ancestral
+from continual_diffusers.sampling.annealed import MCMCConfig
+from continual_diffusers.sampling.generate import CompositionOptions, SamplerOptions, generate, generate_samples
+from continual_diffusers.utils.errors import UserInputError
+
+TRAIN = DDPMScheduler(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, clip_sample=False)
+
+
+@pytest.mark.parametrize("name, steps, tol", [("ddpm", 100, 0.06), ("ddim", 25, 0.1), ("dpm++", 20, 0.1),
+                                              ("euler_a", 50, 0.1)])
+def test_schedulers_sample_the_mixture(name, steps, tol):
+    scheduler = make_sampling_scheduler(name, TRAIN.config)
+    mix = DiffusedMixture(TRAIN.alphas_cumprod)
+    x = sample_ancestral(mix, scheduler, (2000, 2), steps, gen(0), clamp=False)
+    assert_matches(x, mix.sample(2000, gen(1)), mean_tol=tol, std_tol=tol)
+
+
+def test_hook_sees_variance_preserving_coordinates_under_euler():
+    scheduler = make_sampling_scheduler("euler_a", TRAIN.config)
+    seen = {}
+
+    def hook(x, t):
+        seen[t] = float(x.std())
+        return x
+
+    sample_ancestral(DiffusedMixture(TRAIN.alphas_cumprod), scheduler, (4000, 2), 10, gen(0), level_hook=hook)
+    first = max(seen)
+    assert abs(seen[first] - 1.0) < 0.05  # x_T ~ N(0, I) in VP coordinates, although Euler's own x has std σ_max
+
+
+@pytest.fixture(scope="module")
+def tiny_class_model():
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=4)
+    return unet, ClassConditioning(3, null_class=True)
+
+
+def test_chunks_are_seeded_independently_of_the_process_split(tiny_class_model):
+    unet, cond = tiny_class_model
+    model, labels = ScoreModel(unet).eval(), [0, 0, 1, 1, 2]
+    opts = SamplerOptions("ddpm", 3, 2.0, batch_size=2, seed=7)
+    full = generate_samples(model, cond, TRAIN, labels, opts, "cpu")
+    split = generate(model, cond, TRAIN, labels, opts, "cpu", [0, 2]).chunks
+    split.update(generate(model, cond, TRAIN, labels, opts, "cpu", [1]).chunks)
+    assert full.shape == (5, 3, 8, 8) and torch.equal(full, torch.cat([split[i] for i in range(3)]))
+
+
+def test_guidance_zero_is_unconditional_sampling(tiny_class_model):
+    unet, cond = tiny_class_model
+    model = ScoreModel(unet).eval()
+    zero = generate_samples(model, cond, TRAIN, [0, 1], SamplerOptions("ddim", 3, 0.0, seed=1), "cpu")
+    other = generate_samples(model, cond, TRAIN, [2, 2], SamplerOptions("ddim", 3, 0.0, seed=1), "cpu")
+    guided = generate_samples(model, cond, TRAIN, [0, 1], SamplerOptions("ddim", 3, 3.0, seed=1), "cpu")
+    torch.testing.assert_close(zero, other)  # only the null condition is used
+    assert not torch.allclose(zero, guided)
+
+
+def test_energy_model_with_mcmc_and_composition_records_acceptance(tiny_class_model):
+    unet, cond = tiny_class_model
+    model = EnergyModel(unet, "l2").eval()
+    mcmc = MCMCConfig("CHA", num_steps=1, num_leapfrog_steps=2, start_timestep=50)
+    opts = SamplerOptions("ddpm", 4, 2.0, seed=0, mcmc=mcmc, composition=CompositionOptions((0, 2), (2.0, -1.0)))
+    out = generate(model, cond, TRAIN, [None, None], opts, "cpu")
+    assert out.images().shape == (2, 3, 8, 8) and set(out.acceptance_rates()) == {75, 50}  # t ≥ 50 of 75, 50, 25, 0
+    assert out.num_grad_evals == 2 * (1 + 1 * 2)
+
+
+@pytest.mark.parametrize("options, message", [
+    (SamplerOptions(mcmc=MCMCConfig("MALA")), "needs log p̃"),
+    (SamplerOptions(guidance_scale=-1.0), "guidance_scale must be >= 0"),
+    (SamplerOptions(composition=CompositionOptions((0, 1), (1.0, 1.0), "mixture")), "needs an energy model"),
+])
+def test_refused_combinations(tiny_class_model, options, message):
+    unet, cond = tiny_class_model
+    with pytest.raises(UserInputError, match=message):
+        generate(ScoreModel(unet), cond, TRAIN, [0], options, "cpu")
