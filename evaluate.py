@@ -35,7 +35,7 @@ def parser():
                    help="an exported task folder, e.g. outputs/demo/task_3")
     g.add_argument("--ema", choices=["auto", "yes", "no"], default="auto", help="use unet_ema/ (auto: if present)")
     sampling_cli.add_sampler_args(p)
-    sampling_cli.add_evaluation_args(p)
+    sampling_cli.add_generation_args(p)
     g = p.add_argument_group("Output")
     g.add_argument("--output_dir", default=None, help="default: <model_path>/eval")
     g.add_argument("--seed", type=int, default=0)

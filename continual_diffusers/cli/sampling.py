@@ -1,5 +1,5 @@
 """Sampling flags and their conversion. `add_sampler_args` is shared by end-of-task validation (main_ddpm) and
-evaluate.py; `add_evaluation_args` (labels, annealed MCMC, composition) is added by evaluate.py only."""
+evaluate.py; `add_generation_args` (labels, annealed MCMC, composition) is added by evaluate.py only."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def add_sampler_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--validation_prompts", nargs="+", default=None, help="prompts for text models")
 
 
-def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
+def add_generation_args(parser: argparse.ArgumentParser) -> None:
     """evaluate.py only: which labels, annealed MCMC and composition."""
     g = parser.add_argument_group("Labels")
     g.add_argument("--class_labels", type=int, nargs="+", default=None,
