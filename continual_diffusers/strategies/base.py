@@ -7,6 +7,7 @@
 | penalty(model, out) -> Tensor | None  | every micro-batch, added to the loss     | EWC, SI, distillation            |
 | after_optimizer_step(model)           | after every optimizer step               | SI's path integral               |
 | after_task(model, context)            | after the task's last step, before export| Fisher estimate, buffer filling  |
+| log_values() -> dict[str, float]      | after every optimizer step, logged       | generative replay's cost         |
 
 Hooks return values and the trainer applies them; no hook mutates trainer state. The trainer builds the
 optimizer after `before_task`, so parameter freezing needs no optimizer hook. `state_dict()` returns tensors and
@@ -53,6 +54,10 @@ class ContinualStrategy:
 
     def after_task(self, model: nn.Module, context: TaskContext) -> None:
         return None
+
+    def log_values(self) -> dict[str, float]:
+        """Scalars the trainer logs after every optimizer step (generative replay's extra-compute accounting)."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}

@@ -163,6 +163,7 @@ class ContinualTrainer:
             logs["penalty"] = sum(penalties) / len(penalties)
         if self.ema is not None:
             logs["ema_decay"] = self.ema.cur_decay_value or 0.0
+        logs.update(self.strategy.log_values())
         return logs
 
     def _loss(self, model, dataset, schedule, task_id, micro_step):
