@@ -4,6 +4,10 @@
     python evaluate.py --model_path outputs/demo/task_5                     # 8 samples of every class seen so far
     python evaluate.py --model_path outputs/demo/task_5 --class_labels 0 1 --num_samples 16 --guidance_scale 3
     python evaluate.py --model_path outputs/clip/task_2 --validation_prompts "a photo of a cat"
+    python evaluate.py --model_path outputs/ldm/task_2 --validation_prompts "a cat" --negative_prompt "blurry" \
+        --guidance_scale 7.5                                                # latent models decode with their VAE
+    python evaluate.py --model_path outputs/ldm/task_2 --validation_prompts "a cat | a hat" \
+        --weights_prompt "7.5 | -2"                                         # composed prompt: "a cat, no hat"
     python evaluate.py --model_path outputs/energy/task_2 --mcmc_sampler CHA --num_samples_per_step 3
     python evaluate.py --model_path outputs/demo/task_5 --composition_pipeline --composition_labels 2,3 \
         --composition_weights=3,-1                                          # "2 and not 3"
@@ -36,6 +40,12 @@ def parser():
     g.add_argument("--ema", choices=["auto", "yes", "no"], default="auto", help="use unet_ema/ (auto: if present)")
     sampling_cli.add_sampler_args(p)
     sampling_cli.add_generation_args(p)
+    g = p.add_argument_group("Prompts", "text models (pixel or latent)")
+    g.add_argument("--negative_prompt", nargs="+", default=None,
+                   help="replaces the empty prompt in guidance: one for all prompts, or one per --validation_prompts")
+    g.add_argument("--weights_prompt", default=None,
+                   help='composition weights "w1 | w2" for a prompt "p1 | p2" (negative weights negate; '
+                        "default: --guidance_scale each)")
     g = p.add_argument_group("Output")
     g.add_argument("--output_dir", default=None, help="default: <model_path>/eval")
     g.add_argument("--seed", type=int, default=0)
@@ -67,25 +77,73 @@ def _gather(state, generated, out: str):
     return generated
 
 
+def prompt_composition(args, meta: dict) -> None:
+    """A prompt "p1 | p2" (with optional --weights_prompt "w1 | w2") becomes the composition of p1 and p2."""
+    prompts = args.validation_prompts or []
+    if args.weights_prompt is None and not any("|" in p for p in prompts):
+        return
+    if meta["conditioning"] != "text":
+        raise UserInputError('"p1 | p2" prompts and --weights_prompt need a text-conditioned model')
+    if args.composition_pipeline or args.composition_labels:
+        raise UserInputError('compose with either a "p1 | p2" prompt or --composition_pipeline, not both')
+    if len(prompts) != 1:
+        raise UserInputError(f'compose one "p1 | p2" prompt at a time, got {len(prompts)} --validation_prompts')
+    concepts = [p.strip() for p in prompts[0].split("|")]
+    if args.weights_prompt is not None:
+        try:
+            weights = [float(w) for w in args.weights_prompt.split("|")]
+        except ValueError:
+            raise UserInputError(f'--weights_prompt must be numbers separated by "|", got {args.weights_prompt!r}')
+        if len(weights) != len(concepts):
+            raise UserInputError(f"--weights_prompt has {len(weights)} weights for {len(concepts)} prompts "
+                                 f"in {prompts[0]!r}")
+        args.composition_weights = ",".join(str(w) for w in weights)
+    args.composition_pipeline, args.composition_labels = True, "|".join(concepts)
+    args.validation_prompts = None
+
+
+def negative_prompts(args, meta: dict, labels: list, options) -> list | None:
+    """One negative prompt per image (the null condition of guidance / composition), or None."""
+    negatives = args.negative_prompt
+    if not negatives:
+        return None
+    if meta["conditioning"] != "text":
+        raise UserInputError("--negative_prompt needs a text-conditioned model")
+    if options.composition is None and options.guidance_scale == 1.0:
+        raise UserInputError("--negative_prompt acts through guidance: set --guidance_scale != 1 on a model trained "
+                             "with classifier-free guidance")
+    rows = list(dict.fromkeys(labels))
+    if len(negatives) == 1:
+        return negatives * len(labels)
+    if options.composition is not None or len(negatives) != len(rows):
+        raise UserInputError(f"--negative_prompt has {len(negatives)} prompts for {len(rows)} prompt(s): "
+                             "give one, or one per --validation_prompts")
+    return [negatives[rows.index(label)] for label in labels]
+
+
 def run(args) -> str:
     from accelerate import PartialState
 
     from continual_diffusers.evaluation.generate import write_samples
-    from continual_diffusers.models.loading import load_task_model
+    from continual_diffusers.models.loading import load_decode_fn, load_task_model
     from continual_diffusers.sampling.generate import generate
 
     cli.check_sampler_ranges(args)
     state = PartialState()
     use_ema = {"auto": None, "yes": True, "no": False}[args.ema]
     model, conditioning, scheduler, meta = load_task_model(args.model_path, use_ema, state.device)
+    decode_fn = load_decode_fn(args.model_path, meta, state.device)
+    prompt_composition(args, meta)
     labels = sampling_cli.sample_labels(args, meta)
     options = sampling_cli.sampler_options(args, meta)
+    null_labels = negative_prompts(args, meta, labels, options)
     options = dataclasses.replace(options, progress=args.progress and state.is_main_process)
     out = args.output_dir or os.path.join(args.model_path, "eval")
     os.makedirs(out, exist_ok=True)
     num_chunks = -(-len(labels) // options.batch_size)
     mine = list(range(state.process_index, num_chunks, state.num_processes))
-    generated = _gather(state, generate(model, conditioning, scheduler, labels, options, state.device, mine), out)
+    generated = generate(model, conditioning, scheduler, labels, options, state.device, mine, decode_fn, null_labels)
+    generated = _gather(state, generated, out)
     if state.is_main_process:
         write_samples(out, generated.images(), labels, args.num_samples)
         _write_run_json(out, args, options, generated, labels, state.num_processes)
@@ -100,6 +158,7 @@ def _write_run_json(out: str, args, options, generated, labels: list, num_proces
         "num_images": len(labels), "rows": list(dict.fromkeys("uncond" if x is None else str(x) for x in labels)),
         "scheduler": options.scheduler, "num_inference_steps": options.num_inference_steps,
         "guidance_scale": options.guidance_scale, "batch_size": options.batch_size,
+        "negative_prompt": args.negative_prompt,
         "mcmc": None if options.mcmc is None else dataclasses.asdict(options.mcmc),
         "composition": None if options.composition is None else dataclasses.asdict(options.composition),
         "acceptance_rate_per_timestep": {str(t): r for t, r in rates.items()},

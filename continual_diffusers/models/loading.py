@@ -1,4 +1,5 @@
-"""Load an exported task model (output_dir/task_{k}/, written by training) back into a denoiser + conditioning."""
+"""Load an exported task model (output_dir/task_{k}/, written by training) back into a denoiser + conditioning
+(+ the VAE decoder of latent models)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,19 @@ def _conditioning(meta: dict, task_dir: str):
         tokenizer, encoder = load_text_encoder(task_dir)
         return TextConditioning(tokenizer, encoder)
     return Unconditional()
+
+
+def load_decode_fn(task_dir: str, meta: dict, device="cpu"):
+    """Latent models: the exported VAE's decoder, latents (B, c, h, w) → images (B, 3, H, W) in [-1, 1];
+    None for pixel-space models."""
+    if not meta.get("latent"):
+        return None
+    from diffusers import AutoencoderKL
+
+    from .latent import LatentCodec
+
+    try:
+        vae = AutoencoderKL.from_pretrained(task_dir, subfolder="vae")
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"{task_dir}/vae: cannot load the VAE of this latent model ({err})".splitlines()[0]) from err
+    return LatentCodec(vae.to(device)).decode

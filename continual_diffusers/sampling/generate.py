@@ -83,10 +83,14 @@ def _encode(conditioning, labels: list, device) -> dict:
     return conditioning.encode(torch.tensor(labels) if conditioning.kind == "class" else labels, device)
 
 
-def denoiser_for(model, conditioning, labels: list, options: SamplerOptions, alphas_cumprod, device):
-    """The guided (CFG) or composed denoise function for one chunk of `len(labels)` images."""
+def denoiser_for(model, conditioning, labels: list, options: SamplerOptions, alphas_cumprod, device,
+                 null_labels: list | None = None):
+    """The guided (CFG) or composed denoise function for one chunk of `len(labels)` images. `null_labels` (one per
+    image, e.g. negative prompts) replace the null condition of guidance and composition."""
     n, comp = len(labels), options.composition
     null = conditioning.null(n, device) if conditioning.supports_null else None
+    if null_labels is not None:
+        null = _encode(conditioning, null_labels, device)
     if comp is not None:
         conds = [_encode(conditioning, [c] * n, device) for c in comp.labels]
         return compose(model, conds, comp.weights, null, comp.mode, alphas_cumprod, comp.temperature,
@@ -98,9 +102,15 @@ def denoiser_for(model, conditioning, labels: list, options: SamplerOptions, alp
 
 @torch.no_grad()
 def generate(model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device,
-             chunk_ids: list[int] | None = None) -> Generated:
+             chunk_ids: list[int] | None = None, decode_fn=None, null_labels: list | None = None) -> Generated:
     """Sample one image per entry of `labels`, in chunks of `options.batch_size`; only the chunks in `chunk_ids`
-    (default: all) are drawn, which is how evaluate.py splits the work across processes."""
+    (default: all) are drawn, which is how evaluate.py splits the work across processes.
+
+    `decode_fn(latents (b, c, h, w)) -> images (b, 3, H, W) in [-1, 1]`: for latent models; the sample is then not
+    clamped (latents are not in [-1, 1]) and each chunk is decoded. `null_labels`: one per entry of `labels`
+    (negative prompts), used instead of the null condition."""
+    if null_labels is not None and len(null_labels) != len(labels):
+        raise UserInputError(f"{len(null_labels)} negative prompts for {len(labels)} images")
     check_options(model, conditioning, options)
     unet_cfg = model.unet.config
     shape = (unet_cfg.in_channels, unet_cfg.sample_size, unet_cfg.sample_size)
@@ -113,12 +123,14 @@ def generate(model, conditioning, train_scheduler, labels: list, options: Sample
         part = labels[starts[c] : starts[c] + options.batch_size]
         scheduler = make_sampling_scheduler(options.scheduler, train_scheduler.config)
         generator = make_generator(options.seed, "sampling", c, device=device)
-        denoise = denoiser_for(model, conditioning, part, options, scheduler.alphas_cumprod, device)
+        nulls = None if null_labels is None else null_labels[starts[c] : starts[c] + options.batch_size]
+        denoise = denoiser_for(model, conditioning, part, options, scheduler.alphas_cumprod, device, nulls)
         hook = None
         if options.mcmc is not None:
             hook = AnnealedMCMC(denoise, options.mcmc, scheduler, generator, train_scheduler.config.prediction_type)
-        out.chunks[c] = sample_ancestral(denoise, scheduler, (len(part), *shape), options.num_inference_steps,
-                                         generator, device, hook)
+        x = sample_ancestral(denoise, scheduler, (len(part), *shape), options.num_inference_steps, generator,
+                             device, hook, clamp=decode_fn is None)
+        out.chunks[c] = x if decode_fn is None else decode_fn(x)
         if hook is not None:
             for t, n in hook.num_chains.items():
                 out.acceptance_sum[t] += hook.acceptance_sum[t]
@@ -128,8 +140,10 @@ def generate(model, conditioning, train_scheduler, labels: list, options: Sample
     return out
 
 
-def generate_samples(model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device):
+def generate_samples(model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device,
+                     decode_fn=None):
     """One image per entry of `labels` → (len(labels), C, H, W) in [-1, 1], sampled in chunks of batch_size.
 
-    Entries are class ids (class models), prompts (text models) or None (unconditional)."""
-    return generate(model, conditioning, train_scheduler, labels, options, device).images()
+    Entries are class ids (class models), prompts (text models) or None (unconditional). `decode_fn`: latent
+    models' decoder (see `generate`)."""
+    return generate(model, conditioning, train_scheduler, labels, options, device, decode_fn=decode_fn).images()

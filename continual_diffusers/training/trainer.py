@@ -55,6 +55,8 @@ class ContinualTrainer:
         export_metadata: dict,
         text_components: tuple | None = None,
         task_eval=None,
+        decode_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        vae: torch.nn.Module | None = None,
     ):
         self.accelerator = accelerator
         self.model = denoiser
@@ -71,7 +73,9 @@ class ContinualTrainer:
             self.ema.to(accelerator.device)
         self.position = Position()
         self._pending: dict | None = None  # optimizer / schedule state waiting for the resumed task's optimizer
-        self.validator = ValidationSampler(cfg, conditioning, objective.scheduler)
+        # Latent models: decode_fn maps sampled latents to images in [-1, 1]; the VAE is exported with each task.
+        self.vae = vae
+        self.validator = ValidationSampler(cfg, conditioning, objective.scheduler, decode_fn)
 
     # ----------------------------------------------------------------------------------------------- orchestration
     def fit(self, tasks: TaskSequence, resume_path: str | None = None) -> None:
@@ -218,7 +222,9 @@ class ContinualTrainer:
             seen_tasks=list(self.position.seen_tasks),
             global_step=self.position.global_step,
         )
-        ckpt.export_task(task_dir, self.model.unet, ema_unet, self.objective.scheduler, meta, self.text_components)
+        ckpt.export_task(
+            task_dir, self.model.unet, ema_unet, self.objective.scheduler, meta, self.text_components, self.vae
+        )
         eval_model = copy.deepcopy(self.model)
         if ema_unet is not None:
             eval_model.unet = ema_unet

@@ -19,8 +19,9 @@ def validation_options(cfg: TrainConfig) -> SamplerOptions:
 
 
 class ValidationSampler:
-    def __init__(self, cfg: TrainConfig, conditioning, train_scheduler):
+    def __init__(self, cfg: TrainConfig, conditioning, train_scheduler, decode_fn=None):
         self.cfg = cfg
+        self.decode_fn = decode_fn  # latent models: latents → images in [-1, 1]
         self.conditioning = conditioning
         self.train_scheduler = train_scheduler
         self.last_grid: np.ndarray | None = None
@@ -39,6 +40,8 @@ class ValidationSampler:
     def save(self, model, task_dir: str, metadata: dict, seen_tasks: list[int], device) -> str:
         rows = self.labels_for(metadata, seen_tasks)
         labels = [label for label in rows for _ in range(self.cfg.eval_batch_size)]
-        images = generate_samples(model, self.conditioning, self.train_scheduler, labels, self.options, device)
+        images = generate_samples(
+            model, self.conditioning, self.train_scheduler, labels, self.options, device, self.decode_fn
+        )
         self.last_grid = make_grid(images, nrow=self.cfg.eval_batch_size)
         return save_grid(images, os.path.join(task_dir, "samples.png"), nrow=self.cfg.eval_batch_size)

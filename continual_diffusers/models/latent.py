@@ -1,0 +1,241 @@
+"""Latent diffusion (Rombach et al. 2022): load the frozen Stable-Diffusion components, move images to and from the
+VAE latent space, and serve a task's images as latents so the pixel-space trainer, strategies and samplers run
+unchanged on z = scaling_factor · (E(x) − shift_factor).
+
+- `load_sd_components`: VAE, tokenizer, text encoder, scheduler and UNet from a hub id or a local folder in the
+  diffusers Stable-Diffusion layout (vae/, text_encoder/, tokenizer/, scheduler/, unet/), validated together.
+- `LatentCodec`: the VAE posterior N(μ(x), σ(x)²), `encode` (a seeded posterior sample, as diffusers'
+  train_text_to_image) and `decode` back to [-1, 1] images.
+- `LatentTaskDataset`: wraps a `TaskDataset`; `.batch` returns latents. With `cache=True` the VAE runs once per
+  image (twice with random flips: both orientations): the posterior's μ and σ are stored and every batch draws a
+  fresh seeded sample μ + σ·ε, so caching changes the cost, not the distribution of training latents.
+- `LatentTransform`: pixel transform followed by encoding, for strategies that store raw images (replay).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..utils.errors import UserInputError
+from ..utils.logging import get_logger
+
+logger = get_logger(__name__)
+SD_SUBFOLDERS = ("vae", "text_encoder", "tokenizer", "scheduler", "unet")
+_ENCODE_CHUNK = 64  # images per VAE call when filling the cache
+
+
+@dataclass
+class LatentComponents:
+    """The pieces of a Stable-Diffusion checkpoint we use; VAE and text encoder frozen, in eval mode."""
+
+    vae: nn.Module
+    tokenizer: object
+    text_encoder: nn.Module
+    scheduler: object  # DDPMScheduler with the repo's noise schedule and the chosen prediction type
+    unet: nn.Module  # UNet2DConditionModel: pretrained weights, or randomly initialised with unet_scratch
+
+
+def _check_layout(path: str, need_unet: bool) -> None:
+    if not os.path.isdir(path):
+        return  # a hub id: from_pretrained resolves (or fails with a message we rephrase)
+    wanted = [s for s in SD_SUBFOLDERS if s != "unet" or need_unet]
+    missing = [s for s in wanted if not os.path.isdir(os.path.join(path, s))]
+    if missing:
+        raise UserInputError(
+            f"--pretrained_model_name_or_path {path}: missing subfolder(s) {', '.join(s + '/' for s in missing)} "
+            f"(expected the diffusers Stable-Diffusion layout: {', '.join(s + '/' for s in SD_SUBFOLDERS)})"
+        )
+
+
+def _load(what: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise UserInputError(f"cannot load the {what}: {err}".splitlines()[0]) from err
+
+
+def _unet_config(path: str, config_path: str | None, revision: str | None) -> dict:
+    from diffusers import UNet2DConditionModel
+
+    if config_path is None:
+        return dict(_load("UNet config", UNet2DConditionModel.load_config, path, subfolder="unet", revision=revision))
+    file = os.path.join(config_path, "config.json") if os.path.isdir(config_path) else config_path
+    try:
+        with open(file) as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserInputError(f"--model_config_name_or_path {config_path}: cannot read a JSON config ({err})") from err
+
+
+def load_sd_components(
+    path: str,
+    revision: str | None = None,
+    variant: str | None = None,
+    prediction_type: str | None = None,
+    unet_scratch: bool = False,
+    unet_config_path: str | None = None,
+) -> LatentComponents:
+    """Load and cross-check the SD components of `path` (hub id or local dir).
+
+    Args:
+        prediction_type: "epsilon" | "v_prediction" overrides the scheduler config's; None keeps it.
+        unet_scratch: random-init UNet from the repo's unet config, or from `unet_config_path` (e.g. a smaller one).
+    """
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    if unet_config_path and not unet_scratch:
+        raise UserInputError("--model_config_name_or_path needs --unet_scratch (it defines a new, random UNet)")
+    _check_layout(path, need_unet=not (unet_scratch and unet_config_path))
+    rev = {"revision": revision}
+    sched_kw = {"prediction_type": prediction_type} if prediction_type else {}
+    scheduler = _load("scheduler", DDPMScheduler.from_pretrained, path, subfolder="scheduler", **rev, **sched_kw)
+    tokenizer = _load("tokenizer", CLIPTokenizer.from_pretrained, path, subfolder="tokenizer", **rev)
+    text_encoder = _load(
+        "text encoder", CLIPTextModel.from_pretrained, path, subfolder="text_encoder", variant=variant, **rev
+    )
+    vae = _load("VAE", AutoencoderKL.from_pretrained, path, subfolder="vae", variant=variant, **rev)
+    if unet_scratch:
+        unet = UNet2DConditionModel.from_config(_unet_config(path, unet_config_path, revision))
+    else:
+        unet = _load("UNet", UNet2DConditionModel.from_pretrained, path, subfolder="unet", variant=variant, **rev)
+    vae.requires_grad_(False).eval()
+    text_encoder.requires_grad_(False).eval()
+    components = LatentComponents(vae, tokenizer, text_encoder, scheduler, unet)
+    check_components(components)
+    return components
+
+
+def check_components(c: LatentComponents) -> None:
+    """One clear message per incompatibility between tokenizer, text encoder, VAE and UNet."""
+    te = c.text_encoder.config
+    if len(c.tokenizer) > te.vocab_size:
+        raise UserInputError(
+            f"tokenizer/text-encoder mismatch: the tokenizer has {len(c.tokenizer)} tokens but the text encoder's "
+            f"vocabulary has {te.vocab_size}"
+        )
+    if c.tokenizer.model_max_length > te.max_position_embeddings:
+        raise UserInputError(
+            f"tokenizer/text-encoder mismatch: the tokenizer pads to {c.tokenizer.model_max_length} tokens but the "
+            f"text encoder has {te.max_position_embeddings} positions"
+        )
+    if c.unet.config.cross_attention_dim != te.hidden_size:
+        raise UserInputError(
+            f"UNet cross_attention_dim={c.unet.config.cross_attention_dim} but the text encoder's hidden size is "
+            f"{te.hidden_size}"
+        )
+    if c.unet.config.in_channels != c.vae.config.latent_channels:
+        raise UserInputError(
+            f"UNet in_channels={c.unet.config.in_channels} but the VAE has {c.vae.config.latent_channels} latent "
+            "channels"
+        )
+
+
+class LatentCodec:
+    """Images (B, 3, H, W) in [-1, 1] ↔ latents (B, c, H/f, W/f), f = 2^(levels − 1), scaled to ≈ unit variance."""
+
+    def __init__(self, vae: nn.Module):
+        self.vae = vae.requires_grad_(False).eval()
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @torch.no_grad()
+    def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, σ) of the VAE posterior, each (B, c, h, w), on the VAE's device."""
+        dist = self.vae.encode(images.to(self.device, self.vae.dtype)).latent_dist
+        return dist.mean.float(), dist.std.float()
+
+    def from_posterior(
+        self, mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Scaled latents z = s·(μ + σ·ε − shift), ε ~ N(0, I) drawn from `generator` (on CPU, so it is seedable)."""
+        noise = torch.randn(mean.shape, generator=generator).to(mean.device)
+        return self.scaling_factor * (mean + std * noise - self.shift_factor)
+
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] → scaled latents (B, c, H/f, W/f): one seeded posterior sample each."""
+        return self.from_posterior(*self.posterior(images), generator)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (B, c, h, w) → images (B, 3, h·f, w·f), clamped to [-1, 1]."""
+        z = latents.to(self.device, self.vae.dtype) / self.scaling_factor + self.shift_factor
+        return self.vae.decode(z).sample.float().clamp(-1, 1)
+
+
+class LatentTaskDataset:
+    """A `TaskDataset` served in latent space: `.batch(indices, generator)` → {"images": latents (B, c, h, w) on
+    the VAE's device, "labels": list[str]}. `labels`, `label_kind`, `task_id`, `transform` and the prepared uint8
+    images are those of the wrapped dataset (replay stores raw images; `LatentTransform` encodes them)."""
+
+    def __init__(self, base, codec: LatentCodec, cache: bool = False):
+        self.base = base
+        self.codec = codec
+        self.cache = cache
+        self.task_id = base.task_id
+        self.transform = base.transform
+        self.labels = base.labels
+        self.label_kind = base.label_kind
+        self._images = base._images  # uint8 (N, C, H', W'), read by the replay strategy
+        self._cached: tuple[torch.Tensor, torch.Tensor] | None = None  # μ, σ: (V, N, c, h, w), V = 1 or 2 (flips)
+        if cache and not self.transform.center_crop and self._images.shape[-1] != self._images.shape[-2]:
+            raise UserInputError(
+                "--cache_latents stores one latent per image, so random crops of non-square images cannot be cached:"
+                " add --center_crop (or drop --cache_latents)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def _fill_cache(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..data.transforms import center_crop, to_unit_range
+
+        images = to_unit_range(center_crop(self._images, self.transform.resolution))
+        views = [images, images.flip(-1)] if self.transform.random_flip else [images]
+        means, stds = [], []
+        for view in views:
+            parts = [self.codec.posterior(chunk) for chunk in view.split(_ENCODE_CHUNK)]
+            means.append(torch.cat([m for m, _ in parts]))
+            stds.append(torch.cat([s for _, s in parts]))
+        logger.info("task %s: cached VAE latents of %d images (%d views)", self.task_id, len(images), len(views))
+        return torch.stack(means), torch.stack(stds)
+
+    def batch(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        """{"images": scaled latents (B, c, h, w), "labels": list[str] | absent} for long (B,) `indices`."""
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        if not self.cache:
+            batch = self.base.batch(indices, generator)
+            return {**batch, "images": self.codec.encode(batch["images"], generator)}
+        if self._cached is None:
+            self._cached = self._fill_cache()
+        mean, std = self._cached
+        view = torch.zeros(len(indices), dtype=torch.long)
+        if mean.shape[0] == 2:  # the same p = 0.5 flip as the pixel transform, drawn from the same generator
+            view = (torch.rand(len(indices), generator=generator) < 0.5).long()
+        rows = indices.to(mean.device)
+        view = view.to(mean.device)
+        batch: dict = {"images": self.codec.from_posterior(mean[view, rows], std[view, rows], generator)}
+        if self.labels is not None:
+            batch["labels"] = [str(x) for x in self.labels[indices.numpy()]]
+        return batch
+
+
+class LatentTransform:
+    """`transform(uint8 images (B, C, H, W), generator) -> scaled latents`: the pixel transform, then the VAE."""
+
+    def __init__(self, transform, codec: LatentCodec):
+        self.transform = transform
+        self.codec = codec
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.codec.encode(self.transform(images, generator), generator)

@@ -1,0 +1,123 @@
+"""Per-task LoRA adapters as a continual strategy (Hu et al. 2021, "LoRA"; one adapter per task as in
+Smith et al. 2023, "Continual Diffusion").
+
+The UNet's base weights are frozen. Every task k gets its own peft adapter "task_k" on the target modules
+(W x + (α/r)·B_k A_k x). All adapters are injected up front, when the strategy is built, so the model's parameter
+set (and so every checkpoint's keys) is the same for the whole run and an exact resume needs nothing special.
+Before task k only adapter k is trainable; which adapters are *active* depends on `mode`:
+
+- "stacked": adapters 1…k are all active (earlier ones frozen): θ_k = θ_0 + Σ_{j≤k} Δ_j. The model after task k
+  is the sum, and the exported `unet/` is that sum merged into the base weights.
+- "isolated": only adapter k is active: θ_k = θ_0 + Δ_k, a separate expert per task (task identity is then
+  needed at inference: choose the adapter).
+
+Each task export also writes every adapter j ≤ k as `lora/task_j/pytorch_lora_weights.safetensors`, in the format
+`StableDiffusionPipeline.load_lora_weights` reads, so users can stack, weight or swap them on the base model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from typing import Literal
+
+from torch import nn
+
+from .base import ContinualStrategy
+
+LoraMode = Literal["stacked", "isolated"]
+DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
+
+
+def adapter_name(task_id: int) -> str:
+    return f"task_{task_id}"
+
+
+class LoRAAdapters(ContinualStrategy):
+    """Inject one LoRA adapter per task into `unet` (a diffusers model with peft support) and freeze the rest.
+
+    Args:
+        unet: the UNet2DConditionModel being trained (modified in place: adapters injected, base frozen).
+        task_ids: every task id of the run, in order.
+        rank: LoRA rank r.
+        alpha: LoRA α (scale α/r); None → α = r, as diffusers' train_text_to_image_lora.
+        target_modules: module-name suffixes to adapt (default: the attention projections).
+        mode: "stacked" or "isolated" (module docstring).
+    """
+
+    name = "lora"
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        task_ids: list[int],
+        rank: int = 4,
+        alpha: float | None = None,
+        target_modules: tuple[str, ...] = DEFAULT_TARGETS,
+        mode: LoraMode = "stacked",
+    ):
+        from peft import LoraConfig
+
+        if mode not in ("stacked", "isolated"):
+            raise ValueError(f"mode must be 'stacked' or 'isolated', got {mode!r}")
+        self.task_ids = list(task_ids)
+        self.mode = mode
+        self.rank = rank
+        self.alpha = alpha if alpha is not None else float(rank)
+        unet.requires_grad_(False)
+        config = LoraConfig(
+            r=rank, lora_alpha=self.alpha, init_lora_weights="gaussian", target_modules=list(target_modules)
+        )
+        with warnings.catch_warnings():  # peft warns that several adapters are being added: that is the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            for task_id in self.task_ids:
+                unet.add_adapter(copy.deepcopy(config), adapter_name=adapter_name(task_id))
+        self._activate(unet, self.task_ids[0])
+
+    def active_for(self, task_id: int) -> list[str]:
+        """Adapter names active while training (and after) task `task_id`."""
+        if self.mode == "isolated":
+            return [adapter_name(task_id)]
+        return [adapter_name(t) for t in self.task_ids[: self.task_ids.index(task_id) + 1]]
+
+    def _activate(self, unet: nn.Module, task_id: int) -> None:
+        unet.set_adapters(self.active_for(task_id))
+        trainable = f".{adapter_name(task_id)}."
+        for name, param in unet.named_parameters():
+            param.requires_grad_(trainable in name)
+
+    def before_task(self, model: nn.Module, task_id: int) -> None:
+        self._activate(model.unet, task_id)
+
+
+def lora_state_dicts(unet: nn.Module, adapters: list[str]) -> dict[str, dict]:
+    """{adapter: its LoRA weights with diffusers' key names}, the format `save_lora_weights` expects."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return {a: convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=a)) for a in adapters}
+
+
+def save_lora_adapters(unet: nn.Module, adapters: list[str], directory: str) -> dict[str, int]:
+    """Write each adapter to `directory/<adapter>/pytorch_lora_weights.safetensors`; returns their sizes (bytes)."""
+    from diffusers import StableDiffusionPipeline
+
+    sizes = {}
+    for name, state in lora_state_dicts(unet, adapters).items():
+        path = os.path.join(directory, name)
+        StableDiffusionPipeline.save_lora_weights(path, unet_lora_layers=state, safe_serialization=True)
+        sizes[name] = os.path.getsize(os.path.join(path, "pytorch_lora_weights.safetensors"))
+    return sizes
+
+
+def merged_copy(unet: nn.Module, adapters: list[str]) -> nn.Module:
+    """A plain copy of `unet` with `adapters` fused into the base weights and every LoRA layer removed."""
+    plain = copy.deepcopy(unet)
+    plain.fuse_lora(adapter_names=adapters)
+    plain.unload_lora()
+    return plain
+
+
+def has_adapters(unet: nn.Module) -> bool:
+    return bool(getattr(unet, "peft_config", None))
