@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 
 def write_tiny_sd(
     root: str,
@@ -46,7 +48,8 @@ def write_tiny_sd(
         norm_num_groups=4,
     )
     scheduler = DDPMScheduler(
-        num_train_timesteps=10, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False
+        num_train_timesteps=10, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        steps_offset=1,
     )
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -60,3 +63,21 @@ def write_tiny_sd(
     )
     pipe.save_pretrained(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory) -> str:
+    """A tiny SD pipeline folder (import this fixture into a test module to use it)."""
+    return write_tiny_sd(str(tmp_path_factory.mktemp("tiny_sd") / "sd"))
+
+
+@pytest.fixture(scope="session")
+def caption_file(tmp_path_factory) -> str:
+    """Two captioned 8-image tasks of 8×8 RGB images ("digit 0" … "digit 3")."""
+    from conftest import make_tasks
+
+    from continual_diffusers.data import save_tasks
+
+    path = str(tmp_path_factory.mktemp("data") / "captions.npz")
+    save_tasks(path, make_tasks("text"))
+    return path
