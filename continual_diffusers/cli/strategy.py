@@ -1,17 +1,218 @@
-"""Continual-strategy flags and the Namespace → strategy conversion."""
+"""Continual-strategy flags and the Namespace → strategy conversion.
+
+Strategies are enabled with `--strategy NAME [NAME ...]` (keys of `STRATEGIES`) or with the earlier
+implementation's flags: `--buffer_type …` enables replay and `--ewc_loss` enables EWC. Several enabled strategies
+are combined (`CombinedStrategy`), e.g. `--ewc_loss --buffer_type reservoir --buffer_size 2000`.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from ..strategies import STRATEGIES, ContinualStrategy
+from ..data.buffer import AllData, NoData, ReplayBuffer, Reservoir, TaskBalanced
+from ..data.transforms import ImageTransform
+from ..strategies import EWC, STRATEGIES, CombinedStrategy, ContinualStrategy, Naive, Replay, SynapticIntelligence
+from ..utils.errors import UserInputError
+
+# --buffer_type values: the earlier names (reservoir = task-balanced random subsets) plus clearer aliases.
+BUFFER_POLICIES = {
+    "no_data": "nothing is stored: plain fine-tuning",
+    "all_data": "every sample of every past task: joint training (unbounded)",
+    "reservoir": "the earlier name of task_balanced",
+    "task_balanced": "--buffer_size slots split evenly over past tasks, a random subset of each",
+    "stream_reservoir": "true reservoir sampling over the stream: each seen sample kept with equal probability",
+}
+# Defaults of options that belong to one strategy; setting one while that strategy is off is an error.
+OWNED_DEFAULTS = {
+    "replay": {
+        "buffer_size": 1000,
+        "retain_label_uniform_sampling": False,
+        "replay_ratio": None,
+        "replay_loss_weight": 1.0,
+    },
+    "ewc": {
+        "lambda_ewc": 1.0,
+        "ewc_mode": "separate",
+        "ewc_gamma": 1.0,
+        "num_samples_ewc": 100,
+        "ewc_fisher_timesteps": 4,
+        "ewc_fisher_batch_size": 8,
+    },
+    "si": {"si_lambda": 1.0, "si_epsilon": 0.1},
+}
+_DEFAULTS = {flag: value for defaults in OWNED_DEFAULTS.values() for flag, value in defaults.items()}
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
 
 
 def add_strategy_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("Continual strategy")
-    g.add_argument("--strategy", choices=sorted(STRATEGIES), default="naive", help="continual-learning method")
+    g = parser.add_argument_group("Continual strategy", "several enabled strategies are combined (e.g. EWC + replay)")
+    g.add_argument(
+        "--strategy",
+        nargs="+",
+        choices=list(STRATEGIES),
+        default=None,
+        help="continual-learning methods to run together (default: naive fine-tuning)",
+    )
+    _add_replay_args(parser.add_argument_group("Replay", "experience replay from a buffer of past tasks' samples"))
+    _add_ewc_args(parser.add_argument_group("EWC", "elastic weight consolidation (per-sample diagonal Fisher)"))
+    g = parser.add_argument_group("SI", "synaptic intelligence")
+    g.add_argument("--si_lambda", type=float, default=_DEFAULTS["si_lambda"], help="SI strength c in c·Σ Ω (θ − θ*)²")
+    g.add_argument("--si_epsilon", type=float, default=_DEFAULTS["si_epsilon"], help="SI damping ξ > 0")
+
+
+def _add_replay_args(g) -> None:
+    policies = "; ".join(f"{k}: {v}" for k, v in BUFFER_POLICIES.items())
+    g.add_argument(
+        "--buffer_type", "--buffer_policy", dest="buffer_type", choices=list(BUFFER_POLICIES), default=None,
+        help=f"enables replay; {policies}",
+    )  # fmt: skip
+    g.add_argument(
+        "--buffer_size", type=int, default=_DEFAULTS["buffer_size"],
+        help="total replay slots over all past tasks (task_balanced / reservoir / stream_reservoir)",
+    )  # fmt: skip
+    g.add_argument(
+        "--retain_label_uniform_sampling", type=_bool, nargs="?", const=True,
+        default=_DEFAULTS["retain_label_uniform_sampling"],
+        help="balance class labels within each task's share (task_balanced / reservoir)",
+    )  # fmt: skip
+    g.add_argument(
+        "--replay_ratio", type=float, default=_DEFAULTS["replay_ratio"],
+        help="fixed replay fraction of every batch in [0, 1); unset: in proportion to the buffer size",
+    )  # fmt: skip
+    g.add_argument(
+        "--replay_loss_weight", type=float, default=_DEFAULTS["replay_loss_weight"], help="replayed loss × w"
+    )
+
+
+def _add_ewc_args(g) -> None:
+    g.add_argument("--ewc_loss", action="store_true", help="enables EWC")
+    g.add_argument(
+        "--lambda_ewc", "--ewc_lambda", dest="lambda_ewc", type=float, default=_DEFAULTS["lambda_ewc"],
+        help="EWC strength λ in (λ/2)·Σ F (θ − θ*)²",
+    )  # fmt: skip
+    g.add_argument(
+        "--ewc_mode", choices=["separate", "online"], default=_DEFAULTS["ewc_mode"],
+        help="one penalty per past task, or one running Fisher decayed by --ewc_gamma",
+    )  # fmt: skip
+    g.add_argument("--ewc_gamma", type=float, default=_DEFAULTS["ewc_gamma"], help="online EWC decay γ in (0, 1]")
+    g.add_argument(
+        "--num_samples_ewc", "--ewc_num_samples", dest="num_samples_ewc", type=int,
+        default=_DEFAULTS["num_samples_ewc"], help="samples per Fisher estimate",
+    )  # fmt: skip
+    g.add_argument(
+        "--ewc_fisher_timesteps", type=int, default=_DEFAULTS["ewc_fisher_timesteps"],
+        help="(timestep, noise) draws per Fisher sample",
+    )  # fmt: skip
+    g.add_argument(
+        "--ewc_fisher_batch_size", type=int, default=_DEFAULTS["ewc_fisher_batch_size"],
+        help="samples per vectorised per-sample-gradient call (memory ∝ this × parameters)",
+    )  # fmt: skip
+
+
+def enabled_strategies(args: argparse.Namespace) -> list[str]:
+    """Names of the strategies the flags enable, in registry order; ["naive"] when none is."""
+    names = set(args.strategy or [])
+    if args.buffer_type is not None:
+        names.add("replay")
+    if args.ewc_loss:
+        names.add("ewc")
+    if "naive" in names and len(names) > 1:
+        raise UserInputError(f"--strategy naive cannot be combined with {sorted(names - {'naive'})}")
+    return [n for n in STRATEGIES if n in names] or ["naive"]
+
+
+def check_strategy_ranges(args: argparse.Namespace, names: list[str], tasks) -> None:
+    """One clear message per out-of-range or inapplicable strategy flag."""
+    for owner, defaults in OWNED_DEFAULTS.items():
+        for flag, default in defaults.items():
+            if owner not in names and getattr(args, flag) != default:
+                raise UserInputError(
+                    f"--{flag} is set but {owner} is off (enable it with --strategy {owner}"
+                    + (" or --buffer_type" if owner == "replay" else "")
+                    + ")"
+                )
+    checks = [
+        (args.buffer_size < 0, f"--buffer_size must be >= 0, got {args.buffer_size}"),
+        (
+            args.replay_ratio is not None and not 0 <= args.replay_ratio < 1,
+            f"--replay_ratio must be in [0, 1), got {args.replay_ratio}",
+        ),
+        (args.replay_loss_weight < 0, f"--replay_loss_weight must be >= 0, got {args.replay_loss_weight}"),
+        (args.lambda_ewc < 0, f"--lambda_ewc must be >= 0, got {args.lambda_ewc}"),
+        (not 0 < args.ewc_gamma <= 1, f"--ewc_gamma must be in (0, 1], got {args.ewc_gamma}"),
+        (args.si_lambda < 0, f"--si_lambda must be >= 0, got {args.si_lambda}"),
+        (args.si_epsilon <= 0, f"--si_epsilon must be > 0, got {args.si_epsilon}"),
+    ]
+    for name in ("num_samples_ewc", "ewc_fisher_timesteps", "ewc_fisher_batch_size"):
+        checks.append((getattr(args, name) < 1, f"--{name} must be >= 1, got {getattr(args, name)}"))
+    for failed, message in checks:
+        if failed:
+            raise UserInputError(message)
+    if args.retain_label_uniform_sampling and (args.buffer_type or "task_balanced") not in (
+        "reservoir",
+        "task_balanced",
+    ):
+        raise UserInputError("--retain_label_uniform_sampling applies to --buffer_type reservoir / task_balanced")
+    if args.retain_label_uniform_sampling and tasks.label_kind != "class":
+        raise UserInputError(
+            f"--retain_label_uniform_sampling needs class labels, the task file has {tasks.label_kind}"
+        )
+    if "si" in names and getattr(args, "mixed_precision", "no") == "fp16":
+        raise UserInputError("SI reads gradients, which fp16 gradient scaling distorts: use --mixed_precision bf16")
+
+
+def _build_replay(args: argparse.Namespace, tasks) -> Replay:
+    policy_name = args.buffer_type or "task_balanced"
+    policy = {
+        "no_data": NoData,
+        "all_data": AllData,
+        "stream_reservoir": lambda: Reservoir(args.buffer_size),
+        "reservoir": lambda: TaskBalanced(args.buffer_size, args.retain_label_uniform_sampling),
+        "task_balanced": lambda: TaskBalanced(args.buffer_size, args.retain_label_uniform_sampling),
+    }[policy_name]()
+    transform = ImageTransform(
+        args.resolution or min(tasks.image_size), center_crop=args.center_crop, random_flip=args.random_flip
+    )
+    mixing = "concat" if args.replay_ratio is None else "ratio"
+    return Replay(
+        ReplayBuffer(policy),
+        transform,
+        {t.task_id: len(t) for t in tasks},
+        mixing=mixing,
+        replay_ratio=args.replay_ratio or 0.0,
+        loss_weight=args.replay_loss_weight,
+    )
+
+
+def _build_ewc(args: argparse.Namespace, tasks) -> EWC:
+    return EWC(
+        args.lambda_ewc,
+        args.ewc_mode,
+        args.ewc_gamma,
+        num_samples=args.num_samples_ewc,
+        num_timesteps=args.ewc_fisher_timesteps,
+        batch_size=args.ewc_fisher_batch_size,
+    )
+
+
+BUILDERS = {
+    "naive": lambda args, tasks: Naive(),
+    "replay": _build_replay,
+    "ewc": _build_ewc,
+    "si": lambda args, tasks: SynapticIntelligence(args.si_lambda, args.si_epsilon),
+}
 
 
 def build_strategy(args: argparse.Namespace, tasks) -> ContinualStrategy:
-    """The strategy named by --strategy, configured from its flags."""
-    return STRATEGIES[args.strategy]()
+    """The strategy (or `CombinedStrategy`) the flags enable, validated and configured from its flags."""
+    names = enabled_strategies(args)
+    check_strategy_ranges(args, names, tasks)
+    strategies = [BUILDERS[name](args, tasks) for name in names]
+    return strategies[0] if len(strategies) == 1 else CombinedStrategy(strategies)

@@ -1,0 +1,114 @@
+"""Experience replay: after each task, offer its ORIGINAL data to a `ReplayBuffer`; during later tasks, add
+buffered samples to every micro-batch (Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning").
+
+How many replay samples join a batch of B current samples (the trainer concatenates them):
+- `concat` (the earlier implementation's behaviour, which concatenated buffer and task and shuffled): in
+  proportion to their count, B·M/N on average for M buffered and N current-task samples (rounded at random, so
+  the expectation is exact). The batch grows with the buffer, as the earlier epochs did.
+- `ratio`: a fixed fraction r of each combined batch, B·r/(1 − r) replay samples (r = 0.5 → B of each).
+Replayed samples' losses may be weighted (`loss_weight`), e.g. the reduced rehearsal weight of Zając et al. 2023.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..data.buffer import ReplayBuffer
+from ..data.transforms import ImageTransform
+from ..utils.errors import UserInputError
+from ..utils.seed import make_generator
+from .base import ContinualStrategy, TaskContext
+
+MixingMode = Literal["concat", "ratio"]
+
+
+class Replay(ContinualStrategy):
+    """Experience replay from a `ReplayBuffer`.
+
+    Args:
+        buffer: storage and selection policy.
+        transform: the training image transform (crop/flip/scale of the stored uint8 images).
+        task_sizes: number of samples of each task id (`concat` mode needs the current task's size).
+        mixing: `concat` or `ratio` (module docstring).
+        replay_ratio: replay fraction of each combined batch in `ratio` mode, in [0, 1).
+        loss_weight: weight of replayed samples' losses (current samples weigh 1).
+    """
+
+    name = "replay"
+
+    def __init__(
+        self,
+        buffer: ReplayBuffer,
+        transform: ImageTransform,
+        task_sizes: dict[int, int],
+        mixing: MixingMode = "concat",
+        replay_ratio: float = 0.5,
+        loss_weight: float = 1.0,
+    ):
+        if mixing not in ("concat", "ratio"):
+            raise ValueError(f"mixing must be 'concat' or 'ratio', got {mixing!r}")
+        if not 0.0 <= replay_ratio < 1.0:
+            raise ValueError(f"replay_ratio must be in [0, 1), got {replay_ratio}")
+        if loss_weight < 0:
+            raise ValueError(f"loss_weight must be >= 0, got {loss_weight}")
+        self.buffer = buffer
+        self.transform = transform
+        self.task_sizes = dict(task_sizes)
+        self.mixing = mixing
+        self.replay_ratio = replay_ratio
+        self.loss_weight = loss_weight
+        self._task_id: int | None = None
+
+    def before_task(self, model: nn.Module, task_id: int) -> None:
+        self._task_id = task_id
+
+    def num_replay(self, batch_size: int, generator: torch.Generator) -> int:
+        """Replay samples to add to a batch of `batch_size` current samples (randomly rounded expectation)."""
+        if len(self.buffer) == 0:
+            return 0
+        if self.mixing == "ratio":
+            expected = batch_size * self.replay_ratio / (1.0 - self.replay_ratio)
+        else:
+            expected = batch_size * len(self.buffer) / self.task_sizes[self._task_id]
+        whole = math.floor(expected)
+        return whole + int(torch.rand((), generator=generator).item() < expected - whole)
+
+    def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
+        """{"images": float (R, C, H, W) in [-1, 1], "labels": long (R,) | list[str] (if labelled),
+        "loss_weight": float (if ≠ 1)}, or None when the buffer is empty or R = 0."""
+        num = self.num_replay(batch_size, generator)
+        if num == 0:
+            return None
+        images, labels = self.buffer.get(self.buffer.sample_indices(num, generator))
+        batch: dict = {"images": self.transform(images, generator)}
+        if labels is not None:
+            batch["labels"] = labels
+        if self.loss_weight != 1.0:
+            batch["loss_weight"] = self.loss_weight
+        return batch
+
+    def after_task(self, model: nn.Module, context: TaskContext) -> None:
+        """Offer the finished task's original data (prepared uint8 images + labels) to the buffer."""
+        dataset = context.dataset
+        images = dataset._images  # uint8 (N, C, H', W') as prepared once by TaskDataset; no public accessor yet
+        labels = dataset.labels
+        if labels is not None:
+            labels = [str(x) for x in labels] if dataset.label_kind == "text" else torch.as_tensor(labels).long()
+        generator = make_generator(context.seed, "replay_buffer", context.task_id)
+        self.buffer.add_task(context.task_id, images, labels, generator)
+
+    def state_dict(self) -> dict:
+        return {f"buffer.{k}": v for k, v in self.buffer.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        unknown = [k for k in state if not k.startswith("buffer.")]
+        if unknown or "buffer.num_seen" not in state:
+            raise UserInputError(
+                f"the checkpoint's strategy state {sorted(state)[:3]}… is not a replay buffer; "
+                "resume with the strategy flags the run was started with"
+            )
+        self.buffer.load_state_dict({k[len("buffer.") :]: v for k, v in state.items()})
