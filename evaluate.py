@@ -93,7 +93,8 @@ def prompt_composition(args, meta: dict) -> None:
         try:
             weights = [float(w) for w in args.weights_prompt.split("|")]
         except ValueError:
-            raise UserInputError(f'--weights_prompt must be numbers separated by "|", got {args.weights_prompt!r}')
+            message = f'--weights_prompt must be numbers separated by "|", got {args.weights_prompt!r}'
+            raise UserInputError(message) from None
         if len(weights) != len(concepts):
             raise UserInputError(f"--weights_prompt has {len(weights)} weights for {len(concepts)} prompts "
                                  f"in {prompts[0]!r}")

@@ -8,10 +8,10 @@ import json
 import shutil
 
 import pytest
+import tiny_sd
 import torch
 from conftest import make_tasks
 from safetensors.torch import load_file
-from tiny_sd import caption_file, tiny_sd_dir  # noqa: F401 (fixtures)
 
 import main_ldm
 from continual_diffusers.data import ImageTransform, TaskDataset, save_tasks
@@ -19,6 +19,8 @@ from continual_diffusers.models.latent import LatentCodec, LatentTaskDataset, lo
 
 LDM_FLAGS = ["--train_batch_size", 4, "--num_inference_steps", 2, "--num_samples", 1, "--logger", "none",
              "--seed", 0, "--validation_prompts", "digit 0", "digit 3"]  # fmt: skip
+
+tiny_sd_dir, caption_file = tiny_sd.tiny_sd_dir, tiny_sd.caption_file  # shared session fixtures
 
 
 def run(argv) -> int:
@@ -50,7 +52,9 @@ def test_two_tasks_train_and_export_pipelines(tmp_path, tiny_sd_dir, caption_fil
             assert (task_dir / sub).is_dir(), sub
         assert (task_dir / "samples.png").is_file()
         meta = json.loads((task_dir / "continual_diffusers.json").read_text())
-        assert meta["latent"]["scaling_factor"] == pytest.approx(0.18215) and meta["seen_tasks"] == list(range(1, k + 1))
+        assert meta["latent"]["scaling_factor"] == pytest.approx(0.18215) and meta["seen_tasks"] == list(
+            range(1, k + 1)
+        )
         assert (task_dir / "model_index.json").is_file() != energy  # a stock pipeline cannot run an energy UNet
     if "vpred" in variant:
         assert json.loads((out / "task_2" / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == (

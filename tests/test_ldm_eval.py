@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_sd import caption_file, tiny_sd_dir  # noqa: F401 (fixtures)
+import tiny_sd
 
 import evaluate
 import main_ldm
@@ -16,9 +16,11 @@ TRAIN = ["--train_batch_size", 4, "--num_inference_steps", 2, "--num_samples", 1
          "--validation_prompts", "digit 0", "--max_train_steps", 1, "--checkpointing_steps", 0,
          "--uncond_p", 0.5]  # fmt: skip
 
+tiny_sd_dir, caption_file = tiny_sd.tiny_sd_dir, tiny_sd.caption_file  # shared session fixtures
+
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_sd_dir, caption_file):  # noqa: F811
+def models(tmp_path_factory, tiny_sd_dir, caption_file):
     root = tmp_path_factory.mktemp("ldm_eval")
     out = {}
     for name, extra in {"score": [], "energy": ["--energy_based_training", "--unet_scratch"]}.items():
@@ -75,8 +77,10 @@ def test_two_prompt_composition_with_negative_weight(models, tmp_path, model):
     "flags, message",
     [
         (["--validation_prompts", "a | b", "--weights_prompt", "1 | 2 | 3"], "--weights_prompt has 3 weights for 2"),
-        (["--validation_prompts", "a", "b", "--negative_prompt", "x", "y", "z", "--guidance_scale", 2],
-         "--negative_prompt has 3 prompts for 2 prompt(s)"),
+        (
+            ["--validation_prompts", "a", "b", "--negative_prompt", "x", "y", "z", "--guidance_scale", 2],
+            "--negative_prompt has 3 prompts for 2 prompt(s)",
+        ),
         (["--validation_prompts", "a | b", "c"], "compose one"),
         (["--validation_prompts", "a", "--negative_prompt", "x", "--guidance_scale", 1], "acts through guidance"),
     ],

@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import tiny_sd
 import torch
 from safetensors.torch import load_file
-from tiny_sd import caption_file, tiny_sd_dir  # noqa: F401 (fixtures)
 
 import main_ldm
 from continual_diffusers.models.denoiser import ScoreModel
@@ -18,13 +18,15 @@ LORA_FLAGS = ["--train_batch_size", 4, "--num_inference_steps", 2, "--num_sample
               "--seed", 0, "--validation_prompts", "digit 0", "--lora_rank", 2, "--learning_rate", 1e-2,
               "--max_train_steps", 2]  # fmt: skip
 
+tiny_sd_dir, caption_file = tiny_sd.tiny_sd_dir, tiny_sd.caption_file  # shared session fixtures
+
 
 def run(argv) -> int:
     return main_ldm.main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, tiny_sd_dir, caption_file):  # noqa: F811
+def lora_run(tmp_path_factory, tiny_sd_dir, caption_file):
     out = tmp_path_factory.mktemp("lora") / "run"
     argv = ["--pretrained_model_name_or_path", tiny_sd_dir, "--data_path", caption_file, "--output_dir", out,
             "--checkpointing_steps", 0, "--buffer_type", "reservoir", "--buffer_size", 4, *LORA_FLAGS]  # fmt: skip
@@ -38,7 +40,7 @@ def _unet(path):
     return UNet2DConditionModel.from_pretrained(path, subfolder="unet")
 
 
-def test_strategy_trains_only_the_current_adapter(tiny_sd_dir):  # noqa: F811
+def test_strategy_trains_only_the_current_adapter(tiny_sd_dir):
     unet = _unet(tiny_sd_dir)
     total = sum(p.numel() for p in unet.parameters())
     lora = LoRAAdapters(unet, [1, 2, 3], rank=2, mode="stacked")
@@ -51,7 +53,7 @@ def test_strategy_trains_only_the_current_adapter(tiny_sd_dir):  # noqa: F811
     assert isolated.active_for(3) == ["task_3"]
 
 
-def test_export_is_merged_pipeline_plus_loadable_adapters(lora_run, tiny_sd_dir):  # noqa: F811
+def test_export_is_merged_pipeline_plus_loadable_adapters(lora_run, tiny_sd_dir):
     from diffusers import StableDiffusionPipeline
 
     task2 = lora_run / "task_2"
@@ -78,7 +80,7 @@ def test_export_is_merged_pipeline_plus_loadable_adapters(lora_run, tiny_sd_dir)
     assert image.shape == (1, 8, 8, 3)
 
 
-def test_base_weights_stay_frozen(lora_run, tiny_sd_dir):  # noqa: F811
+def test_base_weights_stay_frozen(lora_run, tiny_sd_dir):
     state = load_file(lora_run / "checkpoint-4" / "model.safetensors")
     base = _unet(tiny_sd_dir).state_dict()
     name = "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
@@ -86,7 +88,7 @@ def test_base_weights_stay_frozen(lora_run, tiny_sd_dir):  # noqa: F811
     assert torch.equal(state["conv_in.weight"], base["conv_in.weight"])
 
 
-def test_resume_with_lora_is_exact(tmp_path, tiny_sd_dir, caption_file):  # noqa: F811
+def test_resume_with_lora_is_exact(tmp_path, tiny_sd_dir, caption_file):
     common = ["--pretrained_model_name_or_path", tiny_sd_dir, "--data_path", caption_file, "--checkpointing_steps", 1,
               *LORA_FLAGS]  # fmt: skip
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

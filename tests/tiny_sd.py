@@ -48,7 +48,11 @@ def write_tiny_sd(
         norm_num_groups=4,
     )
     scheduler = DDPMScheduler(
-        num_train_timesteps=10, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        num_train_timesteps=10,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
         steps_offset=1,
     )
     pipe = StableDiffusionPipeline(

@@ -62,7 +62,11 @@ def ldm_parser() -> argparse.ArgumentParser:
     add_evaluation_args(parser)
     # From the pretrained scheduler config unless given; the DDPM schedule flags do not apply.
     parser.set_defaults(
-        prediction_type=None, ddpm_num_steps=None, ddpm_beta_schedule=None, output_dir="outputs/ldm", num_class_labels=None
+        prediction_type=None,
+        ddpm_num_steps=None,
+        ddpm_beta_schedule=None,
+        output_dir="outputs/ldm",
+        num_class_labels=None,
     )
     return parser
 
@@ -70,8 +74,10 @@ def ldm_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------ Namespace → objects
 def _check_ldm_flags(args: argparse.Namespace) -> None:
     if args.ddpm_num_steps is not None or args.ddpm_beta_schedule is not None:
-        raise UserInputError("--ddpm_num_steps / --ddpm_beta_schedule do not apply: the LDM's noise schedule comes "
-                             "from <pretrained_model_name_or_path>/scheduler")
+        raise UserInputError(
+            "--ddpm_num_steps / --ddpm_beta_schedule do not apply: the LDM's noise schedule comes "
+            "from <pretrained_model_name_or_path>/scheduler"
+        )
     if args.prediction_type == "sample":
         raise UserInputError("latent diffusion supports --prediction_type epsilon or v_prediction")
     if args.data_path is None:
@@ -81,8 +87,10 @@ def _check_ldm_flags(args: argparse.Namespace) -> None:
     if args.lora_rank == 0 and args.lora_alpha is not None:
         raise UserInputError("--lora_alpha is set but LoRA is off (set --lora_rank)")
     if args.energy_based_training and args.gradient_checkpointing:
-        raise UserInputError("--gradient_checkpointing is not supported with --energy_based_training (the double "
-                             "backward through checkpointed blocks is untested): drop one of them")
+        raise UserInputError(
+            "--gradient_checkpointing is not supported with --energy_based_training (the double "
+            "backward through checkpointed blocks is untested): drop one of them"
+        )
     if args.energy_based_training and args.prediction_type is None:
         args.prediction_type = "epsilon"  # the only type an energy model defines; recorded in config.json
     args.classifier_free_guidance = args.uncond_p > 0  # read by the shared range checks and train_config
@@ -146,13 +154,21 @@ def build_ldm(args: argparse.Namespace) -> dict:
         "classes_per_task": {str(t.task_id): [] for t in tasks},
         "validation_prompts": args.validation_prompts,
         "data_path": args.data_path,
-        "latent": {"scaling_factor": codec.scaling_factor, "shift_factor": codec.shift_factor,
-                   "downsample": codec.downsample, "latent_channels": c.vae.config.latent_channels},
+        "latent": {
+            "scaling_factor": codec.scaling_factor,
+            "shift_factor": codec.shift_factor,
+            "downsample": codec.downsample,
+            "latent_channels": c.vae.config.latent_channels,
+        },
         "base_model": args.pretrained_model_name_or_path,
     }
     if args.lora_rank:
-        metadata["lora"] = {"rank": args.lora_rank, "alpha": args.lora_alpha or float(args.lora_rank),
-                            "target_modules": list(args.lora_target_modules), "mode": args.lora_mode}
+        metadata["lora"] = {
+            "rank": args.lora_rank,
+            "alpha": args.lora_alpha or float(args.lora_rank),
+            "target_modules": list(args.lora_target_modules),
+            "mode": args.lora_mode,
+        }
     return {
         "tasks": tasks,
         "components": c,

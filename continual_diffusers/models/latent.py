@@ -55,7 +55,7 @@ def _check_layout(path: str, need_unet: bool) -> None:
 def _load(what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError) as err:
         raise UserInputError(f"cannot load the {what}: {err}".splitlines()[0]) from err
 
 

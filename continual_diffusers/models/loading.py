@@ -67,5 +67,7 @@ def load_decode_fn(task_dir: str, meta: dict, device="cpu"):
     try:
         vae = AutoencoderKL.from_pretrained(task_dir, subfolder="vae")
     except (OSError, ValueError) as err:
-        raise UserInputError(f"{task_dir}/vae: cannot load the VAE of this latent model ({err})".splitlines()[0]) from err
+        raise UserInputError(
+            f"{task_dir}/vae: cannot load the VAE of this latent model ({err})".splitlines()[0]
+        ) from err
     return LatentCodec(vae.to(device)).decode
