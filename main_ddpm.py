@@ -36,7 +36,12 @@ def run(args) -> None:
     set_seed(args.seed)  # model initialisation; every later draw uses generators derived from the seed
     built = cli.build_ddpm(args)
     test_tasks = cli.check_evaluation(args, built)
-    strategy = cli.build_strategy(args, built["tasks"])
+    scheduler = DDPMScheduler(
+        num_train_timesteps=args.ddpm_num_steps,
+        beta_schedule=args.ddpm_beta_schedule,
+        prediction_type=args.prediction_type,
+    )
+    strategy = cli.build_strategy(args, built["tasks"], built["conditioning"], scheduler)
     resolved = {"args": vars(args), "train_config": cfg.to_dict(), "model": built["metadata"]}
     if args.dry_run:
         print(json.dumps(resolved, indent=2, default=str))
@@ -55,11 +60,6 @@ def run(args) -> None:
         with open(os.path.join(args.output_dir, "config.json"), "w") as fh:
             json.dump(resolved, fh, indent=2, default=str)
     accelerator.init_trackers(args.project_name, config=cli.tracker_config(cfg))
-    scheduler = DDPMScheduler(
-        num_train_timesteps=args.ddpm_num_steps,
-        beta_schedule=args.ddpm_beta_schedule,
-        prediction_type=args.prediction_type,
-    )
     if built["text"] is not None:
         built["text"][1].to(accelerator.device)
     objective = DenoisingObjective(scheduler, args.prediction_type, args.snr_gamma)

@@ -11,7 +11,17 @@ import argparse
 
 from ..data.buffer import AllData, NoData, ReplayBuffer, Reservoir, TaskBalanced
 from ..data.transforms import ImageTransform
-from ..strategies import EWC, STRATEGIES, CombinedStrategy, ContinualStrategy, Naive, Replay, SynapticIntelligence
+from ..sampling.ancestral import SCHEDULERS
+from ..strategies import (
+    EWC,
+    STRATEGIES,
+    CombinedStrategy,
+    ContinualStrategy,
+    GenerativeReplay,
+    Naive,
+    Replay,
+    SynapticIntelligence,
+)
 from ..utils.errors import UserInputError
 
 # --buffer_type values: the earlier names (reservoir = task-balanced random subsets) plus clearer aliases.
@@ -39,6 +49,14 @@ OWNED_DEFAULTS = {
         "ewc_fisher_batch_size": 8,
     },
     "si": {"si_lambda": 1.0, "si_epsilon": 0.1},
+    "generative_replay": {
+        "gr_num_inference_steps": 10,
+        "gr_scheduler": "ddim",
+        "gr_pool_size": 0,
+        "gr_replay_ratio": 0.5,
+        "gr_loss_weight": 1.0,
+        "distillation_weight": 0.0,
+    },
 }
 _DEFAULTS = {flag: value for defaults in OWNED_DEFAULTS.values() for flag, value in defaults.items()}
 
@@ -62,6 +80,11 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     )
     _add_replay_args(parser.add_argument_group("Replay", "experience replay from a buffer of past tasks' samples"))
     _add_ewc_args(parser.add_argument_group("EWC", "elastic weight consolidation (per-sample diagonal Fisher)"))
+    _add_generative_replay_args(
+        parser.add_argument_group(
+            "Generative replay", "replay sampled from a frozen copy of the model (distillation: --distillation_weight)"
+        )
+    )
     g = parser.add_argument_group("SI", "synaptic intelligence")
     g.add_argument("--si_lambda", type=float, default=_DEFAULTS["si_lambda"], help="SI strength c in c·Σ Ω (θ − θ*)²")
     g.add_argument("--si_epsilon", type=float, default=_DEFAULTS["si_epsilon"], help="SI damping ξ > 0")
@@ -88,6 +111,39 @@ def _add_replay_args(g) -> None:
     )  # fmt: skip
     g.add_argument(
         "--replay_loss_weight", type=float, default=_DEFAULTS["replay_loss_weight"], help="replayed loss × w"
+    )
+
+
+def _add_generative_replay_args(g) -> None:
+    d = OWNED_DEFAULTS["generative_replay"]
+    g.add_argument(
+        "--gr_num_inference_steps",
+        type=int,
+        default=d["gr_num_inference_steps"],
+        help="teacher sampling steps per replayed image (Masip et al.: 2)",
+    )
+    g.add_argument("--gr_scheduler", choices=sorted(SCHEDULERS), default=d["gr_scheduler"], help="teacher sampler")
+    g.add_argument(
+        "--gr_pool_size",
+        type=int,
+        default=d["gr_pool_size"],
+        help="0: sample replays on the fly every step; N: sample N per task once and draw from them",
+    )
+    g.add_argument(
+        "--gr_replay_ratio", type=float, default=d["gr_replay_ratio"], help="replay fraction of every batch, in (0, 1)"
+    )
+    g.add_argument(
+        "--gr_loss_weight",
+        type=float,
+        default=d["gr_loss_weight"],
+        help="weight of the replays' denoising loss (plain generative replay)",
+    )
+    g.add_argument(
+        "--distillation_weight",
+        type=float,
+        default=d["distillation_weight"],
+        help="λ > 0: generative distillation, the student regresses the teacher's ε on replays "
+        "(Masip et al. 2023 use 3.0)",
     )
 
 
@@ -150,6 +206,13 @@ def check_strategy_ranges(args: argparse.Namespace, names: list[str], tasks) -> 
         (args.si_lambda < 0, f"--si_lambda must be >= 0, got {args.si_lambda}"),
         (args.si_epsilon <= 0, f"--si_epsilon must be > 0, got {args.si_epsilon}"),
     ]
+    checks += [
+        (args.gr_num_inference_steps < 1, f"--gr_num_inference_steps must be >= 1, got {args.gr_num_inference_steps}"),
+        (args.gr_pool_size < 0, f"--gr_pool_size must be >= 0, got {args.gr_pool_size}"),
+        (not 0 < args.gr_replay_ratio < 1, f"--gr_replay_ratio must be in (0, 1), got {args.gr_replay_ratio}"),
+        (args.gr_loss_weight < 0, f"--gr_loss_weight must be >= 0, got {args.gr_loss_weight}"),
+        (args.distillation_weight < 0, f"--distillation_weight must be >= 0, got {args.distillation_weight}"),
+    ]
     for name in ("num_samples_ewc", "ewc_fisher_timesteps", "ewc_fisher_batch_size"):
         checks.append((getattr(args, name) < 1, f"--{name} must be >= 1, got {getattr(args, name)}"))
     for failed, message in checks:
@@ -202,17 +265,32 @@ def _build_ewc(args: argparse.Namespace, tasks) -> EWC:
     )
 
 
+def _build_generative_replay(args: argparse.Namespace, tasks, conditioning, train_scheduler) -> GenerativeReplay:
+    if conditioning is None or train_scheduler is None:
+        raise UserInputError("generative replay is not available from this entry point")
+    guidance = args.guidance_scale if getattr(args, "classifier_free_guidance", False) else 1.0
+    return GenerativeReplay(
+        conditioning, train_scheduler, seed=args.seed, replay_ratio=args.gr_replay_ratio,
+        loss_weight=args.gr_loss_weight, distillation_weight=args.distillation_weight,
+        num_inference_steps=args.gr_num_inference_steps, scheduler=args.gr_scheduler, guidance_scale=guidance,
+        pool_size=args.gr_pool_size,
+    )  # fmt: skip
+
+
 BUILDERS = {
-    "naive": lambda args, tasks: Naive(),
-    "replay": _build_replay,
-    "ewc": _build_ewc,
-    "si": lambda args, tasks: SynapticIntelligence(args.si_lambda, args.si_epsilon),
+    "naive": lambda args, tasks, *_: Naive(),
+    "replay": lambda args, tasks, *_: _build_replay(args, tasks),
+    "generative_replay": _build_generative_replay,
+    "ewc": lambda args, tasks, *_: _build_ewc(args, tasks),
+    "si": lambda args, tasks, *_: SynapticIntelligence(args.si_lambda, args.si_epsilon),
 }
 
 
-def build_strategy(args: argparse.Namespace, tasks) -> ContinualStrategy:
-    """The strategy (or `CombinedStrategy`) the flags enable, validated and configured from its flags."""
+def build_strategy(args: argparse.Namespace, tasks, conditioning=None, train_scheduler=None) -> ContinualStrategy:
+    """The strategy (or `CombinedStrategy`) the flags enable, validated and configured from its flags.
+
+    `conditioning` and `train_scheduler` are needed by generative replay (it samples from the model)."""
     names = enabled_strategies(args)
     check_strategy_ranges(args, names, tasks)
-    strategies = [BUILDERS[name](args, tasks) for name in names]
+    strategies = [BUILDERS[name](args, tasks, conditioning, train_scheduler) for name in names]
     return strategies[0] if len(strategies) == 1 else CombinedStrategy(strategies)

@@ -4,13 +4,23 @@ names to the classes; `CombinedStrategy` runs several of them together."""
 from .base import ContinualStrategy, Naive, TaskContext
 from .combined import CombinedStrategy
 from .ewc import EWC, estimate_fisher
+from .generative_replay import GenerativeReplay
 from .replay import Replay
 from .si import SynapticIntelligence
 
-STRATEGIES = {"naive": Naive, "replay": Replay, "ewc": EWC, "si": SynapticIntelligence}
+# Registry order is hook order in a combination: generative replay comes after buffer replay so its rows are the
+# last ones of a batch (its distillation penalty relies on that).
+STRATEGIES = {
+    "naive": Naive,
+    "replay": Replay,
+    "generative_replay": GenerativeReplay,
+    "ewc": EWC,
+    "si": SynapticIntelligence,
+}
 
 __all__ = [
     "EWC",
+    "GenerativeReplay",
     "STRATEGIES",
     "CombinedStrategy",
     "ContinualStrategy",

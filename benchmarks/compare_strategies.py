@@ -1,0 +1,165 @@
+"""Continual strategies on the bundled split digits (5 tasks × 2 classes), class-conditional score DDPM with CFG,
+the same optimizer-step budget for every method, several seeds. Prints a markdown table of the final average
+oracle accuracy, forgetting and feature FID (mean ± std over seeds) and the fraction of the naive → joint gap each
+method closes in final average accuracy.
+
+    python benchmarks/compare_strategies.py                         # the README table (≈ 1 h on 2 CPU cores)
+    python benchmarks/compare_strategies.py --seeds 0 --methods naive replay_10pct joint --steps_per_task 50
+
+Every run is a plain `main_ddpm.py` call (its flags are printed), so any row can be reproduced or inspected:
+its output dir holds the per-task models, sample grids and report/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_TRAIN = 1437  # bundled digits training images (80 % of 1,797)
+
+METHODS = {
+    "naive": [],
+    "replay_1pct": [
+        "--buffer_type",
+        "reservoir",
+        "--buffer_size",
+        str(NUM_TRAIN // 100),
+        "--retain_label_uniform_sampling",
+    ],
+    "replay_10pct": [
+        "--buffer_type",
+        "reservoir",
+        "--buffer_size",
+        str(NUM_TRAIN // 10),
+        "--retain_label_uniform_sampling",
+    ],
+    "ewc": ["--ewc_loss", "--lambda_ewc", "{lambda_ewc}"],
+    "ewc_replay_10pct": [
+        "--ewc_loss",
+        "--lambda_ewc",
+        "{lambda_ewc}",
+        "--buffer_type",
+        "reservoir",
+        "--buffer_size",
+        str(NUM_TRAIN // 10),
+        "--retain_label_uniform_sampling",
+    ],
+    "si": ["--strategy", "si", "--si_lambda", "{si_lambda}"],
+    "joint": ["--buffer_type", "all_data"],
+}
+COMMON = [
+    "--classifier_free_guidance",
+    "--uncond_p",
+    "0.1",
+    "--guidance_scale",
+    "2",
+    "--use_ema",
+    "--learning_rate",
+    "1e-3",
+    "--lr_warmup_steps",
+    "20",
+    "--eval_every_task",
+    "--checkpointing_steps",
+    "0",
+    "--logger",
+    "none",
+    "--num_samples",
+    "4",
+]
+
+
+def run_one(method: str, seed: int, args) -> dict:
+    out = os.path.join(args.output_dir, f"{method}_seed{seed}")
+    flags = [f.format(lambda_ewc=args.lambda_ewc, si_lambda=args.si_lambda) for f in METHODS[method]]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "main_ddpm.py"),
+        "--output_dir",
+        out,
+        "--seed",
+        str(seed),
+        "--max_train_steps",
+        str(args.steps_per_task),
+        "--train_batch_size",
+        str(args.batch_size),
+        "--eval_num_samples",
+        str(args.eval_num_samples),
+        "--oracle_path",
+        args.oracle_path,
+        *COMMON,
+        *flags,
+    ]
+    print("$", " ".join(cmd[1:]), flush=True)
+    start = time.time()
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{method} seed {seed} failed:\n{result.stderr[-3000:]}")
+    with open(os.path.join(out, "report", "metrics.json")) as fh:
+        summary = json.load(fh)["summary"]
+    return {
+        "accuracy": summary["accuracy"]["average_final"],
+        "forgetting": summary["accuracy"]["forgetting"],
+        "frechet": summary["frechet"]["average_final"],
+        "seconds": time.time() - start,
+    }
+
+
+def ensure_oracle(path: str) -> None:
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        subprocess.run(
+            [sys.executable, "-m", "continual_diffusers.evaluation", "train-oracle", "--output_dir", path],
+            cwd=ROOT,
+            check=True,
+        )
+
+
+def fmt(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    acc = {m: statistics.mean(r["accuracy"] for r in rs) for m, rs in results.items()}
+    gap = acc.get("joint", float("nan")) - acc.get("naive", float("nan"))
+    lines = [
+        "| method | final avg accuracy ↑ | forgetting ↓ | feature FID ↓ | naive→joint gap closed |",
+        "|---|---|---|---|---|",
+    ]
+    for m, rs in results.items():
+        closed = (acc[m] - acc["naive"]) / gap if "naive" in acc and "joint" in acc and gap else float("nan")
+        lines.append(
+            f"| {m} | {fmt([r['accuracy'] for r in rs])} | {fmt([r['forgetting'] for r in rs])} | "
+            f"{fmt([r['frechet'] for r in rs])} | {closed:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps_per_task", type=int, default=200)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--eval_num_samples", type=int, default=100)
+    p.add_argument("--lambda_ewc", type=float, default=1e5)
+    p.add_argument("--si_lambda", type=float, default=1.0)
+    p.add_argument("--output_dir", default=os.path.join(ROOT, "outputs", "compare_strategies"))
+    args = p.parse_args()
+    args.oracle_path = os.path.join(args.output_dir, "oracle")
+    ensure_oracle(args.oracle_path)
+    start = time.time()
+    results = {m: [run_one(m, s, args) for s in args.seeds] for m in args.methods}
+    with open(os.path.join(args.output_dir, "results.json"), "w") as fh:
+        json.dump({"args": vars(args), "results": results}, fh, indent=2)
+    print(table(results))
+    print(f"\nwall time {time.time() - start:.0f} s for {len(args.methods)} methods × {len(args.seeds)} seeds")
+
+
+if __name__ == "__main__":
+    main()

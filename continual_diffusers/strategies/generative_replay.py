@@ -1,0 +1,188 @@
+"""Generative replay and generative distillation for diffusion models.
+
+Before task k (k ≥ 2) a frozen copy of the current model becomes the *teacher*. During task k, replay samples are
+drawn from the teacher with a fast sampler (DDIM by default, `num_inference_steps` small), with labels drawn
+uniformly from the classes seen so far (class models), from the captions seen so far (text models) or none
+(unconditional models), either on the fly or from a pool generated once per task.
+
+- Generative replay (Shin et al. 2017; CLoG "GR"): the replayed images join the batch and are trained on with the
+  ordinary denoising loss (weight `loss_weight`).
+- Generative distillation (Masip et al. 2023, arXiv 2311.14028): the replayed images are re-noised at random t by
+  the objective as usual, but the student regresses the teacher's ε-prediction on that same noisy input instead of
+  the sampled noise: loss = MSE_real + λ·MSE(ε_student, ε_teacher) on replays, λ = `distillation_weight` (paper:
+  3.0, teacher sampling with 2-step DDIM). For energy models the distilled quantity is ε̂ = ∇ₓE. Implemented as a
+  `penalty` on the replay rows (whose own noise-regression loss gets weight 0); the trainer averages the real loss
+  over the whole batch, so the penalty is scaled by the same fraction and the total is exactly
+  (n_real/n)·(MSE_real + λ·MSE_replay), a constant multiple of the paper's loss.
+
+Cost: every replayed image costs `num_inference_steps` teacher forward passes (plus one per step for distillation);
+`log_values()` reports the running totals so they can be logged and traded off.
+
+Resume: the teacher's weights are part of `state_dict`, so a run resumed in the middle of task k rebuilds exactly
+the same teacher (and, being seeded, the same pool and replays).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from torch import nn
+
+from ..objectives import LossOutput
+from ..sampling.generate import SamplerOptions, generate_samples
+from .base import ContinualStrategy, TaskContext
+
+MAX_STORED_PROMPTS = 10_000
+
+
+class GenerativeReplay(ContinualStrategy):
+    """Replay from a frozen teacher; `distillation_weight > 0` turns it into generative distillation.
+
+    Args:
+        conditioning: the run's conditioning (labels → UNet kwargs, null condition for CFG).
+        train_scheduler: the training noise schedule (the fast sampler shares it).
+        seed: run seed (pool generation).
+        replay_ratio: replay fraction of each combined batch, in (0, 1): B·r/(1−r) replays per B current samples.
+        loss_weight: weight of the replays' noise-regression loss (generative replay). Ignored (0) when distilling.
+        distillation_weight: λ of the distillation term; 0 = plain generative replay.
+        num_inference_steps: teacher sampling steps.
+        scheduler: teacher sampling scheduler ("ddim", "dpm++", ...).
+        guidance_scale: CFG scale for teacher sampling (models trained with CFG only).
+        pool_size: 0 → generate replays on the fly every step; N > 0 → generate N once per task and draw from it.
+    """
+
+    name = "generative_replay"
+
+    def __init__(
+        self,
+        conditioning,
+        train_scheduler,
+        seed: int = 0,
+        replay_ratio: float = 0.5,
+        loss_weight: float = 1.0,
+        distillation_weight: float = 0.0,
+        num_inference_steps: int = 10,
+        scheduler: str = "ddim",
+        guidance_scale: float = 1.0,
+        pool_size: int = 0,
+    ):
+        if not 0.0 < replay_ratio < 1.0:
+            raise ValueError(f"replay_ratio must be in (0, 1), got {replay_ratio}")
+        if distillation_weight < 0 or loss_weight < 0 or pool_size < 0 or num_inference_steps < 1:
+            raise ValueError("distillation_weight, loss_weight, pool_size must be >= 0 and num_inference_steps >= 1")
+        self.conditioning = conditioning
+        self.train_scheduler = train_scheduler
+        self.seed = seed
+        self.replay_ratio = replay_ratio
+        self.loss_weight = 0.0 if distillation_weight > 0 else loss_weight
+        self.distillation_weight = distillation_weight
+        self.options = SamplerOptions(scheduler, num_inference_steps, guidance_scale, batch_size=256)
+        self.pool_size = pool_size
+        self.past_labels: list = []  # class ids or prompts seen in finished tasks
+        self.teacher: nn.Module | None = None
+        self.teacher_task: int | None = None
+        self._loaded_teacher: dict[str, torch.Tensor] | None = None
+        self._pool: tuple[torch.Tensor, list] | None = None
+        self._last_replay: tuple[int, list] | None = None  # (number of replay rows, their labels)
+        self._seen = False  # has any task finished?
+        self.teacher_forwards = 0
+        self.teacher_seconds = 0.0
+
+    # -------------------------------------------------------------------------------------------------- hooks
+    def before_task(self, model: nn.Module, task_id: int) -> None:
+        self.teacher, self._pool = None, None  # free the previous task's teacher first
+        if not self._seen:  # no finished task yet: nothing to replay
+            return
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        if self._loaded_teacher is not None and self.teacher_task == task_id:
+            teacher.load_state_dict(self._loaded_teacher)  # resumed mid-task: the teacher of this task
+        self._loaded_teacher = None
+        self.teacher, self.teacher_task = teacher, task_id
+        if self.pool_size:
+            self._pool = self._generate(self.pool_size, torch.Generator().manual_seed(self.seed + 7919 * task_id))
+
+    def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
+        if self.teacher is None:
+            return None
+        num = max(1, round(batch_size * self.replay_ratio / (1.0 - self.replay_ratio)))
+        if self._pool is not None:
+            idx = torch.randint(0, self._pool[0].shape[0], (num,), generator=generator)
+            images, labels = self._pool[0][idx], [self._pool[1][i] for i in idx.tolist()]
+        else:
+            images, labels = self._generate(num, generator)
+        self._last_replay = (num, labels)
+        batch = {"images": images, "loss_weight": self.loss_weight}
+        if labels[0] is not None:
+            batch["labels"] = torch.tensor(labels) if self.conditioning.kind == "class" else list(labels)
+        return batch
+
+    def penalty(self, model: nn.Module, out: LossOutput) -> torch.Tensor | None:
+        if self.distillation_weight == 0 or self.teacher is None or self._last_replay is None:
+            return None
+        num, labels = self._last_replay
+        rows = slice(out.x_t.shape[0] - num, None)
+        cond = {} if labels[0] is None else self._encode(labels, out.x_t.device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            target = self.teacher(out.x_t[rows], out.t[rows], **cond).prediction
+        self.teacher_forwards += num
+        self.teacher_seconds += time.perf_counter() - start
+        mse = (out.prediction[rows].float() - target.float()).pow(2).flatten(1).mean(1)
+        return self.distillation_weight * mse.sum() / out.x_t.shape[0]
+
+    def after_task(self, model: nn.Module, context: TaskContext) -> None:
+        labels = context.dataset.labels
+        if labels is not None and self.conditioning.kind != "none":
+            new = sorted(set(labels.tolist()) - set(self.past_labels), key=str)
+            self.past_labels = (self.past_labels + new)[-MAX_STORED_PROMPTS:]
+        self._seen = True
+        self.teacher, self._pool, self._last_replay = None, None, None  # free memory between tasks
+
+    # -------------------------------------------------------------------------------------------------- helpers
+    def _encode(self, labels: list, device) -> dict:
+        raw = torch.tensor(labels) if self.conditioning.kind == "class" else list(labels)
+        return self.conditioning.encode(raw, device)
+
+    def _generate(self, num: int, generator: torch.Generator) -> tuple[torch.Tensor, list]:
+        """`num` teacher samples (CPU, [-1, 1]) with labels uniform over the past labels (None if unconditional)."""
+        if self.conditioning.kind == "none":
+            labels = [None] * num
+        else:
+            picks = torch.randint(0, len(self.past_labels), (num,), generator=generator)
+            labels = [self.past_labels[i] for i in picks.tolist()]
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        options = SamplerOptions(**{**self.options.__dict__, "seed": seed})
+        device = next(self.teacher.parameters()).device
+        start = time.perf_counter()
+        images = generate_samples(self.teacher, self.conditioning, self.train_scheduler, labels, options, device)
+        self.teacher_seconds += time.perf_counter() - start
+        self.teacher_forwards += num * self.options.num_inference_steps
+        return images.cpu(), labels
+
+    def log_values(self) -> dict[str, float]:
+        """Cost accounting, logged every step: running totals of teacher image-forwards and seconds in the teacher."""
+        return {"gr_teacher_forwards": float(self.teacher_forwards), "gr_teacher_seconds": self.teacher_seconds}
+
+    # ---------------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        state = {
+            "past_labels": list(self.past_labels),
+            "seen": self._seen,
+            "teacher_task": self.teacher_task,
+            "teacher_forwards": self.teacher_forwards,
+            "teacher_seconds": self.teacher_seconds,
+        }
+        if self.teacher is not None:
+            state.update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.past_labels = list(state.get("past_labels", []))
+        self._seen = bool(state.get("seen", False))
+        self.teacher_task = state.get("teacher_task")
+        self.teacher_forwards = int(state.get("teacher_forwards", 0))
+        self.teacher_seconds = float(state.get("teacher_seconds", 0.0))
+        teacher = {k[len("teacher.") :]: v for k, v in state.items() if k.startswith("teacher.")}
+        self._loaded_teacher = teacher or None
