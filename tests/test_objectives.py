@@ -57,9 +57,9 @@ def test_min_snr_weights_closed_form(prediction_type):
 def test_targets_for_sample_and_v_prediction():
     sched = DDPMScheduler(num_train_timesteps=10)
     x0, noise, t = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4), torch.tensor([2, 8])
-    torch.testing.assert_close(DenoisingObjective(sched, "sample")._target(x0, noise, t), x0)
+    torch.testing.assert_close(DenoisingObjective(sched, "sample").target(x0, noise, t), x0)
     torch.testing.assert_close(
-        DenoisingObjective(sched, "v_prediction")._target(x0, noise, t), sched.get_velocity(x0, noise, t)
+        DenoisingObjective(sched, "v_prediction").target(x0, noise, t), sched.get_velocity(x0, noise, t)
     )
     # Unweighted x₀ loss keeps the SNR weighting ᾱ/(1−ᾱ) (equal to the ε loss in expectation).
     alpha = sched.alphas_cumprod[t]

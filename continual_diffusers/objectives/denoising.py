@@ -53,11 +53,12 @@ class DenoisingObjective:
         x_t = self.scheduler.add_noise(x0, noise, t)
         # 2. Predict and regress onto the target.
         out = model(x_t, t, **cond)
-        target = self._target(x0, noise, t)
+        target = self.target(x0, noise, t)
         per_sample = (out.prediction.float() - target.float()).pow(2).flatten(1).mean(1)
         return LossOutput(per_sample * self.weights(t), x_t, t, noise, out.prediction, out.energy)
 
-    def _target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The regression target for `prediction_type`: ε, x₀ or v = √ᾱ_t ε − √(1−ᾱ_t) x₀; shapes like x0."""
         if self.prediction_type == "epsilon":
             return noise
         if self.prediction_type == "sample":

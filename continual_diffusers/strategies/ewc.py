@@ -121,7 +121,7 @@ def _draw_chunk(objective: DenoisingObjective, x0: torch.Tensor, num_timesteps: 
     t = torch.randint(0, objective.scheduler.config.num_train_timesteps, (s * k,), generator=generator).to(x0.device)
     x0_rep = x0.repeat_interleave(k, dim=0)
     x_t = objective.scheduler.add_noise(x0_rep, noise, t)
-    target = objective._target(x0_rep, noise, t)  # the objective's own ε / x₀ / v target
+    target = objective.target(x0_rep, noise, t)  # the objective's own ε / x₀ / v target
     shape = (s, k, *x0.shape[1:])
     return x_t.view(shape), target.view(shape), t.view(s, k), objective.weights(t).view(s, k)
 

@@ -311,7 +311,10 @@ class ContinualTrainer:
 def concat_batches(a: dict, b: dict) -> dict:
     """Concatenate two batches (images (B,C,H,W); labels LongTensor or list[str] or absent)."""
     out = {"images": torch.cat([a["images"], b["images"]])}
-    if "labels" in a and "labels" in b:
+    if ("labels" in a) != ("labels" in b):
+        # Dropping the labels would silently train a conditional model unconditionally on this batch.
+        raise ValueError("a replay batch must carry labels exactly when the task data does")
+    if "labels" in a:
         la, lb = a["labels"], b["labels"]
         out["labels"] = torch.cat([la, lb]) if isinstance(la, torch.Tensor) else list(la) + list(lb)
     return out
