@@ -195,13 +195,16 @@ def build_ldm_strategy(args: argparse.Namespace, built: dict) -> ContinualStrate
             part.transform = LatentTransform(part.transform, built["codec"])
     if not args.lora_rank:
         return strategy
-    lora = LoRAAdapters(
-        built["denoiser"].unet,
-        built["tasks"].task_ids,
-        args.lora_rank,
-        args.lora_alpha,
-        tuple(args.lora_target_modules),
-        args.lora_mode,
-    )
+    try:
+        lora = LoRAAdapters(
+            built["denoiser"].unet,
+            built["tasks"].task_ids,
+            args.lora_rank,
+            args.lora_alpha,
+            tuple(args.lora_target_modules),
+            args.lora_mode,
+        )
+    except ValueError as err:  # peft: none of the target modules exists in this UNet
+        raise UserInputError(f"--lora_target_modules {args.lora_target_modules}: {err}".splitlines()[0]) from err
     others = [p for p in parts if not isinstance(p, Naive)]
     return CombinedStrategy([lora, *others]) if others else lora
