@@ -20,13 +20,13 @@ from continual_diffusers.data.cifar10 import (
     split_cifar10,
 )
 from continual_diffusers.data.tasks import save_tasks
-from continual_diffusers.utils.errors import UserInputError
-from continual_diffusers.utils.logging import get_logger, setup_cli_logging
+from continual_diffusers.utils.entrypoint import run_main
+from continual_diffusers.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -35,30 +35,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default="./data", help="where the task files are written")
     parser.add_argument("--num_tasks", type=int, default=5, help="tasks; must divide the 10 classes")
     parser.add_argument("--captions", action="store_true", help="also write the caption-labelled variant")
-    return parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    batches_dir = download_cifar10(args.cifar_dir) if args.download else find_batches_dir(args.cifar_dir)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    class_names = read_class_names(batches_dir) if args.captions else None
+    for split in ("train", "test"):
+        images, labels = load_cifar10(batches_dir, split)
+        variants = {f"cifar10_tasks_{split}.npz": None}
+        if class_names is not None:
+            variants[f"cifar10_captions_tasks_{split}.npz"] = class_names
+        for name, names in variants.items():
+            tasks = split_cifar10(images, labels, args.num_tasks, class_names=names)
+            save_tasks(output_dir / name, tasks)
+            logger.info("wrote %s: %d tasks, %d images", output_dir / name, len(tasks), len(images))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_cli_logging()
-    try:
-        batches_dir = download_cifar10(args.cifar_dir) if args.download else find_batches_dir(args.cifar_dir)
-        output_dir = Path(args.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        class_names = read_class_names(batches_dir) if args.captions else None
-        for split in ("train", "test"):
-            images, labels = load_cifar10(batches_dir, split)
-            variants = {f"cifar10_tasks_{split}.npz": None}
-            if class_names is not None:
-                variants[f"cifar10_captions_tasks_{split}.npz"] = class_names
-            for name, names in variants.items():
-                tasks = split_cifar10(images, labels, args.num_tasks, class_names=names)
-                save_tasks(output_dir / name, tasks)
-                logger.info("wrote %s: %d tasks, %d images", output_dir / name, len(tasks), len(images))
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ import sys
 
 from continual_diffusers import cli
 from continual_diffusers.cli import sampling as sampling_cli
+from continual_diffusers.utils.entrypoint import run_main
 from continual_diffusers.utils.errors import UserInputError
-from continual_diffusers.utils.logging import get_logger, setup_cli_logging
+from continual_diffusers.utils.logging import get_logger
 
 logger = get_logger("evaluate")
 
@@ -35,17 +36,29 @@ logger = get_logger("evaluate")
 def parser():
     p = cli.new_parser("Sample from an exported task model (output_dir/task_<k>/) and write the images to disk.")
     g = p.add_argument_group("Model")
-    g.add_argument("--model_path", "--model_config_name_or_path", dest="model_path", required=True,
-                   help="an exported task folder, e.g. outputs/demo/task_3")
+    g.add_argument(
+        "--model_path",
+        "--model_config_name_or_path",
+        dest="model_path",
+        required=True,
+        help="an exported task folder, e.g. outputs/demo/task_3",
+    )
     g.add_argument("--ema", choices=["auto", "yes", "no"], default="auto", help="use unet_ema/ (auto: if present)")
     sampling_cli.add_sampler_args(p)
     sampling_cli.add_generation_args(p)
     g = p.add_argument_group("Prompts", "text models (pixel or latent)")
-    g.add_argument("--negative_prompt", nargs="+", default=None,
-                   help="replaces the empty prompt in guidance: one for all prompts, or one per --validation_prompts")
-    g.add_argument("--weights_prompt", default=None,
-                   help='composition weights "w1 | w2" for a prompt "p1 | p2" (negative weights negate; '
-                        "default: --guidance_scale each)")
+    g.add_argument(
+        "--negative_prompt",
+        nargs="+",
+        default=None,
+        help="replaces the empty prompt in guidance: one for all prompts, or one per --validation_prompts",
+    )
+    g.add_argument(
+        "--weights_prompt",
+        default=None,
+        help='composition weights "w1 | w2" for a prompt "p1 | p2" (negative weights negate; '
+        "default: --guidance_scale each)",
+    )
     g = p.add_argument_group("Output")
     g.add_argument("--output_dir", default=None, help="default: <model_path>/eval")
     g.add_argument("--seed", type=int, default=0)
@@ -60,8 +73,15 @@ def _gather(state, generated, out: str):
     if state.num_processes == 1:
         return generated
     part = os.path.join(out, f".part_{state.process_index}.pt")
-    torch.save({"chunks": generated.chunks, "sum": dict(generated.acceptance_sum), "n": dict(generated.num_chains),
-                "evals": generated.num_grad_evals}, part)
+    torch.save(
+        {
+            "chunks": generated.chunks,
+            "sum": dict(generated.acceptance_sum),
+            "n": dict(generated.num_chains),
+            "evals": generated.num_grad_evals,
+        },
+        part,
+    )
     state.wait_for_everyone()
     if state.is_main_process:
         for rank in range(1, state.num_processes):
@@ -96,8 +116,9 @@ def prompt_composition(args, meta: dict) -> None:
             message = f'--weights_prompt must be numbers separated by "|", got {args.weights_prompt!r}'
             raise UserInputError(message) from None
         if len(weights) != len(concepts):
-            raise UserInputError(f"--weights_prompt has {len(weights)} weights for {len(concepts)} prompts "
-                                 f"in {prompts[0]!r}")
+            raise UserInputError(
+                f"--weights_prompt has {len(weights)} weights for {len(concepts)} prompts in {prompts[0]!r}"
+            )
         args.composition_weights = ",".join(str(w) for w in weights)
     args.composition_pipeline, args.composition_labels = True, "|".join(concepts)
     args.validation_prompts = None
@@ -111,14 +132,18 @@ def negative_prompts(args, meta: dict, labels: list, options) -> list | None:
     if meta["conditioning"] != "text":
         raise UserInputError("--negative_prompt needs a text-conditioned model")
     if options.composition is None and options.guidance_scale == 1.0:
-        raise UserInputError("--negative_prompt acts through guidance: set --guidance_scale != 1 on a model trained "
-                             "with classifier-free guidance")
+        raise UserInputError(
+            "--negative_prompt acts through guidance: set --guidance_scale != 1 on a model trained "
+            "with classifier-free guidance"
+        )
     rows = list(dict.fromkeys(labels))
     if len(negatives) == 1:
         return negatives * len(labels)
     if options.composition is not None or len(negatives) != len(rows):
-        raise UserInputError(f"--negative_prompt has {len(negatives)} prompts for {len(rows)} prompt(s): "
-                             "give one, or one per --validation_prompts")
+        raise UserInputError(
+            f"--negative_prompt has {len(negatives)} prompts for {len(rows)} prompt(s): "
+            "give one, or one per --validation_prompts"
+        )
     return [negatives[rows.index(label)] for label in labels]
 
 
@@ -155,10 +180,16 @@ def run(args) -> str:
 def _write_run_json(out: str, args, options, generated, labels: list, num_processes: int) -> None:
     rates = generated.acceptance_rates()
     record = {
-        "model_path": str(args.model_path), "ema": args.ema, "seed": args.seed, "num_processes": num_processes,
-        "num_images": len(labels), "rows": list(dict.fromkeys("uncond" if x is None else str(x) for x in labels)),
-        "scheduler": options.scheduler, "num_inference_steps": options.num_inference_steps,
-        "guidance_scale": options.guidance_scale, "batch_size": options.batch_size,
+        "model_path": str(args.model_path),
+        "ema": args.ema,
+        "seed": args.seed,
+        "num_processes": num_processes,
+        "num_images": len(labels),
+        "rows": list(dict.fromkeys("uncond" if x is None else str(x) for x in labels)),
+        "scheduler": options.scheduler,
+        "num_inference_steps": options.num_inference_steps,
+        "guidance_scale": options.guidance_scale,
+        "batch_size": options.batch_size,
         "negative_prompt": args.negative_prompt,
         "mcmc": None if options.mcmc is None else dataclasses.asdict(options.mcmc),
         "composition": None if options.composition is None else dataclasses.asdict(options.composition),
@@ -169,19 +200,16 @@ def _write_run_json(out: str, args, options, generated, labels: list, num_proces
     with open(os.path.join(out, "run.json"), "w") as fh:
         json.dump(record, fh, indent=2)
     if rates:
-        logger.info("MCMC %s: mean acceptance %.3f over %d timesteps", options.mcmc.sampler,
-                    record["mean_acceptance_rate"], len(rates))
+        logger.info(
+            "MCMC %s: mean acceptance %.3f over %d timesteps",
+            options.mcmc.sampler,
+            record["mean_acceptance_rate"],
+            len(rates),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    setup_cli_logging()
-    try:
-        run(args)
-    except UserInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(parser(), run, argv)
 
 
 if __name__ == "__main__":

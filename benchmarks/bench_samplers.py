@@ -50,11 +50,21 @@ def bench(model_dir: str, num_samples: int, guidance: float, output_dir: str, or
     for name, steps in CONFIGS:
         calls.update(n=0, rows=0)
         start = time.perf_counter()
-        images = generate_samples(model, conditioning, scheduler, labels,
-                                  SamplerOptions(name, steps, guidance if meta["classifier_free_guidance"] else 1.0,
-                                                 batch_size=len(labels)), "cpu")
-        row = {"scheduler": name, "steps": steps, "unet_calls": calls["n"], "unet_rows": calls["rows"],
-               "seconds": round(time.perf_counter() - start, 2)}
+        images = generate_samples(
+            model,
+            conditioning,
+            scheduler,
+            labels,
+            SamplerOptions(name, steps, guidance if meta["classifier_free_guidance"] else 1.0, batch_size=len(labels)),
+            "cpu",
+        )
+        row = {
+            "scheduler": name,
+            "steps": steps,
+            "unet_calls": calls["n"],
+            "unet_rows": calls["rows"],
+            "seconds": round(time.perf_counter() - start, 2),
+        }
         if accuracy is not None and meta["conditioning"] == "class":
             row["accuracy"] = accuracy(images, labels)
         save_grid(images, os.path.join(output_dir, f"{name}_{steps}.png"), nrow=num_samples)

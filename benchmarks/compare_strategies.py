@@ -27,8 +27,13 @@ NUM_TRAIN = 1437  # bundled digits training images (80 % of 1,797)
 REPLAY_10 = ["--buffer_type", "reservoir", "--buffer_size", str(NUM_TRAIN // 10), "--retain_label_uniform_sampling"]
 METHODS = {
     "naive": [],
-    "replay_1pct": ["--buffer_type", "reservoir", "--buffer_size", str(NUM_TRAIN // 100),
-                    "--retain_label_uniform_sampling"],
+    "replay_1pct": [
+        "--buffer_type",
+        "reservoir",
+        "--buffer_size",
+        str(NUM_TRAIN // 100),
+        "--retain_label_uniform_sampling",
+    ],
     "replay_10pct": REPLAY_10,
     # λ sweep: with the per-sample Fisher, Σ F·Δθ² over a naive task switch is ~1e-4 on this model, so λ ~ 1e3–1e4
     # is where the penalty matches the denoising loss (~0.05).
@@ -36,10 +41,24 @@ METHODS = {
     "ewc_1e4": ["--ewc_loss", "--lambda_ewc", "1e4"],
     "ewc_1e4_replay_10pct": ["--ewc_loss", "--lambda_ewc", "1e4", *REPLAY_10],
     "si": ["--strategy", "si", "--si_lambda", "1.0"],
-    "generative_replay": ["--strategy", "generative_replay", "--gr_pool_size", "1000", "--gr_num_inference_steps",
-                          "10"],
-    "generative_distillation": ["--strategy", "generative_replay", "--gr_pool_size", "1000",
-                                "--gr_num_inference_steps", "10", "--distillation_weight", "3.0"],
+    "generative_replay": [
+        "--strategy",
+        "generative_replay",
+        "--gr_pool_size",
+        "1000",
+        "--gr_num_inference_steps",
+        "10",
+    ],
+    "generative_distillation": [
+        "--strategy",
+        "generative_replay",
+        "--gr_pool_size",
+        "1000",
+        "--gr_num_inference_steps",
+        "10",
+        "--distillation_weight",
+        "3.0",
+    ],
     "joint": ["--buffer_type", "all_data"],
 }
 COMMON = [
@@ -147,8 +166,13 @@ def main() -> None:
     p.add_argument("--eval_num_samples", type=int, default=100)
     p.add_argument("--output_dir", default=os.path.join(ROOT, "outputs", "compare_strategies"))
     p.add_argument("--oracle_path", default=None, help="default: <output_dir>/oracle (trained if absent)")
-    p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
-                   help="only print the table of several earlier results.json files (e.g. one per seed)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="only print the table of several earlier results.json files (e.g. one per seed)",
+    )
     args = p.parse_args()
     if args.merge:
         print(table(merge(args.merge)))

@@ -18,8 +18,9 @@ from continual_diffusers.utils.errors import UserInputError
 TRAIN = DDPMScheduler(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, clip_sample=False)
 
 
-@pytest.mark.parametrize("name, steps, tol", [("ddpm", 100, 0.06), ("ddim", 25, 0.1), ("dpm++", 20, 0.1),
-                                              ("euler_a", 50, 0.1)])
+@pytest.mark.parametrize(
+    "name, steps, tol", [("ddpm", 100, 0.06), ("ddim", 25, 0.1), ("dpm++", 20, 0.1), ("euler_a", 50, 0.1)]
+)
 def test_schedulers_sample_the_mixture(name, steps, tol):
     scheduler = make_sampling_scheduler(name, TRAIN.config)
     mix = DiffusedMixture(TRAIN.alphas_cumprod)
@@ -43,9 +44,17 @@ def test_hook_sees_variance_preserving_coordinates_under_euler():
 @pytest.fixture(scope="module")
 def tiny_class_model():
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
-                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=4)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=4,
+    )
     return unet, ClassConditioning(3, null_class=True)
 
 
@@ -79,11 +88,14 @@ def test_energy_model_with_mcmc_and_composition_records_acceptance(tiny_class_mo
     assert out.num_grad_evals == 2 * (1 + 1 * 2)
 
 
-@pytest.mark.parametrize("options, message", [
-    (SamplerOptions(mcmc=MCMCConfig("MALA")), "needs log p̃"),
-    (SamplerOptions(guidance_scale=-1.0), "guidance_scale must be >= 0"),
-    (SamplerOptions(composition=CompositionOptions((0, 1), (1.0, 1.0), "mixture")), "needs an energy model"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (SamplerOptions(mcmc=MCMCConfig("MALA")), "needs log p̃"),
+        (SamplerOptions(guidance_scale=-1.0), "guidance_scale must be >= 0"),
+        (SamplerOptions(composition=CompositionOptions((0, 1), (1.0, 1.0), "mixture")), "needs an energy model"),
+    ],
+)
 def test_refused_combinations(tiny_class_model, options, message):
     unet, cond = tiny_class_model
     with pytest.raises(UserInputError, match=message):

@@ -14,7 +14,10 @@ from continual_diffusers.sampling.annealed import AnnealedMCMC, MCMCConfig, diff
 # 100 steps, β from 1e-3 to 0.2 (the reference's 100-step image setting): ᾱ_T ≈ 4e-5.
 SCHEDULE = dict(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, clip_sample=False)
 SETTINGS = {  # (multiplier, K): MALA/ULA η_t = mult·β_t; UHA/HMC leapfrog ε_t = mult·β_t, m_t = β_t
-    "ULA": (0.05, 2), "MALA": (0.5, 2), "UHA": (0.1, 2), "CHA": (0.3, 2),
+    "ULA": (0.05, 2),
+    "MALA": (0.5, 2),
+    "UHA": (0.1, 2),
+    "CHA": (0.3, 2),
 }
 
 
@@ -22,8 +25,9 @@ def annealed(name: str, num_chains: int, seed: int = 0, energy: bool = True, **c
     scheduler = DDPMScheduler(**SCHEDULE)
     mix = DiffusedMixture(scheduler.alphas_cumprod, energy=energy)
     mult, k = SETTINGS[name]
-    cfg = MCMCConfig(name, **{"num_steps": k, "step_size_multiplier": mult, "damping": 0.5, "start_timestep": 0,
-                              **config})
+    cfg = MCMCConfig(
+        name, **{"num_steps": k, "step_size_multiplier": mult, "damping": 0.5, "start_timestep": 0, **config}
+    )
     g = gen(seed)
     hook = AnnealedMCMC(mix, cfg, scheduler, g)
     x = sample_ancestral(mix, scheduler, (num_chains, 2), 100, g, level_hook=hook, clamp=False)
@@ -105,8 +109,9 @@ def test_epsilon_from_other_prediction_types(kind):
     torch.testing.assert_close(epsilon_from_prediction(pred, xt, ab, kind), eps)
 
 
-@pytest.mark.parametrize("bad", [dict(sampler="XYZ"), dict(damping=1.5), dict(step_size_multiplier=0.0),
-                                 dict(num_steps=0)])
+@pytest.mark.parametrize(
+    "bad", [dict(sampler="XYZ"), dict(damping=1.5), dict(step_size_multiplier=0.0), dict(num_steps=0)]
+)
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         MCMCConfig(**{"sampler": "ULA", **bad})

@@ -24,9 +24,17 @@ def gaussian(k: int) -> DiffusedMixture:
 @pytest.fixture(scope="module")
 def tiny_energy():
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
-                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=5)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=5,
+    )
     return EnergyModel(unet, "dae").eval().requires_grad_(False)
 
 
@@ -80,8 +88,9 @@ def test_cfg_special_cases_skip_needless_forwards(tiny_energy):
     assert calls == [3, 3] and torch.equal(out.prediction, tiny_energy(x, t, **_labels(4)).prediction)
     compose(counting, [_labels(1)], [3.0], _labels(4))(x, t)
     assert calls[-1] == 6  # conditional and null rows in one forward
-    assert torch.equal(conditioned(tiny_energy, _labels(2))(x, t).prediction,
-                       tiny_energy(x, t, **_labels(2)).prediction)
+    assert torch.equal(
+        conditioned(tiny_energy, _labels(2))(x, t).prediction, tiny_energy(x, t, **_labels(2)).prediction
+    )
 
 
 @pytest.mark.parametrize("weights", [(1.0, 1.0), (1.3, -0.3)], ids=["product", "negation"])

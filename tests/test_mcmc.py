@@ -17,8 +17,9 @@ class DiffusedMixture:
     """Exact ε̂ and energy of an isotropic 2-D Gaussian mixture diffused by x_t = √ᾱ_t x₀ + σ_t ε:
     p_t = Σ_k π_k N(√ᾱ_t μ_k, (ᾱ_t s_k² + σ_t²) I);  ε̂ = −σ_t ∇log p_t;  E = −σ_t log p_t (so log p̃ = −E/σ_t)."""
 
-    def __init__(self, alphas_cumprod, weights=(0.3, 0.7), means=((-1.5, 0.0), (1.5, 0.5)), stds=(0.3, 0.5),
-                 energy: bool = True):
+    def __init__(
+        self, alphas_cumprod, weights=(0.3, 0.7), means=((-1.5, 0.0), (1.5, 0.5)), stds=(0.3, 0.5), energy: bool = True
+    ):
         self.alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
         self.log_pi = torch.tensor(weights, dtype=torch.float64).log()
         self.means, self.stds = torch.tensor(means, dtype=torch.float64), torch.tensor(stds, dtype=torch.float64)
@@ -109,8 +110,10 @@ def test_corrected_kernels_exact_at_large_steps(kernel, step):
 
 def test_mala_acceptance_tends_to_one():
     mix, x = DiffusedMixture([1.0]), DiffusedMixture([1.0]).sample(1000, gen(0))
-    rates = [float(mala(mixture_target(mix), x, KernelParams(eta, num_steps=5), gen(1)).acceptance.mean())
-             for eta in (1e-1, 1e-2, 1e-3, 1e-4)]
+    rates = [
+        float(mala(mixture_target(mix), x, KernelParams(eta, num_steps=5), gen(1)).acceptance.mean())
+        for eta in (1e-1, 1e-2, 1e-3, 1e-4)
+    ]
     assert rates == sorted(rates) and rates[0] < 0.9 and rates[-1] > 0.995, rates
 
 
@@ -190,8 +193,12 @@ def test_corrected_kernels_invariance_ks_slow(name, step):
     from scipy.stats import ks_2samp
 
     mix = DiffusedMixture([1.0])
-    out = KERNELS[name](mixture_target(mix), mix.sample(20000, gen(1)),
-                        KernelParams(step, num_steps=100, num_leapfrog_steps=3, damping=0.5), gen(2))
+    out = KERNELS[name](
+        mixture_target(mix),
+        mix.sample(20000, gen(1)),
+        KernelParams(step, num_steps=100, num_leapfrog_steps=3, damping=0.5),
+        gen(2),
+    )
     ref = mix.sample(20000, gen(3))
     for d in range(2):
         assert ks_2samp(out.x[:, d].numpy(), ref[:, d].numpy()).pvalue > 1e-3

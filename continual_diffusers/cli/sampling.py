@@ -14,44 +14,83 @@ def add_sampler_args(parser: argparse.ArgumentParser) -> None:
     """Sampling flags shared by end-of-task validation (main_ddpm) and evaluate.py."""
     g = parser.add_argument_group("Sampling", "ancestral sampling over a diffusers scheduler")
     g.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddim", help="sampling scheduler")
-    g.add_argument("--num_inference_steps", "--ddpm_num_inference_steps", dest="num_inference_steps", type=int,
-                   default=50)
-    g.add_argument("--guidance_scale", type=float, default=2.0,
-                   help="CFG scale w ≥ 0 (1: no guidance; used only for models trained with CFG)")
-    g.add_argument("--num_samples", "--eval_batch_size", dest="num_samples", type=int, default=8,
-                   help="images per class / prompt (one grid row each)")
+    g.add_argument(
+        "--num_inference_steps", "--ddpm_num_inference_steps", dest="num_inference_steps", type=int, default=50
+    )
+    g.add_argument(
+        "--guidance_scale",
+        type=float,
+        default=2.0,
+        help="CFG scale w ≥ 0 (1: no guidance; used only for models trained with CFG)",
+    )
+    g.add_argument(
+        "--num_samples",
+        "--eval_batch_size",
+        dest="num_samples",
+        type=int,
+        default=8,
+        help="images per class / prompt (one grid row each)",
+    )
     g.add_argument("--validation_prompts", nargs="+", default=None, help="prompts for text models")
 
 
 def add_generation_args(parser: argparse.ArgumentParser) -> None:
     """evaluate.py only: which labels, annealed MCMC and composition."""
     g = parser.add_argument_group("Labels")
-    g.add_argument("--class_labels", type=int, nargs="+", default=None,
-                   help="classes to sample (class models); default: every class the model has seen")
+    g.add_argument(
+        "--class_labels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="classes to sample (class models); default: every class the model has seen",
+    )
     g.add_argument("--sampling_batch_size", type=int, default=64, help="images per sampling chunk")
-    g = parser.add_argument_group("Annealed MCMC", "K kernel steps at the sample's own noise level t, inside the "
-                                  "ancestral loop; step η_t = multiplier·β_t, mass m_t = β_t")
-    g.add_argument("--mcmc_sampler", choices=sorted(KERNELS), default=None,
-                   help="ULA/UHA: any model; MALA/CHA (Metropolis-corrected, CHA = HMC): energy models only")
-    g.add_argument("--mcmc_sampler_start_timestep", type=float, default=50,
-                   help="MCMC runs at the timesteps t ≥ this value (training units 0…T−1, as upstream: the noisy "
-                        "part, from T−1 down to this value)")
-    g.add_argument("--mcmc_sampler_max_timestep", type=float, default=None,
-                   help="… and t ≤ this value (default: no upper bound)")
+    g = parser.add_argument_group(
+        "Annealed MCMC",
+        "K kernel steps at the sample's own noise level t, inside the "
+        "ancestral loop; step η_t = multiplier·β_t, mass m_t = β_t",
+    )
+    g.add_argument(
+        "--mcmc_sampler",
+        choices=sorted(KERNELS),
+        default=None,
+        help="ULA/UHA: any model; MALA/CHA (Metropolis-corrected, CHA = HMC): energy models only",
+    )
+    g.add_argument(
+        "--mcmc_sampler_start_timestep",
+        type=float,
+        default=50,
+        help="MCMC runs at the timesteps t ≥ this value (training units 0…T−1, as upstream: the noisy "
+        "part, from T−1 down to this value)",
+    )
+    g.add_argument(
+        "--mcmc_sampler_max_timestep", type=float, default=None, help="… and t ≤ this value (default: no upper bound)"
+    )
     g.add_argument("--num_samples_per_step", type=int, default=1, help="K kernel steps per noise level")
     g.add_argument("--step_sizes_multiplier", type=float, default=0.1, help="η_t (or leapfrog ε_t) = value · β_t")
     g.add_argument("--damping_coeff", type=float, default=0.9, help="UHA/CHA momentum damping γ ∈ [0, 1]")
     g.add_argument("--num_leapfrog_steps", type=int, default=3, help="UHA/CHA leapfrog steps L")
     g = parser.add_argument_group("Composition", "ε = ε_∅ + Σ_k w_k(ε_k − ε_∅) (energies alike); w_k < 0 negates")
-    g.add_argument("--composition_pipeline", action="store_true",
-                   help="sample the composition of --composition_labels")
-    g.add_argument("--composition_labels", default=None,
-                   help='class models: comma-separated ids, e.g. "2,3"; text models: prompts separated by "|"')
-    g.add_argument("--composition_weights", default=None,
-                   help='comma-separated w_k; write "--composition_weights=3,-1" when one is negative '
-                        "(default: --guidance_scale each; 1 each without CFG)")
-    g.add_argument("--composition_mode", choices=["product", "mixture"], default="product",
-                   help="mixture: Σ_k w_k p̃_k (energy models only; weights must be > 0)")
+    g.add_argument(
+        "--composition_pipeline", action="store_true", help="sample the composition of --composition_labels"
+    )
+    g.add_argument(
+        "--composition_labels",
+        default=None,
+        help='class models: comma-separated ids, e.g. "2,3"; text models: prompts separated by "|"',
+    )
+    g.add_argument(
+        "--composition_weights",
+        default=None,
+        help='comma-separated w_k; write "--composition_weights=3,-1" when one is negative '
+        "(default: --guidance_scale each; 1 each without CFG)",
+    )
+    g.add_argument(
+        "--composition_mode",
+        choices=["product", "mixture"],
+        default="product",
+        help="mixture: Σ_k w_k p̃_k (energy models only; weights must be > 0)",
+    )
     g.add_argument("--mixture_temperature", type=float, default=1.0, help="mixture temperature τ (1: exact)")
 
 
@@ -119,7 +158,7 @@ def composition_concepts(args: argparse.Namespace, meta: dict) -> tuple[list, li
         try:
             concepts = [int(v) for v in text.split(",")]
         except ValueError:
-            raise UserInputError(f'--composition_labels must be comma-separated class ids, got {text!r}') from None
+            raise UserInputError(f"--composition_labels must be comma-separated class ids, got {text!r}") from None
         bad = [c for c in concepts if not 0 <= c < meta["num_classes"]]
         if bad:
             raise UserInputError(f"--composition_labels {bad} out of range [0, {meta['num_classes']})")
@@ -139,12 +178,20 @@ def mcmc_config(args: argparse.Namespace, meta: dict):
 
     if getattr(args, "mcmc_sampler", None) is None:
         return None
-    config = MCMCConfig(args.mcmc_sampler, args.num_samples_per_step, args.step_sizes_multiplier,
-                        args.num_leapfrog_steps, args.damping_coeff, args.mcmc_sampler_start_timestep,
-                        args.mcmc_sampler_max_timestep)
+    config = MCMCConfig(
+        args.mcmc_sampler,
+        args.num_samples_per_step,
+        args.step_sizes_multiplier,
+        args.num_leapfrog_steps,
+        args.damping_coeff,
+        args.mcmc_sampler_start_timestep,
+        args.mcmc_sampler_max_timestep,
+    )
     if config.needs_energy and not meta.get("energy_type"):
-        raise UserInputError(f"--mcmc_sampler {args.mcmc_sampler} needs an energy model (log p̃ = −E/σ_t); "
-                             "this is a score model: use ULA or UHA")
+        raise UserInputError(
+            f"--mcmc_sampler {args.mcmc_sampler} needs an energy model (log p̃ = −E/σ_t); "
+            "this is a score model: use ULA or UHA"
+        )
     return config
 
 
@@ -157,7 +204,16 @@ def sampler_options(args: argparse.Namespace, meta: dict):
         concepts, weights = composition_concepts(args, meta)
         if args.composition_mode == "mixture" and not meta.get("energy_type"):
             raise UserInputError("--composition_mode mixture needs an energy model")
-        composition = CompositionOptions(tuple(concepts), tuple(weights), args.composition_mode,
-                                         args.mixture_temperature)
-    return SamplerOptions(args.scheduler, args.num_inference_steps, guidance, args.sampling_batch_size, args.seed,
-                          mcmc_config(args, meta), composition, progress=getattr(args, "progress", False))
+        composition = CompositionOptions(
+            tuple(concepts), tuple(weights), args.composition_mode, args.mixture_temperature
+        )
+    return SamplerOptions(
+        args.scheduler,
+        args.num_inference_steps,
+        guidance,
+        args.sampling_batch_size,
+        args.seed,
+        mcmc_config(args, meta),
+        composition,
+        progress=getattr(args, "progress", False),
+    )

@@ -72,6 +72,7 @@ def add_objective_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ddpm_num_steps", type=int, default=1000, help="training timesteps T")
     g.add_argument("--ddpm_beta_schedule", default="linear", choices=["linear", "scaled_linear", "squaredcos_cap_v2"])
     g.add_argument("--snr_gamma", type=float, default=None, help="min-SNR-γ loss weighting (e.g. 5.0)")
+    g.add_argument("--noise_offset", type=float, default=0.0, help="offset noise ε + c·ξ(B, C, 1, 1) (e.g. 0.05)")
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -139,7 +140,7 @@ def check_ranges(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
     for name in ("max_train_steps", "resolution", "num_class_labels", "checkpoints_total_limit"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
+        if getattr(args, name, None) is not None and getattr(args, name) < 1:
             raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not 0.0 <= args.uncond_p < 1.0:
         raise UserInputError(f"--uncond_p must be in [0, 1), got {args.uncond_p}")

@@ -12,8 +12,7 @@ import sys
 
 from continual_diffusers.data.digits import write_split_digits
 from continual_diffusers.data.tasks import TaskSequence, convert_legacy, load_tasks
-from continual_diffusers.utils.errors import UserInputError
-from continual_diffusers.utils.logging import setup_cli_logging
+from continual_diffusers.utils.entrypoint import run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,21 +53,18 @@ def describe(sequence: TaskSequence) -> str:
     return "\n".join(lines)
 
 
+def run(args: argparse.Namespace) -> None:
+    if args.command == "convert":
+        convert_legacy(args.src, args.dst)
+    elif args.command == "digits":
+        kwargs = {"num_tasks": args.num_tasks, "test_fraction": args.test_fraction, "seed": args.seed}
+        write_split_digits(args.output_dir, **kwargs)
+    else:
+        print(describe(load_tasks(args.path)))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_cli_logging()
-    try:
-        if args.command == "convert":
-            convert_legacy(args.src, args.dst)
-        elif args.command == "digits":
-            kwargs = {"num_tasks": args.num_tasks, "test_fraction": args.test_fraction, "seed": args.seed}
-            write_split_digits(args.output_dir, **kwargs)
-        else:
-            print(describe(load_tasks(args.path)))
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

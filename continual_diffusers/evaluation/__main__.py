@@ -16,8 +16,9 @@ from ..cli.base import new_parser
 from ..cli.evaluation import get_oracle, load_test_tasks
 from ..cli.sampling import add_sampler_args, check_sampler_ranges
 from ..data import load_split_digits, load_tasks
+from ..utils.entrypoint import run_main
 from ..utils.errors import UserInputError
-from ..utils.logging import get_logger, setup_cli_logging
+from ..utils.logging import get_logger
 
 logger = get_logger("continual_diffusers.evaluation")
 
@@ -103,14 +104,8 @@ def report_cmd(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    setup_cli_logging()
-    try:
-        {"train-oracle": train_oracle_cmd, "report": report_cmd}[args.command](args)
-    except UserInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    commands = {"train-oracle": train_oracle_cmd, "report": report_cmd}
+    return run_main(parser(), lambda args: commands[args.command](args), argv)
 
 
 if __name__ == "__main__":

@@ -32,13 +32,21 @@ class DenoisingObjective:
     Args:
         scheduler: the training noise schedule (only `add_noise`, `get_velocity`, `alphas_cumprod` are used).
         prediction_type: what the model predicts; the target follows.
+        noise_offset: ε ← ε + offset·ξ with ξ ~ N(0, 1) per sample and channel (0 disables).
         snr_gamma: min-SNR-γ weight w(t) = min(SNR_t, γ)/SNR_t for ε, min(SNR_t, γ)/(SNR_t + 1) for v, and
             min(SNR_t, γ) for x₀. `None` means the unweighted loss for ε and v; for x₀ we keep the reference's
             SNR weighting ᾱ/(1−ᾱ), which makes the x₀ loss equal to the ε loss in expectation.
     """
 
-    def __init__(self, scheduler: DDPMScheduler, prediction_type: PredictionType, snr_gamma: float | None = None):
+    def __init__(
+        self,
+        scheduler: DDPMScheduler,
+        prediction_type: PredictionType,
+        snr_gamma: float | None = None,
+        noise_offset: float = 0.0,
+    ):
         self.scheduler = scheduler
+        self.noise_offset = noise_offset
         self.prediction_type = prediction_type
         self.snr_gamma = snr_gamma
         alphas_cumprod = scheduler.alphas_cumprod.float()
@@ -48,6 +56,10 @@ class DenoisingObjective:
         # 1. Sample ε ~ N(0, I) and t ~ U{0, …, T−1}; form x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε.
         b = x0.shape[0]
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        if self.noise_offset:
+            # Offset noise (Guttenberg 2023): a per-channel constant shift lets the model learn overall brightness.
+            shift = torch.randn((*x0.shape[:2], 1, 1), generator=generator, device=x0.device, dtype=x0.dtype)
+            noise = noise + self.noise_offset * shift
         num_steps = self.scheduler.config.num_train_timesteps
         t = torch.randint(0, num_steps, (b,), generator=generator, device=x0.device)
         x_t = self.scheduler.add_noise(x0, noise, t)

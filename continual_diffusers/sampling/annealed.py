@@ -95,8 +95,14 @@ class AnnealedMCMC:
         generator: the source of every MCMC random number.
     """
 
-    def __init__(self, denoise_fn: DenoiseFn, config: MCMCConfig, scheduler, generator: torch.Generator | None,
-                 prediction_type: str = "epsilon"):
+    def __init__(
+        self,
+        denoise_fn: DenoiseFn,
+        config: MCMCConfig,
+        scheduler,
+        generator: torch.Generator | None,
+        prediction_type: str = "epsilon",
+    ):
         self.denoise_fn, self.config, self.generator = denoise_fn, config, generator
         self.betas = scheduler.betas.double().cpu()
         self.alphas_cumprod = scheduler.alphas_cumprod.float().cpu()

@@ -78,8 +78,10 @@ def _batched_forward(model, x: torch.Tensor, t: torch.Tensor, conds: Sequence[di
     xs, ts = torch.cat([x] * n), torch.cat([t] * n)
     cond = {k: torch.cat([c[k] for c in conds]) for k in conds[0]}
     step = max_batch or xs.shape[0]
-    parts = [model(xs[i : i + step], ts[i : i + step], **{k: v[i : i + step] for k, v in cond.items()})
-             for i in range(0, xs.shape[0], step)]
+    parts = [
+        model(xs[i : i + step], ts[i : i + step], **{k: v[i : i + step] for k, v in cond.items()})
+        for i in range(0, xs.shape[0], step)
+    ]
     eps = torch.cat([p.prediction for p in parts]).chunk(n)
     energy = None if parts[0].energy is None else torch.cat([p.energy for p in parts]).chunk(n)
     return [DenoiserOutput(eps[i], None if energy is None else energy[i]) for i in range(n)]
@@ -126,10 +128,9 @@ def compose(
     return denoise
 
 
-def compose_fns(
-    fns: Sequence[DenoiseFn], weights: Sequence[float], null_fn: DenoiseFn | None = None
-) -> DenoiseFn:
+def compose_fns(fns: Sequence[DenoiseFn], weights: Sequence[float], null_fn: DenoiseFn | None = None) -> DenoiseFn:
     """Product / negation of separate denoise functions (e.g. different models, or analytic ones)."""
+
     def denoise(x: torch.Tensor, t: torch.Tensor) -> DenoiserOutput:
         return combine_product([f(x, t) for f in fns], weights, None if null_fn is None else null_fn(x, t))
 

@@ -65,8 +65,10 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
     if options.guidance_scale < 0:
         raise UserInputError(f"guidance_scale must be >= 0, got {options.guidance_scale}")
     if options.mcmc is not None and options.mcmc.needs_energy and not energy:
-        raise UserInputError(f"--mcmc_sampler {options.mcmc.sampler} needs log p̃ = −E/σ_t, i.e. an energy model; "
-                             "this is a score model (use ULA or UHA)")
+        raise UserInputError(
+            f"--mcmc_sampler {options.mcmc.sampler} needs log p̃ = −E/σ_t, i.e. an energy model; "
+            "this is a score model (use ULA or UHA)"
+        )
     comp = options.composition
     if comp is not None:
         if conditioning.kind == "none":
@@ -83,8 +85,9 @@ def _encode(conditioning, labels: list, device) -> dict:
     return conditioning.encode(torch.tensor(labels) if conditioning.kind == "class" else labels, device)
 
 
-def denoiser_for(model, conditioning, labels: list, options: SamplerOptions, alphas_cumprod, device,
-                 null_labels: list | None = None):
+def denoiser_for(
+    model, conditioning, labels: list, options: SamplerOptions, alphas_cumprod, device, null_labels: list | None = None
+):
     """The guided (CFG) or composed denoise function for one chunk of `len(labels)` images. `null_labels` (one per
     image, e.g. negative prompts) replace the null condition of guidance and composition."""
     n, comp = len(labels), options.composition
@@ -93,16 +96,31 @@ def denoiser_for(model, conditioning, labels: list, options: SamplerOptions, alp
         null = _encode(conditioning, null_labels, device)
     if comp is not None:
         conds = [_encode(conditioning, [c] * n, device) for c in comp.labels]
-        return compose(model, conds, comp.weights, null, comp.mode, alphas_cumprod, comp.temperature,
-                       options.max_forward_batch)
+        return compose(
+            model, conds, comp.weights, null, comp.mode, alphas_cumprod, comp.temperature, options.max_forward_batch
+        )
     guided = null is not None and options.guidance_scale != 1.0
-    return compose(model, [_encode(conditioning, labels, device)], [options.guidance_scale if guided else 1.0],
-                   null if guided else None, max_batch=options.max_forward_batch)
+    return compose(
+        model,
+        [_encode(conditioning, labels, device)],
+        [options.guidance_scale if guided else 1.0],
+        null if guided else None,
+        max_batch=options.max_forward_batch,
+    )
 
 
 @torch.no_grad()
-def generate(model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device,
-             chunk_ids: list[int] | None = None, decode_fn=None, null_labels: list | None = None) -> Generated:
+def generate(
+    model,
+    conditioning,
+    train_scheduler,
+    labels: list,
+    options: SamplerOptions,
+    device,
+    chunk_ids: list[int] | None = None,
+    decode_fn=None,
+    null_labels: list | None = None,
+) -> Generated:
     """Sample one image per entry of `labels`, in chunks of `options.batch_size`; only the chunks in `chunk_ids`
     (default: all) are drawn, which is how evaluate.py splits the work across processes.
 
@@ -128,8 +146,16 @@ def generate(model, conditioning, train_scheduler, labels: list, options: Sample
         hook = None
         if options.mcmc is not None:
             hook = AnnealedMCMC(denoise, options.mcmc, scheduler, generator, train_scheduler.config.prediction_type)
-        x = sample_ancestral(denoise, scheduler, (len(part), *shape), options.num_inference_steps, generator,
-                             device, hook, clamp=decode_fn is None)
+        x = sample_ancestral(
+            denoise,
+            scheduler,
+            (len(part), *shape),
+            options.num_inference_steps,
+            generator,
+            device,
+            hook,
+            clamp=decode_fn is None,
+        )
         out.chunks[c] = x if decode_fn is None else decode_fn(x)
         if hook is not None:
             for t, n in hook.num_chains.items():
@@ -140,8 +166,9 @@ def generate(model, conditioning, train_scheduler, labels: list, options: Sample
     return out
 
 
-def generate_samples(model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device,
-                     decode_fn=None):
+def generate_samples(
+    model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device, decode_fn=None
+):
     """One image per entry of `labels` → (len(labels), C, H, W) in [-1, 1], sampled in chunks of batch_size.
 
     Entries are class ids (class models), prompts (text models) or None (unconditional). `decode_fn`: latent

@@ -3,7 +3,7 @@
 | hook                                  | called                                   | used by                          |
 |---------------------------------------|------------------------------------------|----------------------------------|
 | before_task(model, task_id)           | before the task's optimizer is built     | LoRA, freezing, teacher snapshot |
-| replay_batch(batch_size, generator)   | every micro-batch; returns a batch / None | replay, generative replay        |
+| replay_batch(batch_size, generator)   | every micro-batch; a batch or None       | replay, generative replay        |
 | penalty(model, out) -> Tensor | None  | every micro-batch, added to the loss     | EWC, SI, distillation            |
 | after_optimizer_step(model)           | after every optimizer step               | SI's path integral               |
 | after_task(model, context)            | after the task's last step, before export| Fisher estimate, buffer filling  |

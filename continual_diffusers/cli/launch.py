@@ -1,0 +1,63 @@
+"""What both training entry points do after building (and validating) everything: dry run, or accelerator,
+config.json, trackers, end-of-task evaluation and the continual trainer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ..training.config import TrainConfig
+from ..utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+def train(
+    args: argparse.Namespace, cfg: TrainConfig, built: dict, strategy, objective, test_tasks=None, **trainer_kwargs
+) -> None:
+    """Dry run, or: accelerator, config.json, trackers, optional end-of-task evaluation, then `ContinualTrainer.fit`.
+
+    `built` holds tasks, conditioning, denoiser, make_dataset, metadata and text (see cli.training.build_ddpm)."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    from ..training.checkpoint import resolve_resume
+    from ..training.trainer import ContinualTrainer
+    from ..training.validation import validation_options
+    from .evaluation import build_end_of_task_eval
+    from .training import tracker_config
+
+    resolved = {"args": vars(args), "train_config": cfg.to_dict(), "model": built["metadata"]}
+    if args.dry_run:
+        print(json.dumps(resolved, indent=2, default=str))
+        return
+    resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.logger == "none" else args.logger,
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+        ),
+    )
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "config.json"), "w") as fh:
+            json.dump(resolved, fh, indent=2, default=str)
+    accelerator.init_trackers(args.project_name, config=tracker_config(cfg))
+    if built["text"] is not None:
+        built["text"][1].to(accelerator.device)
+    if trainer_kwargs.get("vae") is not None:  # latent models: the frozen VAE decodes samples on the device
+        trainer_kwargs["vae"].to(accelerator.device)
+    with accelerator.main_process_first():  # the oracle is trained once, by the main process
+        task_eval = build_end_of_task_eval(args, built, test_tasks, objective.scheduler, validation_options(cfg))
+    trainer = ContinualTrainer(
+        accelerator, built["denoiser"].to(accelerator.device), built["conditioning"], objective, strategy, cfg,
+        built["make_dataset"], built["metadata"], built["text"], task_eval, **trainer_kwargs,
+    )  # fmt: skip
+    tasks = built["tasks"]
+    logger.info("training %d tasks %s; output in %s", len(tasks), tasks.task_ids, args.output_dir)
+    trainer.fit(tasks, resume)
+    if task_eval is not None and accelerator.is_main_process:
+        print(f"report: {os.path.join(task_eval.report_dir, 'report.md')}\n{task_eval.report.headline()}")
