@@ -34,6 +34,15 @@ VARIANTS = {
     "energy-dae-scratch": ["--unet_scratch", "--energy_based_training", "--energy_score_type", "dae"],
     "energy-l2": ["--energy_based_training", "--energy_score_type", "l2", "--cache_latents"],
     "replay-captions": ["--buffer_type", "reservoir", "--buffer_size", 4, "--cache_latents"],
+    "generative-distillation": [
+        "--strategy",
+        "generative_replay",
+        "--gr_num_inference_steps",
+        2,
+        "--distillation_weight",
+        3.0,
+        "--cache_latents",
+    ],
 }
 
 

@@ -188,7 +188,8 @@ def ldm_train_config(args: argparse.Namespace) -> TrainConfig:
 def build_ldm_strategy(args: argparse.Namespace, built: dict) -> ContinualStrategy:
     """The shared strategy flags' strategy, with replay encoding its stored images to latents, plus the per-task
     LoRA adapters when --lora_rank > 0 (injected into the UNet here, before the trainer sees it)."""
-    strategy = build_strategy(args, built["tasks"])
+    scheduler = built["components"].scheduler
+    strategy = build_strategy(args, built["tasks"], built["conditioning"], scheduler, latent=True)
     parts = strategy.strategies if isinstance(strategy, CombinedStrategy) else [strategy]
     for part in parts:
         if isinstance(part, Replay):  # the buffer keeps uint8 pixels; the model trains on latents

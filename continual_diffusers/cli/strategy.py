@@ -8,6 +8,7 @@ are combined (`CombinedStrategy`), e.g. `--ewc_loss --buffer_type reservoir --bu
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 from ..data.buffer import AllData, NoData, ReplayBuffer, Reservoir, TaskBalanced
 from ..data.transforms import ImageTransform
@@ -265,7 +266,7 @@ def _build_ewc(args: argparse.Namespace, tasks) -> EWC:
     )
 
 
-def _build_generative_replay(args: argparse.Namespace, tasks, conditioning, train_scheduler) -> GenerativeReplay:
+def _build_generative_replay(args, tasks, conditioning, train_scheduler, latent: bool = False) -> GenerativeReplay:
     if conditioning is None or train_scheduler is None:
         raise UserInputError("generative replay is not available from this entry point")
     guidance = args.guidance_scale if getattr(args, "classifier_free_guidance", False) else 1.0
@@ -273,7 +274,7 @@ def _build_generative_replay(args: argparse.Namespace, tasks, conditioning, trai
         conditioning, train_scheduler, seed=args.seed, replay_ratio=args.gr_replay_ratio,
         loss_weight=args.gr_loss_weight, distillation_weight=args.distillation_weight,
         num_inference_steps=args.gr_num_inference_steps, scheduler=args.gr_scheduler, guidance_scale=guidance,
-        pool_size=args.gr_pool_size,
+        pool_size=args.gr_pool_size, latent=latent,
     )  # fmt: skip
 
 
@@ -286,11 +287,15 @@ BUILDERS = {
 }
 
 
-def build_strategy(args: argparse.Namespace, tasks, conditioning=None, train_scheduler=None) -> ContinualStrategy:
+def build_strategy(
+    args: argparse.Namespace, tasks, conditioning=None, train_scheduler=None, latent: bool = False
+) -> ContinualStrategy:
     """The strategy (or `CombinedStrategy`) the flags enable, validated and configured from its flags.
 
-    `conditioning` and `train_scheduler` are needed by generative replay (it samples from the model)."""
+    `conditioning` and `train_scheduler` are needed by generative replay (it samples from the model); `latent`
+    says the model works on VAE latents."""
     names = enabled_strategies(args)
     check_strategy_ranges(args, names, tasks)
-    strategies = [BUILDERS[name](args, tasks, conditioning, train_scheduler) for name in names]
+    builders = {**BUILDERS, "generative_replay": partial(_build_generative_replay, latent=latent)}
+    strategies = [builders[name](args, tasks, conditioning, train_scheduler) for name in names]
     return strategies[0] if len(strategies) == 1 else CombinedStrategy(strategies)

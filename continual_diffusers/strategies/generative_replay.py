@@ -37,6 +37,11 @@ from .base import ContinualStrategy, TaskContext
 MAX_STORED_PROMPTS = 10_000
 
 
+def _keep_latents(latents: torch.Tensor) -> torch.Tensor:
+    """A 'decoder' that returns the sampled latents as they are (generation then skips the pixel-range clamp)."""
+    return latents
+
+
 class GenerativeReplay(ContinualStrategy):
     """Replay from a frozen teacher; `distillation_weight > 0` turns it into generative distillation.
 
@@ -51,6 +56,7 @@ class GenerativeReplay(ContinualStrategy):
         scheduler: teacher sampling scheduler ("ddim", "dpm++", ...).
         guidance_scale: CFG scale for teacher sampling (models trained with CFG only).
         pool_size: 0 → generate replays on the fly every step; N > 0 → generate N once per task and draw from it.
+        latent: the model works on VAE latents: replays stay latents (not clamped to [-1, 1], not decoded).
     """
 
     name = "generative_replay"
@@ -67,6 +73,7 @@ class GenerativeReplay(ContinualStrategy):
         scheduler: str = "ddim",
         guidance_scale: float = 1.0,
         pool_size: int = 0,
+        latent: bool = False,
     ):
         if not 0.0 < replay_ratio < 1.0:
             raise ValueError(f"replay_ratio must be in (0, 1), got {replay_ratio}")
@@ -80,6 +87,7 @@ class GenerativeReplay(ContinualStrategy):
         self.distillation_weight = distillation_weight
         self.options = SamplerOptions(scheduler, num_inference_steps, guidance_scale, batch_size=256)
         self.pool_size = pool_size
+        self.decode_fn = _keep_latents if latent else None
         self.past_labels: list = []  # class ids or prompts seen in finished tasks
         self.teacher: nn.Module | None = None
         self.teacher_task: int | None = None
@@ -156,7 +164,9 @@ class GenerativeReplay(ContinualStrategy):
         options = SamplerOptions(**{**self.options.__dict__, "seed": seed})
         device = next(self.teacher.parameters()).device
         start = time.perf_counter()
-        images = generate_samples(self.teacher, self.conditioning, self.train_scheduler, labels, options, device)
+        images = generate_samples(
+            self.teacher, self.conditioning, self.train_scheduler, labels, options, device, decode_fn=self.decode_fn
+        )
         self.teacher_seconds += time.perf_counter() - start
         self.teacher_forwards += num * self.options.num_inference_steps
         return images.cpu(), labels
