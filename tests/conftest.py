@@ -63,3 +63,21 @@ def tiny_clip_dir(tmp_path_factory) -> str:
     from tiny_clip import write_tiny_clip
 
     return write_tiny_clip(str(tmp_path_factory.mktemp("tiny_clip")))
+
+
+def tiny_class_unet(num_class_embeds: int, channels: int = 3):
+    """A seeded attention-free class-conditional UNet2DModel at 8×8 (blocks (8, 16))."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=num_class_embeds,
+    )

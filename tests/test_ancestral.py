@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from conftest import tiny_class_unet
+from diffusers import DDPMScheduler
 from test_mcmc import DiffusedMixture, assert_matches, gen
 
 from continual_diffusers.models.conditioning import ClassConditioning
@@ -43,18 +44,7 @@ def test_hook_sees_variance_preserving_coordinates_under_euler():
 
 @pytest.fixture(scope="module")
 def tiny_class_model():
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        num_class_embeds=4,
-    )
+    unet = tiny_class_unet(4)
     return unet, ClassConditioning(3, null_class=True)
 
 

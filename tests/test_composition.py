@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from conftest import tiny_class_unet
+from diffusers import DDPMScheduler
 from test_mcmc import DiffusedMixture, gen
 
 from continual_diffusers.models.denoiser import EnergyModel, ScoreModel
@@ -23,18 +24,7 @@ def gaussian(k: int) -> DiffusedMixture:
 
 @pytest.fixture(scope="module")
 def tiny_energy():
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        num_class_embeds=5,
-    )
+    unet = tiny_class_unet(5)
     return EnergyModel(unet, "dae").eval().requires_grad_(False)
 
 

@@ -5,7 +5,7 @@
   captions.
 - **legacy** (the earlier implementation's files): `np.savez(path, data_structure=pickle.dumps(tasks))` with
   `tasks = {task_id: {"images": ..., "labels": ...}}`. The pickle is read by `restricted_loads`, which can only
-  build plain data, never with `allow_pickle=True`.
+  build plain data; numpy's pickle loading stays switched off.
 
 Validation happens when a `Task` is built: each problem is one `TaskFileError` naming task, field and what is wrong.
 Nothing is silently fixed; labels stay 1-D even for a 1-sample task (the earlier `np.squeeze` made them 0-d).
@@ -326,7 +326,7 @@ def _from_safe(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequence:
 def _from_legacy(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequence:
     pickled = arrays[LEGACY_KEY]
     if pickled is None:
-        what = f"key '{LEGACY_KEY}' is an object array, which would need the unsafe allow_pickle=True"
+        what = f"key '{LEGACY_KEY}' is an object array, which numpy could only read by unpickling it unrestricted"
         raise TaskFileError(f"{path}: {what}; save {LEGACY_KEY}=pickle.dumps(tasks) or use save_tasks")
     if pickled.ndim != 0 or pickled.dtype.kind != "S":
         raise TaskFileError(f"{path}: key '{LEGACY_KEY}' must hold pickled bytes, got {pickled.dtype} {pickled.shape}")
