@@ -24,6 +24,7 @@ from typing import Literal
 
 from torch import nn
 
+from ..utils.errors import UserInputError
 from .base import ContinualStrategy
 
 LoraMode = Literal["stacked", "isolated"]
@@ -57,8 +58,10 @@ class LoRAAdapters(ContinualStrategy):
         target_modules: tuple[str, ...] = DEFAULT_TARGETS,
         mode: LoraMode = "stacked",
     ):
-        from peft import LoraConfig
-
+        try:
+            from peft import LoraConfig
+        except ImportError as err:
+            raise UserInputError("--lora_rank needs peft: pip install '.[ldm]'") from err
         if mode not in ("stacked", "isolated"):
             raise ValueError(f"mode must be 'stacked' or 'isolated', got {mode!r}")
         self.task_ids = list(task_ids)
