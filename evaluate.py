@@ -162,6 +162,12 @@ def run(args) -> str:
     prompt_composition(args, meta)
     labels = sampling_cli.sample_labels(args, meta)
     options = sampling_cli.sampler_options(args, meta)
+    last_t = scheduler.config.num_train_timesteps - 1
+    if options.mcmc is not None and options.mcmc.start_timestep > last_t:
+        raise UserInputError(
+            f"--mcmc_sampler_start_timestep {options.mcmc.start_timestep} is above the model's last timestep {last_t}:"
+            " MCMC would never run"
+        )
     null_labels = negative_prompts(args, meta, labels, options)
     options = dataclasses.replace(options, progress=args.progress and state.is_main_process)
     out = args.output_dir or os.path.join(args.model_path, "eval")

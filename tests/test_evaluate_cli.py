@@ -234,3 +234,10 @@ def test_unknown_sampler_is_an_argparse_error(trained, capsys):
     with pytest.raises(SystemExit) as exc:
         evaluate.main(["--model_path", str(trained / "task_2"), "--mcmc_sampler", "XYZ"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_mcmc_window_above_the_schedule_is_refused(models, tmp_path, capsys):
+    flags = [str(f) for f in MCMC_FLAGS[:-2]]  # keep the default start timestep (50) on a 10-step model
+    argv = ["--model_path", str(models[("score", "class")]), "--output_dir", str(tmp_path), "--mcmc_sampler", "ULA"]
+    assert evaluate.main([*argv, *flags, "--class_labels", "0"]) == 2
+    assert "MCMC would never run" in capsys.readouterr().err
