@@ -24,6 +24,11 @@ class TaskDataset(torch.utils.data.Dataset):
         self.label_kind: LabelKind = task.label_kind
         self._images = transform.prepare(task.images)  # uint8 (N, C, H', W')
 
+    @property
+    def images(self) -> torch.Tensor:
+        """The task's images as prepared once (uint8 (N, C, H', W'), shorter side resized); read by replay."""
+        return self._images
+
     def __len__(self) -> int:
         return len(self._images)
 

@@ -186,13 +186,18 @@ class LatentTaskDataset:
         self.transform = base.transform
         self.labels = base.labels
         self.label_kind = base.label_kind
-        self._images = base._images  # uint8 (N, C, H', W'), read by the replay strategy
+        self._images = base.images  # uint8 (N, C, H', W')
         self._cached: tuple[torch.Tensor, torch.Tensor] | None = None  # μ, σ: (V, N, c, h, w), V = 1 or 2 (flips)
         if cache and not self.transform.center_crop and self._images.shape[-1] != self._images.shape[-2]:
             raise UserInputError(
                 "--cache_latents stores one latent per image, so random crops of non-square images cannot be cached:"
                 " add --center_crop (or drop --cache_latents)"
             )
+
+    @property
+    def images(self) -> torch.Tensor:
+        """The wrapped dataset's prepared pixel images (replay stores these, not latents)."""
+        return self._images
 
     def __len__(self) -> int:
         return len(self.base)

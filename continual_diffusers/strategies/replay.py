@@ -94,7 +94,7 @@ class Replay(ContinualStrategy):
     def after_task(self, model: nn.Module, context: TaskContext) -> None:
         """Offer the finished task's original data (prepared uint8 images + labels) to the buffer."""
         dataset = context.dataset
-        images = dataset._images  # uint8 (N, C, H', W') as prepared once by TaskDataset; no public accessor yet
+        images = dataset.images  # uint8 (N, C, H', W') as prepared once by TaskDataset
         labels = dataset.labels
         if labels is not None:
             labels = [str(x) for x in labels] if dataset.label_kind == "text" else torch.as_tensor(labels).long()
