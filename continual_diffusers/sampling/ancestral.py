@@ -28,10 +28,17 @@ LevelHook = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 def make_sampling_scheduler(name: SchedulerName, train_scheduler_config) -> object:
-    """A fresh sampling scheduler of kind `name` sharing the training noise schedule."""
+    """A fresh sampling scheduler of kind `name` sharing the training noise schedule.
+
+    DDPM/DDIM clip the predicted x₀ to ±clip_sample_range when the training config asks for it (pixel models);
+    DPM-Solver++ has no such option, so it gets the equivalent bound through its x₀ thresholding (without it,
+    its extrapolated x₀ of a not fully trained pixel model leaves the data range and quality drops sharply)."""
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
-    return SCHEDULERS[name].from_config(train_scheduler_config)
+    extra = {}
+    if name == "dpm++" and train_scheduler_config.get("clip_sample", False):
+        extra = {"thresholding": True, "sample_max_value": train_scheduler_config.get("clip_sample_range", 1.0)}
+    return SCHEDULERS[name].from_config(train_scheduler_config, **extra)
 
 
 def _at_level(hook: LevelHook, scheduler, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
