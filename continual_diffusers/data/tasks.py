@@ -296,7 +296,7 @@ def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray | None]:
     except FileNotFoundError:
         raise TaskFileError(f"{path}: file not found") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as error:
-        # np.load takes any non-zip, non-.npy file for a pickle; its hint to pass allow_pickle=True is not for us.
+        # np.load takes any non-zip, non-.npy file for a pickle; its hint to switch pickle loading on is not for us.
         reason = (
             "not a zip archive" if "pickle" in str(error) else " ".join(f"{type(error).__name__}: {error}".split())
         )
