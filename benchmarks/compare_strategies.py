@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_TRAIN = 1437  # bundled digits training images (80 % of 1,797)
 
 REPLAY_10 = ["--buffer_type", "reservoir", "--buffer_size", str(NUM_TRAIN // 10), "--retain_label_uniform_sampling"]
+GENERATIVE = ["--strategy", "generative_replay", "--gr_pool_size", "1000", "--gr_num_inference_steps", "10"]
 METHODS = {
     "naive": [],
     "replay_1pct": [
@@ -41,24 +42,8 @@ METHODS = {
     "ewc_1e4": ["--ewc_loss", "--lambda_ewc", "1e4"],
     "ewc_1e4_replay_10pct": ["--ewc_loss", "--lambda_ewc", "1e4", *REPLAY_10],
     "si": ["--strategy", "si", "--si_lambda", "1.0"],
-    "generative_replay": [
-        "--strategy",
-        "generative_replay",
-        "--gr_pool_size",
-        "1000",
-        "--gr_num_inference_steps",
-        "10",
-    ],
-    "generative_distillation": [
-        "--strategy",
-        "generative_replay",
-        "--gr_pool_size",
-        "1000",
-        "--gr_num_inference_steps",
-        "10",
-        "--distillation_weight",
-        "3.0",
-    ],
+    "generative_replay": GENERATIVE,
+    "generative_distillation": [*GENERATIVE, "--distillation_weight", "3.0"],
     "joint": ["--buffer_type", "all_data"],
 }
 COMMON = [

@@ -45,4 +45,8 @@ class BatchSchedule:
         start = micro_step * self.global_batch + self.rank * self.batch_size
         positions = torch.arange(start, start + self.batch_size)
         epochs, offsets = positions // self.num_examples, positions % self.num_examples
-        return torch.stack([self._perm(int(e))[o] for e, o in zip(epochs, offsets)])
+        out = torch.empty_like(positions)
+        for epoch in epochs.unique().tolist():  # at most two epochs meet in one batch
+            rows = epochs == epoch
+            out[rows] = self._perm(epoch)[offsets[rows]]
+        return out
