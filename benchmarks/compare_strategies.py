@@ -24,17 +24,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_TRAIN = 1437  # bundled digits training images (80 % of 1,797)
 
+REPLAY_1 = ["--buffer_type", "reservoir", "--buffer_size", str(NUM_TRAIN // 100), "--retain_label_uniform_sampling"]
 REPLAY_10 = ["--buffer_type", "reservoir", "--buffer_size", str(NUM_TRAIN // 10), "--retain_label_uniform_sampling"]
 GENERATIVE = ["--strategy", "generative_replay", "--gr_pool_size", "1000", "--gr_num_inference_steps", "10"]
 METHODS = {
     "naive": [],
-    "replay_1pct": [
-        "--buffer_type",
-        "reservoir",
-        "--buffer_size",
-        str(NUM_TRAIN // 100),
-        "--retain_label_uniform_sampling",
-    ],
+    "replay_1pct": REPLAY_1,
     "replay_10pct": REPLAY_10,
     # λ sweep: with the per-sample Fisher, Σ F·Δθ² over a naive task switch is ~1e-4 on this model, so λ ~ 1e3–1e4
     # is where the penalty matches the denoising loss (~0.05).
@@ -44,6 +39,27 @@ METHODS = {
     "si": ["--strategy", "si", "--si_lambda", "1.0"],
     "generative_replay": GENERATIVE,
     "generative_distillation": [*GENERATIVE, "--distillation_weight", "3.0"],
+    # Variants (Masip et al.): the EMA weights as teacher; distillation on pure-noise inputs (no sampling);
+    # distillation plus a 1 % buffer of real images that is also distilled on.
+    "distillation_ema_teacher": [*GENERATIVE, "--distillation_weight", "3.0", "--gr_teacher", "ema"],
+    "distillation_noise": [
+        "--strategy",
+        "generative_replay",
+        "--distillation_inputs",
+        "noise",
+        "--distillation_weight",
+        "3.0",
+    ],
+    "distillation_replay_1pct": [
+        *GENERATIVE,
+        "--distillation_weight",
+        "3.0",
+        "--buffer_type",
+        "reservoir",
+        "--buffer_size",
+        str(NUM_TRAIN // 100),
+        "--retain_label_uniform_sampling",
+    ],  # fmt: skip
     "joint": ["--buffer_type", "all_data"],
 }
 COMMON = [

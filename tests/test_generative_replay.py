@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from types import SimpleNamespace
 
@@ -35,7 +37,7 @@ def tiny_denoiser(energy=None):
     return make_denoiser(build_unet(spec), energy)
 
 
-def strategy(distillation_weight=0.0, pool_size=0):
+def strategy(distillation_weight=0.0, pool_size=0, **kwargs):
     scheduler = DDPMScheduler(num_train_timesteps=10)
     return GenerativeReplay(
         ClassConditioning(4, null_class=True),
@@ -45,6 +47,7 @@ def strategy(distillation_weight=0.0, pool_size=0):
         distillation_weight=distillation_weight,
         num_inference_steps=2,
         pool_size=pool_size,
+        **kwargs,
     ), scheduler
 
 
@@ -86,11 +89,13 @@ def test_distillation_target_is_the_teachers_prediction_on_the_same_input(energy
     assert replay["loss_weight"] == 0.0  # distillation replaces the replays' noise regression
     x0 = torch.cat([torch.zeros(2, 1, 8, 8), replay["images"]])
     labels = torch.cat([torch.tensor([2, 3]), replay["labels"]])
+    labels[-1] = 4  # classifier-free-guidance dropout hit the last replay row: the teacher must see the null class
     out = DenoisingObjective(scheduler, "epsilon")(
         model, x0, {"class_labels": labels}, torch.Generator().manual_seed(0)
     )
+    out = dataclasses.replace(out, num_replay=2)  # as the trainer marks the replayed rows
     penalty = gr.penalty(model, out)
-    teacher = gr.teacher(out.x_t[2:], out.t[2:], class_labels=replay["labels"]).prediction.detach()
+    teacher = gr.teacher(out.x_t[2:], out.t[2:], class_labels=labels[2:]).prediction.detach()
     expected = 3.0 * (out.prediction[2:] - teacher).pow(2).flatten(1).mean(1).sum() / 4
     torch.testing.assert_close(penalty, expected)
     assert penalty.item() == pytest.approx(0.0, abs=1e-10)  # the student still equals its teacher
@@ -145,3 +150,118 @@ def test_three_tasks_train_and_resume_exactly(tmp_path, task_file, flags):
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = load_file(straight / "checkpoint-5" / "strategy.safetensors")
     assert any(k.startswith("teacher.") for k in state)  # mid-task checkpoints carry the teacher
+
+
+def test_ema_teacher_takes_the_ema_weights():
+    gr, _ = strategy(teacher="ema")
+    model = tiny_denoiser()
+    finish_task(gr, model, [0, 1])
+    with pytest.raises(ValueError, match="--use_ema"):
+        gr.before_task(model, 2)
+
+    def apply_ema(copy):  # stands in for the trainer's EMA: writes known weights into the copy's UNet
+        with torch.no_grad():
+            for p in copy.unet.parameters():
+                p.fill_(0.5)
+
+    gr.before_task(model, 2, apply_ema=apply_ema)
+    assert all(torch.all(p == 0.5) for p in gr.teacher.unet.parameters())
+    assert not any(torch.all(p == 0.5) for p in model.unet.parameters())  # the student keeps its own weights
+    plain, _ = strategy()
+    finish_task(plain, model, [0, 1])
+    plain.before_task(model, 2, apply_ema=apply_ema)  # teacher="model" ignores the EMA
+    assert all(torch.equal(a, b) for a, b in zip(plain.teacher.parameters(), model.parameters()))
+
+
+def test_noise_inputs_replay_standard_normal_images_and_noisy_inputs_stay_standard_normal():
+    gr, scheduler = strategy(distillation_weight=3.0, distillation_inputs="noise")
+    model = tiny_denoiser()
+    finish_task(gr, model, [0, 1])
+    gr.before_task(model, 2)
+    batch = gr.replay_batch(256, torch.Generator().manual_seed(0))
+    assert gr.teacher_forwards == 0  # nothing is sampled from the teacher
+    assert batch["images"].shape == (256, 1, 8, 8) and batch["loss_weight"] == 0.0
+    assert set(batch["labels"].tolist()) == {0, 1}
+    # x_t = √ᾱ x₀ + √(1−ᾱ) ε with x₀, ε ~ N(0, I) is N(0, I) at every t: 16,384 values, mean ± 0.03, var ± 0.05.
+    out = DenoisingObjective(scheduler, "epsilon")(
+        model, batch["images"], {"class_labels": batch["labels"]}, torch.Generator().manual_seed(1)
+    )
+    assert abs(out.x_t.mean().item()) < 0.03 and abs(out.x_t.var().item() - 1.0) < 0.05
+    penalty = gr.penalty(model, dataclasses.replace(out, num_replay=256))
+    assert penalty.item() == pytest.approx(0.0, abs=1e-10) and gr.teacher_forwards == 256
+
+
+def test_buffer_inputs_distil_on_the_rows_buffer_replay_added():
+    gr, scheduler = strategy(distillation_weight=2.0, distillation_inputs="buffer")
+    model = tiny_denoiser()
+    finish_task(gr, model, [0, 1])
+    gr.before_task(model, 2)
+    assert gr.replay_batch(4, torch.Generator().manual_seed(0)) is None and gr._pool is None
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # the student has moved away from its teacher
+    x0, labels = torch.randn(5, 1, 8, 8), torch.tensor([2, 3, 3, 0, 1])
+    out = DenoisingObjective(scheduler, "epsilon")(
+        model, x0, {"class_labels": labels}, torch.Generator().manual_seed(0)
+    )
+    assert gr.penalty(model, out) is None  # no replayed rows in this batch
+    out = dataclasses.replace(out, num_replay=2)
+    teacher = gr.teacher(out.x_t[3:], out.t[3:], class_labels=labels[3:]).prediction
+    expected = 2.0 * (out.prediction[3:] - teacher).pow(2).flatten(1).mean(1).sum() / 5
+    torch.testing.assert_close(gr.penalty(model, out), expected)
+    assert expected.item() > 0
+
+
+def test_variants_need_distillation():
+    with pytest.raises(ValueError, match="distillation_weight > 0"):
+        strategy(distillation_inputs="noise")
+
+
+def test_replays_of_several_strategies_keep_their_own_loss_weights():
+    from continual_diffusers.strategies.combined import _concat
+
+    buffer = {"images": torch.zeros(2, 1, 8, 8), "labels": torch.tensor([0, 1])}
+    generated = {"images": torch.ones(3, 1, 8, 8), "labels": torch.tensor([1, 1, 0]), "loss_weight": 0.0}
+    batch = _concat([buffer, generated])
+    assert batch["labels"].tolist() == [0, 1, 1, 1, 0]
+    assert batch["loss_weight"].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert _concat([generated, generated])["loss_weight"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--distillation_inputs", "noise", "--gr_teacher", "ema", "--use_ema"],
+        ["--distillation_inputs", "buffer", "--buffer_type", "reservoir", "--buffer_size", "6"],
+        ["--buffer_type", "reservoir", "--buffer_size", "6"],  # generated replays + buffer replays, per-row weights
+    ],
+    ids=["noise-ema", "buffer", "generated+buffer"],
+)
+def test_distillation_variants_train(tmp_path, task_file, flags):
+    out = tmp_path / "run"
+    argv = [
+        "--data_path", task_file(num_tasks=2), "--output_dir", out, "--max_train_steps", 2,
+        "--checkpointing_steps", 0, "--strategy", "generative_replay", "--gr_num_inference_steps", 1,
+        "--distillation_weight", 3, *TINY_FLAGS, *flags,
+    ]  # fmt: skip
+    assert main_ddpm.main([str(a) for a in argv]) == 0
+    assert (out / "task_2" / "unet" / "config.json").is_file()
+    state = json.loads((out / "checkpoint-4" / "strategy.json").read_text())
+    key = next(k for k in state if k.endswith("teacher_forwards"))  # "generative_replay/…" when combined
+    assert state[key] > 0  # task 2 distilled the teacher on its replay rows
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--distillation_inputs", "noise"], "needs --distillation_weight > 0"),
+        (["--distillation_inputs", "buffer", "--distillation_weight", "1"], "add --buffer_type"),
+        (["--distillation_inputs", "noise", "--distillation_weight", "1", "--gr_pool_size", "8"], "no effect"),
+        (["--gr_teacher", "ema"], "needs --use_ema"),
+    ],
+)
+def test_variant_flag_errors(tmp_path, task_file, capsys, flags, message):
+    argv = ["--data_path", task_file(num_tasks=2), "--output_dir", tmp_path / "run", "--strategy",
+            "generative_replay", *TINY_FLAGS, *flags]  # fmt: skip
+    assert main_ddpm.main([str(a) for a in argv]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "run").exists()

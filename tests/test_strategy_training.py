@@ -92,7 +92,7 @@ class _Fake(ContinualStrategy):
     def __init__(self, name, value, batch=None):
         self.name, self.value, self.batch, self.calls = name, value, batch, []
 
-    def before_task(self, model, task_id):
+    def before_task(self, model, task_id, apply_ema=None):
         self.calls.append(("before_task", task_id))
 
     def replay_batch(self, batch_size, generator):

@@ -23,6 +23,7 @@ from ..strategies import (
     Replay,
     SynapticIntelligence,
 )
+from ..strategies.generative_replay import DISTILLATION_INPUTS, TEACHERS
 from ..utils.errors import UserInputError
 
 # --buffer_type values: the earlier names (reservoir = task-balanced random subsets) plus clearer aliases.
@@ -57,6 +58,8 @@ OWNED_DEFAULTS = {
         "gr_replay_ratio": 0.5,
         "gr_loss_weight": 1.0,
         "distillation_weight": 0.0,
+        "distillation_inputs": "generated",
+        "gr_teacher": "model",
     },
 }
 _DEFAULTS = {flag: value for defaults in OWNED_DEFAULTS.values() for flag, value in defaults.items()}
@@ -146,6 +149,19 @@ def _add_generative_replay_args(g) -> None:
         help="λ > 0: generative distillation, the student regresses the teacher's ε on replays "
         "(Masip et al. 2023 use 3.0)",
     )
+    g.add_argument(
+        "--distillation_inputs",
+        choices=list(DISTILLATION_INPUTS),
+        default=d["distillation_inputs"],
+        help="what the teacher is distilled on: generated (its samples), noise (x ~ N(0, I), no sampling: "
+        "cheapest) or buffer (the images buffer replay adds; needs --buffer_type)",
+    )
+    g.add_argument(
+        "--gr_teacher",
+        choices=list(TEACHERS),
+        default=d["gr_teacher"],
+        help="the teacher's weights: the model's at the start of the task, or its EMA (needs --use_ema)",
+    )
 
 
 def _add_ewc_args(g) -> None:
@@ -228,8 +244,22 @@ def check_strategy_ranges(args: argparse.Namespace, names: list[str], tasks) -> 
         raise UserInputError(
             f"--retain_label_uniform_sampling needs class labels, the task file has {tasks.label_kind}"
         )
+    if "generative_replay" in names:
+        _check_generative_replay(args, names)
     if "si" in names and getattr(args, "mixed_precision", "no") == "fp16":
         raise UserInputError("SI reads gradients, which fp16 gradient scaling distorts: use --mixed_precision bf16")
+
+
+def _check_generative_replay(args: argparse.Namespace, names: list[str]) -> None:
+    inputs = args.distillation_inputs
+    if inputs != "generated" and args.distillation_weight == 0:
+        raise UserInputError(f"--distillation_inputs {inputs} needs --distillation_weight > 0")
+    if inputs != "generated" and args.gr_pool_size:
+        raise UserInputError(f"--gr_pool_size has no effect with --distillation_inputs {inputs} (nothing is sampled)")
+    if inputs == "buffer" and ("replay" not in names or args.buffer_type in ("no_data", None)):
+        raise UserInputError("--distillation_inputs buffer distils on buffer replays: add --buffer_type (not no_data)")
+    if args.gr_teacher == "ema" and not getattr(args, "use_ema", False):
+        raise UserInputError("--gr_teacher ema needs --use_ema (there are no EMA weights otherwise)")
 
 
 def _build_replay(args: argparse.Namespace, tasks) -> Replay:
@@ -274,7 +304,8 @@ def _build_generative_replay(args, tasks, conditioning, train_scheduler, latent:
         conditioning, train_scheduler, seed=args.seed, replay_ratio=args.gr_replay_ratio,
         loss_weight=args.gr_loss_weight, distillation_weight=args.distillation_weight,
         num_inference_steps=args.gr_num_inference_steps, scheduler=args.gr_scheduler, guidance_scale=guidance,
-        pool_size=args.gr_pool_size, latent=latent,
+        pool_size=args.gr_pool_size, latent=latent, teacher=args.gr_teacher,
+        distillation_inputs=args.distillation_inputs,
     )  # fmt: skip
 
 

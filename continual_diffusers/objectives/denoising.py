@@ -7,7 +7,7 @@ Per-sample, unreduced losses are returned so replay and strategies can reweight 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -24,6 +24,8 @@ class LossOutput:
     noise: torch.Tensor  # (B, C, H, W) the ε that produced x_t
     prediction: torch.Tensor  # (B, C, H, W) model output (ε̂, x̂₀ or v̂)
     energy: torch.Tensor | None = None  # (B,) for energy models
+    condition: dict = field(default_factory=dict)  # the UNet kwargs the prediction was made with (per-row tensors)
+    num_replay: int = 0  # the last num_replay rows are replayed samples (set by the trainer)
 
 
 class DenoisingObjective:
@@ -67,7 +69,7 @@ class DenoisingObjective:
         out = model(x_t, t, **cond)
         target = self.target(x0, noise, t)
         per_sample = (out.prediction.float() - target.float()).pow(2).flatten(1).mean(1)
-        return LossOutput(per_sample * self.weights(t), x_t, t, noise, out.prediction, out.energy)
+        return LossOutput(per_sample * self.weights(t), x_t, t, noise, out.prediction, out.energy, dict(cond))
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The regression target for `prediction_type`: ε, x₀ or v = √ᾱ_t ε − √(1−ᾱ_t) x₀; shapes like x0."""

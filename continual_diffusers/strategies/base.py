@@ -2,12 +2,15 @@
 
 | hook                                  | called                                   | used by                          |
 |---------------------------------------|------------------------------------------|----------------------------------|
-| before_task(model, task_id)           | before the task's optimizer is built     | LoRA, freezing, teacher snapshot |
+| before_task(model, task_id, apply_ema)| before the task's optimizer is built     | LoRA, freezing, teacher snapshot |
 | replay_batch(batch_size, generator)   | every micro-batch; a batch or None       | replay, generative replay        |
 | penalty(model, out) -> Tensor | None  | every micro-batch, added to the loss     | EWC, SI, distillation            |
 | after_optimizer_step(model)           | after every optimizer step               | SI's path integral               |
 | after_task(model, context)            | after the task's last step, before export| Fisher estimate, buffer filling  |
 | log_values() -> dict[str, float]      | after every optimizer step, logged       | generative replay's cost         |
+
+`apply_ema` is None, or (with --use_ema) a function that writes the EMA weights into a copy of the model: a
+teacher snapshot may use the averaged weights without the strategy knowing how the EMA is kept.
 
 Hooks return values and the trainer applies them; no hook mutates trainer state. The trainer builds the
 optimizer after `before_task`, so parameter freezing needs no optimizer hook. `state_dict()` returns tensors and
@@ -40,7 +43,7 @@ class TaskContext:
 class ContinualStrategy:
     name = "naive"
 
-    def before_task(self, model: nn.Module, task_id: int) -> None:
+    def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         return None
 
     def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:

@@ -13,15 +13,18 @@ from .base import ContinualStrategy, TaskContext
 
 
 def _concat(batches: list[dict]) -> dict:
-    weights = {b.get("loss_weight", 1.0) for b in batches}
-    if len(weights) > 1:
-        raise ValueError(f"cannot combine replay batches with different loss weights {sorted(weights)}")
+    """One replay batch from several strategies' batches, in order; different loss weights become one per row."""
     out = {"images": torch.cat([b["images"] for b in batches])}
     if all("labels" in b for b in batches):
         labels = [b["labels"] for b in batches]
         out["labels"] = torch.cat(labels) if isinstance(labels[0], torch.Tensor) else sum(map(list, labels), [])
-    if weights != {1.0}:
-        out["loss_weight"] = weights.pop()
+    elif any("labels" in b for b in batches):
+        raise ValueError("replay batches of one run must all carry labels or none")
+    weights = [float(b.get("loss_weight", 1.0)) for b in batches]
+    if len(set(weights)) > 1:
+        out["loss_weight"] = torch.cat([torch.full((len(b["images"]),), w) for b, w in zip(batches, weights)])
+    elif weights[0] != 1.0:
+        out["loss_weight"] = weights[0]
     return out
 
 
@@ -39,9 +42,9 @@ class CombinedStrategy(ContinualStrategy):
         self.strategies = list(strategies)
         self.name = "+".join(names)
 
-    def before_task(self, model: nn.Module, task_id: int) -> None:
+    def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         for s in self.strategies:
-            s.before_task(model, task_id)
+            s.before_task(model, task_id, apply_ema=apply_ema)
 
     def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
         batches = [b for s in self.strategies if (b := s.replay_batch(batch_size, generator)) is not None]

@@ -15,6 +15,18 @@ uniformly from the classes seen so far (class models), from the captions seen so
   over the whole batch, so the penalty is scaled by the same fraction and the total is exactly
   (n_real/n)·(MSE_real + λ·MSE_replay), a constant multiple of the paper's loss.
 
+Variants (`distillation_inputs`, all with λ > 0; Masip et al. compare them):
+
+- "generated" (default): the teacher's own samples, as above.
+- "noise" ("Gaussian distillation"): the replay rows are x₀ ~ N(0, I) instead of samples. The objective re-noises
+  them as usual, x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε, which is again exactly N(0, I) at every t, so the student matches
+  the teacher on pure-noise inputs. No sampling at all: one teacher forward per replay row.
+- "buffer": no replay rows of its own; the teacher is distilled on the rows that buffer replay (`--buffer_type`)
+  adds to the batch, which keep their ordinary noise-regression loss as well.
+
+Teacher (`teacher`): "model" copies the training weights at the start of the task (Masip et al.); "ema" copies the
+EMA weights (the ones exported and evaluated), which needs the trainer's EMA (`apply_ema`).
+
 Cost: every replayed image costs `num_inference_steps` teacher forward passes (plus one per step for distillation);
 `log_values()` reports the running totals so they can be logged and traded off.
 
@@ -35,6 +47,12 @@ from ..sampling.generate import SamplerOptions, generate_samples
 from .base import ContinualStrategy, TaskContext
 
 MAX_STORED_PROMPTS = 10_000
+TEACHERS = ("model", "ema")
+DISTILLATION_INPUTS = ("generated", "noise", "buffer")
+
+
+def _pair(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _keep_latents(latents: torch.Tensor) -> torch.Tensor:
@@ -57,6 +75,8 @@ class GenerativeReplay(ContinualStrategy):
         guidance_scale: CFG scale for teacher sampling (models trained with CFG only).
         pool_size: 0 → generate replays on the fly every step; N > 0 → generate N once per task and draw from it.
         latent: the model works on VAE latents: replays stay latents (not clamped to [-1, 1], not decoded).
+        teacher: "model" (training weights) or "ema" (EMA weights; `before_task` must then get `apply_ema`).
+        distillation_inputs: "generated", "noise" or "buffer" (see the module docstring); the last two need λ > 0.
     """
 
     name = "generative_replay"
@@ -74,11 +94,19 @@ class GenerativeReplay(ContinualStrategy):
         guidance_scale: float = 1.0,
         pool_size: int = 0,
         latent: bool = False,
+        teacher: str = "model",
+        distillation_inputs: str = "generated",
     ):
         if not 0.0 < replay_ratio < 1.0:
             raise ValueError(f"replay_ratio must be in (0, 1), got {replay_ratio}")
         if distillation_weight < 0 or loss_weight < 0 or pool_size < 0 or num_inference_steps < 1:
             raise ValueError("distillation_weight, loss_weight, pool_size must be >= 0 and num_inference_steps >= 1")
+        if teacher not in TEACHERS or distillation_inputs not in DISTILLATION_INPUTS:
+            raise ValueError(f"teacher must be one of {TEACHERS} and distillation_inputs one of {DISTILLATION_INPUTS}")
+        if distillation_inputs != "generated" and distillation_weight == 0:
+            raise ValueError(f"distillation_inputs={distillation_inputs!r} needs distillation_weight > 0")
+        self.teacher_source = teacher
+        self.distillation_inputs = distillation_inputs
         self.conditioning = conditioning
         self.train_scheduler = train_scheduler
         self.seed = seed
@@ -93,45 +121,67 @@ class GenerativeReplay(ContinualStrategy):
         self.teacher_task: int | None = None
         self._loaded_teacher: dict[str, torch.Tensor] | None = None
         self._pool: tuple[torch.Tensor, list] | None = None
-        self._last_replay: tuple[int, list] | None = None  # (number of replay rows, their labels)
+        self._sample_shape: tuple[int, ...] | None = None  # (C, H, W) of the model's input, for noise inputs
+        self._last_replay: int | None = None  # number of replay rows this strategy added to the last batch
         self._seen = False  # has any task finished?
         self.teacher_forwards = 0
         self.teacher_seconds = 0.0
 
     # -------------------------------------------------------------------------------------------------- hooks
-    def before_task(self, model: nn.Module, task_id: int) -> None:
+    def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         self.teacher, self._pool = None, None  # free the previous task's teacher first
         if not self._seen:  # no finished task yet: nothing to replay
             return
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
         if self._loaded_teacher is not None and self.teacher_task == task_id:
             teacher.load_state_dict(self._loaded_teacher)  # resumed mid-task: the teacher of this task
+        elif self.teacher_source == "ema":
+            if apply_ema is None:
+                raise ValueError("an EMA teacher needs the trainer's EMA weights (train with --use_ema)")
+            apply_ema(teacher)
         self._loaded_teacher = None
         self.teacher, self.teacher_task = teacher, task_id
-        if self.pool_size:
+        config = model.unet.config
+        self._sample_shape = (config.in_channels, *_pair(config.sample_size))
+        if self.pool_size and self.distillation_inputs == "generated":
             self._pool = self._generate(self.pool_size, torch.Generator().manual_seed(self.seed + 7919 * task_id))
 
     def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
-        if self.teacher is None:
+        if self.teacher is None or self.distillation_inputs == "buffer":
             return None
         num = max(1, round(batch_size * self.replay_ratio / (1.0 - self.replay_ratio)))
-        if self._pool is not None:
+        if self.distillation_inputs == "noise":
+            images = torch.randn((num, *self._sample_shape), generator=generator)
+            labels = self._draw_labels(num, generator)
+        elif self._pool is not None:
             idx = torch.randint(0, self._pool[0].shape[0], (num,), generator=generator)
             images, labels = self._pool[0][idx], [self._pool[1][i] for i in idx.tolist()]
         else:
             images, labels = self._generate(num, generator)
-        self._last_replay = (num, labels)
+        self._last_replay = num
         batch = {"images": images, "loss_weight": self.loss_weight}
         if labels[0] is not None:
-            batch["labels"] = torch.tensor(labels) if self.conditioning.kind == "class" else list(labels)
+            batch["labels"] = self._raw_labels(labels)
         return batch
 
     def penalty(self, model: nn.Module, out: LossOutput) -> torch.Tensor | None:
-        if self.distillation_weight == 0 or self.teacher is None or self._last_replay is None:
+        """λ·Σ_rows MSE(ε̂_student, ε̂_teacher) / B over the replay rows, B = the whole batch.
+
+        The teacher sees exactly the student's input: the same x_t, t and condition (after classifier-free-guidance
+        dropout, so a row the student saw unconditionally is distilled from the teacher's unconditional ε̂)."""
+        if self.distillation_weight == 0 or self.teacher is None:
             return None
-        num, labels = self._last_replay
+        if self.distillation_inputs == "buffer":
+            num = out.num_replay  # the buffer's rows end the batch
+        else:
+            num = self._last_replay or 0
+            if num > out.num_replay:
+                raise RuntimeError(f"the batch holds {out.num_replay} replay rows, fewer than this strategy's {num}")
+            # Generative replay adds its rows last (registry order, after buffer replay), so they end the batch.
+        if num == 0:
+            return None
         rows = slice(out.x_t.shape[0] - num, None)
-        cond = {} if labels[0] is None else self._encode(labels, out.x_t.device)
+        cond = {key: value[rows] for key, value in out.condition.items()}
         start = time.perf_counter()
         with torch.no_grad():
             target = self.teacher(out.x_t[rows], out.t[rows], **cond).prediction
@@ -149,17 +199,19 @@ class GenerativeReplay(ContinualStrategy):
         self.teacher, self._pool, self._last_replay = None, None, None  # free memory between tasks
 
     # -------------------------------------------------------------------------------------------------- helpers
-    def _encode(self, labels: list, device) -> dict:
-        raw = torch.tensor(labels) if self.conditioning.kind == "class" else list(labels)
-        return self.conditioning.encode(raw, device)
+    def _raw_labels(self, labels: list):
+        return torch.tensor(labels) if self.conditioning.kind == "class" else list(labels)
+
+    def _draw_labels(self, num: int, generator: torch.Generator) -> list:
+        """`num` labels uniform over the labels of finished tasks (None for unconditional models)."""
+        if self.conditioning.kind == "none":
+            return [None] * num
+        picks = torch.randint(0, len(self.past_labels), (num,), generator=generator)
+        return [self.past_labels[i] for i in picks.tolist()]
 
     def _generate(self, num: int, generator: torch.Generator) -> tuple[torch.Tensor, list]:
         """`num` teacher samples (CPU, [-1, 1]) with labels uniform over the past labels (None if unconditional)."""
-        if self.conditioning.kind == "none":
-            labels = [None] * num
-        else:
-            picks = torch.randint(0, len(self.past_labels), (num,), generator=generator)
-            labels = [self.past_labels[i] for i in picks.tolist()]
+        labels = self._draw_labels(num, generator)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         options = SamplerOptions(**{**self.options.__dict__, "seed": seed})
         device = next(self.teacher.parameters()).device

@@ -90,7 +90,7 @@ class LoRAAdapters(ContinualStrategy):
         for name, param in unet.named_parameters():
             param.requires_grad_(trainable in name)
 
-    def before_task(self, model: nn.Module, task_id: int) -> None:
+    def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         self._activate(model.unet, task_id)
 
 

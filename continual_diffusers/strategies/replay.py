@@ -63,7 +63,7 @@ class Replay(ContinualStrategy):
         self.loss_weight = loss_weight
         self._task_id: int | None = None
 
-    def before_task(self, model: nn.Module, task_id: int) -> None:
+    def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         self._task_id = task_id
 
     def num_replay(self, batch_size: int, generator: torch.Generator) -> int:

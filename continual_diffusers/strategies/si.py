@@ -54,7 +54,7 @@ class SynapticIntelligence(ContinualStrategy):
         self._hooks: list = []
 
     # ------------------------------------------------------------------------------------------ lifecycle
-    def before_task(self, model: nn.Module, task_id: int) -> None:
+    def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         """Start (or, after a resume, continue) the task's path integral and hook the parameter gradients."""
         params = trainable_parameters(model)
         if self.start_task != task_id:

@@ -96,7 +96,7 @@ class ContinualTrainer:
             len(dataset), cfg.train_batch_size, acc.num_processes, acc.process_index, cfg.seed, task.task_id
         )
         num_steps = self.steps_for_task(schedule)
-        self.strategy.before_task(self.model, task.task_id)
+        self.strategy.before_task(self.model, task.task_id, apply_ema=self.apply_ema if self.ema else None)
         optimizer = build_optimizer(self.model.parameters(), cfg)
         lr_schedule = build_lr_schedule(optimizer, cfg, num_steps)
         model, optimizer = acc.prepare(self.model, optimizer)
@@ -186,11 +186,12 @@ class ContinualTrainer:
             keep = torch.rand(x0.shape[0], generator=noise_gen, device=acc.device) >= cfg.uncond_p
             cond = self.conditioning.drop(cond, keep)
         out = self.objective(model, x0, cond, generator=noise_gen)
-        if replay is not None and replay.get("loss_weight", 1.0) != 1.0:
-            # Replayed samples' losses are scaled by the strategy's weight; the batch mean is taken afterwards.
+        if replay is not None:
+            # Replayed rows end the batch. Their losses are scaled by the strategy's weight (one number, or one per
+            # row when several strategies replay); the batch mean is taken afterwards.
             weights = torch.ones_like(out.loss)
-            weights[num_current:] = replay["loss_weight"]
-            out = dataclasses.replace(out, loss=out.loss * weights)
+            weights[num_current:] = torch.as_tensor(replay.get("loss_weight", 1.0), dtype=weights.dtype)
+            out = dataclasses.replace(out, loss=out.loss * weights, num_replay=x0.shape[0] - num_current)
         return out, self.strategy.penalty(model, out)
 
     # -------------------------------------------------------------------------------------------- task boundary
@@ -204,6 +205,10 @@ class ContinualTrainer:
             self._export(task)
         acc.wait_for_everyone()
         self.save_checkpoint(optimizer, lr_schedule, task_done=True)
+
+    def apply_ema(self, denoiser: torch.nn.Module) -> None:
+        """Write the EMA weights into `denoiser` (a copy of the model: the EMA tracks the UNet's parameters)."""
+        self.ema.copy_to(denoiser.unet.parameters())
 
     def encode_labels(self, batch: dict, device) -> dict:
         return self.conditioning.encode(batch.get("labels"), device)
