@@ -22,7 +22,7 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    from ..training.checkpoint import resolve_resume
+    from ..training.checkpoint import check_compatible, check_writable, resolve_resume
     from ..training.trainer import ContinualTrainer
     from ..training.validation import validation_options
     from .evaluation import build_end_of_task_eval
@@ -33,6 +33,8 @@ def train(
         print(json.dumps(resolved, indent=2, default=str))
         return
     resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
+    if resume is not None:  # before anything is written: a checkpoint of another model or strategy is refused
+        check_compatible(resume, built["denoiser"].unet.state_dict(), strategy.name)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -42,7 +44,7 @@ def train(
         ),
     )
     if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
+        check_writable(args.output_dir)  # one clear error instead of a traceback from the first write
         with open(os.path.join(args.output_dir, "config.json"), "w") as fh:
             json.dump(resolved, fh, indent=2, default=str)
     accelerator.init_trackers(args.project_name, config=tracker_config(cfg))

@@ -110,6 +110,12 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints")
     g.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint-N folder")
+    g.add_argument(
+        "--on_nonfinite",
+        choices=["stop", "skip"],
+        default=d.on_nonfinite,
+        help="a NaN/inf loss or gradient: stop (exit 3, the last good checkpoint kept) or skip that optimizer step",
+    )
     g.add_argument("--logger", choices=["tensorboard", "wandb", "none"], default="tensorboard")
     g.add_argument("--logging_dir", default="logs", help="relative to --output_dir")
     g.add_argument("--project_name", default="continual_diffusers", help="tracker project")
@@ -148,6 +154,20 @@ def check_ranges(args: argparse.Namespace) -> None:
         raise UserInputError(f"--learning_rate must be > 0, got {args.learning_rate}")
     if args.checkpointing_steps is not None and args.checkpointing_steps < 0:
         raise UserInputError(f"--checkpointing_steps must be >= 0, got {args.checkpointing_steps}")
+    checks = [
+        (args.max_grad_norm <= 0, f"--max_grad_norm must be > 0, got {args.max_grad_norm}"),
+        (args.lr_warmup_steps < 0, f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}"),
+        (not 0 <= args.adam_beta1 < 1, f"--adam_beta1 must be in [0, 1), got {args.adam_beta1}"),
+        (not 0 <= args.adam_beta2 < 1, f"--adam_beta2 must be in [0, 1), got {args.adam_beta2}"),
+        (args.adam_epsilon <= 0, f"--adam_epsilon must be > 0, got {args.adam_epsilon}"),
+        (args.adam_weight_decay < 0, f"--adam_weight_decay must be >= 0, got {args.adam_weight_decay}"),
+        (not 0 < args.ema_max_decay <= 1, f"--ema_max_decay must be in (0, 1], got {args.ema_max_decay}"),
+        (args.snr_gamma is not None and args.snr_gamma <= 0, f"--snr_gamma must be > 0, got {args.snr_gamma}"),
+        (args.noise_offset < 0, f"--noise_offset must be >= 0, got {args.noise_offset}"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise UserInputError(message)
     if args.energy_based_training and args.prediction_type != "epsilon":
         raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE, so it needs --prediction_type epsilon")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..utils.faults import fault_point
 from .evaluator import ContinualEvaluator
 from .report import ContinualReport
 
@@ -25,6 +26,7 @@ class EndOfTaskEvaluation:
         results = self.evaluator.evaluate(
             model, self.conditioning, self.train_scheduler, seen_tasks, self.classes_per_task, device
         )
+        fault_point("task_eval")
         self.report.add(task_id, results)
         grids = {t: os.path.join(self.output_dir, f"task_{t}", "samples.png") for t in seen_tasks}
         self.report.write(self.report_dir, {t: p for t, p in grids.items() if os.path.isfile(p)})

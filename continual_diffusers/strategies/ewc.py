@@ -27,6 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ..models.denoiser import EnergyModel
 from ..objectives import DenoisingObjective, LossOutput
 from ..utils.errors import UserInputError
+from ..utils.faults import fault_point
 from ..utils.seed import make_generator
 from .base import ContinualStrategy, TaskContext
 
@@ -174,6 +175,7 @@ def estimate_fisher(
                 }
                 for n, sq in per_sample_squared_grads(model, x_t, t, target, weight, cond, vectorize).items():
                     fisher[n] += sq
+                fault_point("ewc_fisher")
     finally:
         model.train(was_training)
     return {n: f / max(num, 1) for n, f in fisher.items()}

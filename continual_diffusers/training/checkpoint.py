@@ -8,8 +8,12 @@ Layout:
         unet/  [unet_ema/]  scheduler/  [text_encoder/ tokenizer/]  continual_diffusers.json
         latent models add vae/ and model_index.json (a StableDiffusionPipeline), LoRA runs lora/task_<j>/
 
-Every directory is first written as `<name>.tmp`, fsync'ed, then renamed, so a crash never leaves a half-written
-directory under its final name, and `latest` only considers directories whose `training_state.json` exists.
+Every directory is first written as `<name>.tmp`, its files and the folder fsync'ed, then renamed (and the parent
+fsync'ed), so a crash never leaves a half-written directory under its final name; `latest` only considers
+directories whose `training_state.json` and `model.safetensors` exist. Pruning renames a checkpoint to
+`<name>.trash` before deleting it, so a half-deleted checkpoint is never taken for a complete one, and never removes
+the checkpoint just written. A checkpoint whose weights are not finite is refused (`NonFiniteError`); a failed
+write (disk full, read-only) removes its temporary folder and raises `StorageError` naming the last good checkpoint.
 `.pt` files hold only tensors and numbers and are read with `torch.load(weights_only=True)`.
 """
 
@@ -24,12 +28,14 @@ from collections.abc import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..utils.errors import UserInputError
+from ..utils.errors import NonFiniteError, StorageError, UserInputError
+from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
+MODEL_FILE = "model.safetensors"
 
 
 def _fsync_tree(path: str) -> None:
@@ -37,19 +43,69 @@ def _fsync_tree(path: str) -> None:
         for name in files:
             with open(os.path.join(root, name), "rb") as fh:
                 os.fsync(fh.fileno())
+        _fsync_dir(root)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomically(final_dir: str, write_fn: Callable[[str], None]) -> str:
-    """Run `write_fn(tmp_dir)`, fsync it, then rename tmp_dir → final_dir (replacing an older one)."""
+    """Run `write_fn(tmp_dir)`, fsync it, then rename tmp_dir → final_dir (replacing an older one).
+
+    Raises `StorageError` (after removing tmp_dir) when the file system refuses a write."""
     tmp = final_dir.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    write_fn(tmp)
-    _fsync_tree(tmp)
-    if os.path.exists(final_dir):
-        shutil.rmtree(final_dir)
-    os.replace(tmp, final_dir)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        write_fn(tmp)
+        _fsync_tree(tmp)
+        fault_point("checkpoint_rename")
+        if os.path.exists(final_dir):  # same content (training is deterministic): a re-run after a crash
+            shutil.rmtree(final_dir)
+        os.replace(tmp, final_dir)
+        _fsync_dir(os.path.dirname(os.path.abspath(final_dir)))
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StorageError(f"cannot write {final_dir}: {err.strerror or err}") from err
     return final_dir
+
+
+def check_writable(output_dir: str) -> None:
+    """Create `output_dir` if needed and prove a file can be written there (`UserInputError` otherwise)."""
+    probe = os.path.join(output_dir, ".write_test")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"ok")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.remove(probe)
+    except OSError as err:
+        raise UserInputError(f"--output_dir {output_dir} is not writable: {err.strerror or err}") from err
+
+
+def last_good(output_dir: str) -> str:
+    """Where to resume from, for error messages."""
+    found = list_checkpoints(output_dir)
+    if not found:
+        return "there is no complete checkpoint yet"
+    return f"the last good checkpoint is {found[-1][1]} (--resume_from_checkpoint latest)"
+
+
+def _check_finite(parts: dict) -> str | None:
+    """Name of the first non-finite weight of the model or its EMA, or None."""
+    named = list(parts["model_state"].items())
+    if parts.get("ema_state") is not None:
+        named += [(f"ema[{i}]", t) for i, t in enumerate(parts["ema_state"].get("shadow_params", []))]
+    for name, tensor in named:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def split_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -61,32 +117,78 @@ def split_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
 
 def save_checkpoint(output_dir: str, global_step: int, parts: dict, training_state: dict) -> str:
     """Write checkpoint-{global_step}. `parts`: model_state, ema_state|None, optimizer_state, lr_scheduler_state,
-    scaler_state|None, strategy_state."""
+    scaler_state|None, strategy_state. Refuses non-finite weights (`NonFiniteError`): nothing is written."""
+    name = f"checkpoint-{global_step}"
+    bad = _check_finite(parts)
+    if bad is not None:
+        raise NonFiniteError(f"refusing to write {name}: weight {bad!r} is NaN or infinite; {last_good(output_dir)}")
 
     def write(tmp: str) -> None:
-        save_file({k: v.contiguous() for k, v in parts["model_state"].items()}, os.path.join(tmp, "model.safetensors"))
-        for name in ("ema_state", "optimizer_state", "lr_scheduler_state", "scaler_state"):
-            if parts.get(name) is not None:
-                torch.save(parts[name], os.path.join(tmp, name.replace("_state", "") + ".pt"))
+        save_file({k: v.contiguous() for k, v in parts["model_state"].items()}, os.path.join(tmp, MODEL_FILE))
+        fault_point("checkpoint_files")
+        for key in ("ema_state", "optimizer_state", "lr_scheduler_state", "scaler_state"):
+            if parts.get(key) is not None:
+                torch.save(parts[key], os.path.join(tmp, key.replace("_state", "") + ".pt"))
         tensors, rest = split_state(parts["strategy_state"])
         save_file(tensors, os.path.join(tmp, "strategy.safetensors"))
         _write_json(os.path.join(tmp, "strategy.json"), rest)
+        fault_point("checkpoint_files")
         _write_json(os.path.join(tmp, STATE_FILE), training_state)  # last: marks the checkpoint complete
 
-    return write_atomically(os.path.join(output_dir, f"checkpoint-{global_step}"), write)
+    try:
+        return write_atomically(os.path.join(output_dir, name), write)
+    except StorageError as err:
+        raise StorageError(f"{err}; {last_good(output_dir)}") from err.__cause__
 
 
 def load_checkpoint(path: str) -> dict:
-    """Read what `save_checkpoint` wrote (tensors on CPU)."""
-    parts = {"model_state": load_file(os.path.join(path, "model.safetensors"))}
-    for name in ("ema", "optimizer", "lr_scheduler", "scaler"):
-        file = os.path.join(path, name + ".pt")
-        parts[name + "_state"] = torch.load(file, weights_only=True) if os.path.exists(file) else None
-    strategy = dict(load_file(os.path.join(path, "strategy.safetensors")))
-    strategy.update(_read_json(os.path.join(path, "strategy.json")))
-    parts["strategy_state"] = strategy
-    parts["training_state"] = _read_json(os.path.join(path, STATE_FILE))
+    """Read what `save_checkpoint` wrote (tensors on CPU). A missing or unreadable file is a `UserInputError`."""
+    try:
+        parts = {"model_state": load_file(os.path.join(path, MODEL_FILE))}
+        for name in ("ema", "optimizer", "lr_scheduler", "scaler"):
+            file = os.path.join(path, name + ".pt")
+            parts[name + "_state"] = torch.load(file, weights_only=True) if os.path.exists(file) else None
+        strategy = dict(load_file(os.path.join(path, "strategy.safetensors")))
+        strategy.update(_read_json(os.path.join(path, "strategy.json")))
+        parts["strategy_state"] = strategy
+        parts["training_state"] = _read_json(os.path.join(path, STATE_FILE))
+    except (OSError, ValueError, RuntimeError) as err:  # missing file, bad JSON, bad safetensors / zip
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
     return parts
+
+
+def check_compatible(path: str, model_state: dict[str, torch.Tensor], strategy_name: str) -> None:
+    """Refuse (`UserInputError`) to resume a run from a checkpoint of another architecture or strategy, before the
+    run writes anything. Reads the safetensors header and the JSON state only."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.path.join(path, MODEL_FILE), framework="pt") as fh:
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+        state = _read_json(os.path.join(path, STATE_FILE))
+    except (OSError, ValueError, RuntimeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
+    want = {k: tuple(v.shape) for k, v in model_state.items()}
+    missing, extra = sorted(set(want) - set(shapes)), sorted(set(shapes) - set(want))
+    if missing or extra:
+        raise UserInputError(
+            f"{path} holds a different architecture: {len(missing)} weights missing (e.g. {missing[:1]}), "
+            f"{len(extra)} unexpected (e.g. {extra[:1]}); resume with the model flags the run was started with"
+        )
+    differ = [k for k in want if want[k] != shapes[k]]
+    if differ:
+        k = differ[0]
+        raise UserInputError(
+            f"{path} holds a different architecture: {k} has shape {list(shapes[k])} but this model needs "
+            f"{list(want[k])}; resume with the model flags the run was started with"
+        )
+    if state.get("strategy") not in (None, strategy_name):
+        raise UserInputError(
+            f"{path} was written by strategy {state.get('strategy')!r}, this run uses {strategy_name!r}; "
+            "resume with the strategy flags the run was started with"
+        )
 
 
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
@@ -97,7 +199,7 @@ def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
     for name in os.listdir(output_dir):
         match = CHECKPOINT_RE.match(name)
         path = os.path.join(output_dir, name)
-        if match and os.path.isfile(os.path.join(path, STATE_FILE)):
+        if match and all(os.path.isfile(os.path.join(path, f)) for f in (STATE_FILE, MODEL_FILE)):
             found.append((int(match.group(1)), path))
     return sorted(found)
 
@@ -116,22 +218,36 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     return resume
 
 
-def prune_checkpoints(output_dir: str, total_limit: int | None) -> None:
-    """Keep the newest `total_limit` complete checkpoints; the newest one is never removed."""
+def prune_checkpoints(output_dir: str, total_limit: int | None, keep: str | None = None) -> None:
+    """Keep the newest `total_limit` complete checkpoints; never removes the newest one nor `keep` (the one just
+    written, which is not the newest by step after resuming from an older checkpoint). A checkpoint is renamed to
+    `<name>.trash` before it is deleted, so a crash mid-deletion never leaves a torn checkpoint under its name."""
     if not total_limit:
         return
     found = list_checkpoints(output_dir)
-    for _, path in found[: max(0, len(found) - max(total_limit, 1))]:
+    keep_path = None if keep is None else os.path.abspath(keep)
+    doomed = [p for _, p in found[: max(0, len(found) - max(total_limit, 1))] if os.path.abspath(p) != keep_path]
+    for path in doomed:
         logger.info("removing old checkpoint %s (--checkpoints_total_limit %d)", path, total_limit)
-        shutil.rmtree(path, ignore_errors=True)
+        trash = path + ".trash"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(path, trash)
+        fault_point("checkpoint_prune")
+        shutil.rmtree(trash, ignore_errors=True)
+    for name in os.listdir(output_dir):  # leftovers of a deletion interrupted earlier
+        if name.startswith("checkpoint-") and name.endswith(".trash"):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
-def export_task(task_dir: str, unet, ema_unet, noise_scheduler, metadata: dict, text=None, vae=None) -> str:
+def export_task(
+    task_dir: str, unet, ema_unet, noise_scheduler, metadata: dict, text=None, vae=None, modules: dict | None = None
+) -> str:
     """Write output_dir/task_{k}/ in diffusers format. `text`: (tokenizer, text_encoder) for text models.
 
     Latent models (`vae` given) also get vae/ and, for score models, a model_index.json, so the folder is a
     complete StableDiffusionPipeline. A UNet carrying LoRA adapters is exported with its active adapters merged
-    into unet/ (a plain UNet), and every adapter is also written to lora/<adapter>/ in diffusers' LoRA format."""
+    into unet/ (a plain UNet), and every adapter is also written to lora/<adapter>/ in diffusers' LoRA format.
+    `modules`: further diffusers models saved as <name>/ (a slot model's slot_encoder/ and slot_encoder_ema/)."""
     from ..strategies.lora import has_adapters, merged_copy, save_lora_adapters
 
     def write(tmp: str) -> None:
@@ -147,6 +263,8 @@ def export_task(task_dir: str, unet, ema_unet, noise_scheduler, metadata: dict, 
         if plain_ema is not None:
             plain_ema.save_pretrained(os.path.join(tmp, "unet_ema"))
         noise_scheduler.save_pretrained(os.path.join(tmp, "scheduler"))
+        for name, module in (modules or {}).items():
+            module.save_pretrained(os.path.join(tmp, name))
         if text is not None:
             text[0].save_pretrained(os.path.join(tmp, "tokenizer"))
             text[1].save_pretrained(os.path.join(tmp, "text_encoder"))

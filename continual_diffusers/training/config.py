@@ -34,6 +34,8 @@ class TrainConfig:
     # Checkpoints: resumable state every N optimizer steps (global count) and at each task end.
     checkpointing_steps: int | None = 500
     checkpoints_total_limit: int | None = None
+    # A non-finite loss or gradient: "stop" (NonFiniteError, nothing written) or "skip" the optimizer step.
+    on_nonfinite: str = "stop"
     # Validation samples written at the end of each task.
     eval_batch_size: int = 8  # images per seen class / per prompt
     validation_scheduler: str = "ddim"

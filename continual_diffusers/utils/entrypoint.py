@@ -1,22 +1,53 @@
 """The shared `main()` of every command-line tool: parse, set up logging, run, and turn bad input into one
-`error: …` line on stderr with exit code 2 (no traceback)."""
+`error: …` line on stderr with exit code 2 (no traceback), and a run that cannot go on (`RunError`: non-finite
+loss, disk full) into one `error: …` line with exit code 3."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
-from .errors import UserInputError
+from .errors import RunError, UserInputError
 from .logging import setup_cli_logging
+
+EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 3
+# Writes the file system refused for want of space or permission: one line, not a traceback from deep inside.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
+
+
+def _one_line_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """argparse's error, as one line (its default prints the whole multi-line usage first)."""
+    parser.exit(EXIT_BAD_INPUT, f"error: {message} (see {parser.prog} --help)\n")
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    parser.error = _one_line_error.__get__(parser)
+    for action in parser._actions:  # sub-commands have parsers of their own
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _one_line_errors(sub)
 
 
 def run_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], object], argv=None) -> int:
+    _one_line_errors(parser)
     args = parser.parse_args(argv)
     setup_cli_logging()
     try:
         run(args)
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except RunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: cannot write{where}: {err.strerror}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     return 0
