@@ -20,6 +20,7 @@ from torch import nn
 from ..data.buffer import ReplayBuffer
 from ..data.transforms import ImageTransform
 from ..utils.errors import UserInputError
+from ..utils.faults import fault_point
 from ..utils.seed import make_generator
 from .base import ContinualStrategy, TaskContext
 
@@ -100,6 +101,7 @@ class Replay(ContinualStrategy):
             labels = [str(x) for x in labels] if dataset.label_kind == "text" else torch.as_tensor(labels).long()
         generator = make_generator(context.seed, "replay_buffer", context.task_id)
         self.buffer.add_task(context.task_id, images, labels, generator)
+        fault_point("replay_filled")
 
     def state_dict(self) -> dict:
         return {f"buffer.{k}": v for k, v in self.buffer.state_dict().items()}

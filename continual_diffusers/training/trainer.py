@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 from ..data import TaskDataset, TaskSequence
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
+from ..utils.errors import NonFiniteError
+from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 from ..utils.seed import make_generator
 from . import checkpoint as ckpt
@@ -87,6 +89,7 @@ class ContinualTrainer:
             self.position.task_index = index
             self._train_task(task)
             self.position = Position(index + 1, 0, self.position.global_step, self.position.seen_tasks)
+            fault_point("between_tasks")
         self.accelerator.end_training()
 
     def _train_task(self, task) -> None:
@@ -139,6 +142,7 @@ class ContinualTrainer:
         acc, cfg = self.accelerator, self.cfg
         ga = cfg.gradient_accumulation_steps
         total, energies, penalties = 0.0, [], []
+        fault = None  # what was non-finite in this optimizer step (the NaN guard)
         for micro in range(ga):
             micro_step = self.position.step_in_task * ga + micro
             with acc.accumulate(model):
@@ -146,19 +150,29 @@ class ContinualTrainer:
                 loss = out.loss.mean() + (penalty if penalty is not None else 0.0)
                 acc.backward(loss)
                 grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if acc.sync_gradients else None
-                optimizer.step()
+                fault_point("train_step")
+                value = loss.detach().item()
+                if fault is None and not math.isfinite(value):
+                    fault = f"loss ({value})"
+                if acc.sync_gradients:
+                    fault = self._nonfinite_guard(fault, grad_norm, task_id)
+                if fault is None:
+                    optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            total += loss.detach().item() / ga
+            total += value / ga
             if out.energy is not None:
                 energies.append(out.energy.detach().mean().item())
             if penalty is not None:
                 penalties.append(penalty.detach().item())
         if not optimizer.step_was_skipped:
             lr_schedule.step()
-        self.strategy.after_optimizer_step(self.model)
-        if self.ema is not None:
-            self.ema.step(self.model.unet.parameters())
+        if fault is None:  # a skipped step (--on_nonfinite skip) leaves the weights, the EMA and SI untouched
+            self.strategy.after_optimizer_step(self.model)
+            if self.ema is not None:
+                self.ema.step(self.model.unet.parameters())
         logs = {"loss": total, "lr": lr_schedule.get_last_lr()[0], "task": task_id}
+        if fault is not None:
+            logs["nonfinite_skipped"] = 1
         if grad_norm is not None:
             logs["grad_norm"] = float(grad_norm)
         if energies:
@@ -169,6 +183,30 @@ class ContinualTrainer:
             logs["ema_decay"] = self.ema.cur_decay_value or 0.0
         logs.update(self.strategy.log_values())
         return logs
+
+    def _nonfinite_guard(self, fault: str | None, grad_norm, task_id: int) -> str | None:
+        """At the end of gradient accumulation: what was non-finite on any process (loss, or the gradient norm
+        unless fp16's GradScaler handles overflows), or None. With --on_nonfinite stop that raises
+        `NonFiniteError` before the optimizer step, so no non-finite update and no checkpoint of it is made."""
+        acc = self.accelerator
+        if fault is None and grad_norm is not None and acc.scaler is None and not math.isfinite(float(grad_norm)):
+            fault = f"gradient norm ({float(grad_norm)})"
+        if acc.num_processes > 1:  # every process must take the same decision
+            flags = acc.gather(torch.tensor([fault is not None], dtype=torch.float32, device=acc.device))
+            if fault is None and bool(flags.any()):
+                fault = "loss or gradient on another process"
+        if fault is None:
+            return None
+        where = (
+            f"step {self.position.step_in_task + 1} of task {task_id} (global step {self.position.global_step + 1})"
+        )
+        if self.cfg.on_nonfinite == "skip":
+            logger.warning("non-finite %s at %s: step skipped (--on_nonfinite skip)", fault, where)
+            return fault
+        raise NonFiniteError(
+            f"non-finite {fault} at {where}; training stopped before the update, "
+            f"{ckpt.last_good(self.cfg.output_dir)}. Lower --learning_rate or pass --on_nonfinite skip"
+        )
 
     def _loss(self, model, dataset, schedule, task_id, micro_step):
         acc, cfg = self.accelerator, self.cfg
@@ -203,6 +241,7 @@ class ContinualTrainer:
             self.position.seen_tasks.append(task.task_id)
         if acc.is_main_process:
             self._export(task)
+        fault_point("export_done")
         acc.wait_for_everyone()
         self.save_checkpoint(optimizer, lr_schedule, task_done=True)
 
@@ -282,7 +321,7 @@ class ContinualTrainer:
                 "strategy_state": self.strategy.state_dict(),
             }
             path = ckpt.save_checkpoint(self.cfg.output_dir, pos.global_step, parts, state)
-            ckpt.prune_checkpoints(self.cfg.output_dir, self.cfg.checkpoints_total_limit)
+            ckpt.prune_checkpoints(self.cfg.output_dir, self.cfg.checkpoints_total_limit, keep=path)
             logger.info("saved %s", path)
         acc.wait_for_everyone()
 
