@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -116,7 +117,23 @@ def run_one(method: str, seed: int, args) -> dict:
         "forgetting": summary["accuracy"]["forgetting"],
         "frechet": summary["frechet"]["average_final"],
         "seconds": time.time() - start,
+        "teacher_seconds_per_task": teacher_seconds_per_task(out),
     }
+
+
+def teacher_seconds_per_task(run_dir: str) -> float | None:
+    """Generative replay's extra compute: seconds spent in the teacher (sampling + distillation forwards) per task
+    that had a teacher (all but the first), from the run's last checkpoint; None for other methods."""
+    checkpoints = sorted(
+        (int(name.split("-")[1]), name) for name in os.listdir(run_dir) if re.fullmatch(r"checkpoint-\d+", name)
+    )
+    if not checkpoints:
+        return None
+    with open(os.path.join(run_dir, checkpoints[-1][1], "strategy.json")) as fh:
+        state = json.load(fh)
+    seconds = [v for k, v in state.items() if k.endswith("teacher_seconds")]
+    tasks = len([name for name in os.listdir(run_dir) if name.startswith("task_")])
+    return seconds[0] / max(tasks - 1, 1) if seconds else None
 
 
 def ensure_oracle(path: str) -> None:
@@ -132,8 +149,13 @@ def merge(paths: list[str]) -> dict[str, list[dict]]:
     merged: dict[str, list[dict]] = {}
     for path in paths:
         with open(path) as fh:
-            for method, rows in json.load(fh)["results"].items():
-                merged.setdefault(method, []).extend(rows)
+            saved = json.load(fh)
+        for method, rows in saved["results"].items():
+            for seed, row in zip(saved["args"]["seeds"], rows):
+                run_dir = os.path.join(saved["args"]["output_dir"], f"{method}_seed{seed}")
+                if "teacher_seconds_per_task" not in row and os.path.isdir(run_dir):  # results of older versions
+                    row["teacher_seconds_per_task"] = teacher_seconds_per_task(run_dir)
+            merged.setdefault(method, []).extend(rows)
     return merged
 
 
@@ -146,14 +168,18 @@ def table(results: dict[str, list[dict]]) -> str:
     acc = {m: statistics.mean(r["accuracy"] for r in rs) for m, rs in results.items()}
     gap = acc.get("joint", float("nan")) - acc.get("naive", float("nan"))
     lines = [
-        "| method | final avg accuracy ↑ | forgetting ↓ | feature FID ↓ | naive→joint gap closed |",
-        "|---|---|---|---|---|",
+        "| method | seeds | final avg accuracy ↑ | forgetting ↓ | feature FID ↓ | naive→joint gap closed | "
+        "wall time / run | teacher time / task |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m, rs in results.items():
         closed = (acc[m] - acc["naive"]) / gap if "naive" in acc and "joint" in acc and gap else float("nan")
+        teacher = [r["teacher_seconds_per_task"] for r in rs if r.get("teacher_seconds_per_task") is not None]
         lines.append(
-            f"| {m} | {fmt([r['accuracy'] for r in rs])} | {fmt([r['forgetting'] for r in rs])} | "
-            f"{fmt([r['frechet'] for r in rs])} | {closed:.0%} |"
+            f"| {m} | {len(rs)} | {fmt([r['accuracy'] for r in rs])} | {fmt([r['forgetting'] for r in rs])} | "
+            f"{fmt([r['frechet'] for r in rs])} | {closed:.0%} | "
+            f"{statistics.median(r['seconds'] for r in rs) / 60:.0f} min | "
+            f"{f'{statistics.median(teacher):.0f} s' if teacher else '–'} |"
         )
     return "\n".join(lines)
 
