@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from continual_diffusers.data.buffer import AllData, NoData, ReplayBuffer, Reservoir, TaskBalanced, balanced_quota
+from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.seed import make_generator
 
 
@@ -125,6 +126,14 @@ def test_state_round_trip(labels_fn):
             if isinstance(buffer.labels, list)
             else torch.equal(buffer.labels, restored.labels)
         )
+
+
+@pytest.mark.parametrize("other", [Reservoir(5), TaskBalanced(4), TaskBalanced(4, label_uniform=True)])
+def test_a_buffer_made_by_another_policy_is_refused(other):
+    state = _fill(Reservoir(4), [5, 5]).state_dict()
+    assert state["policy"] == "Reservoir(capacity=4)"
+    with pytest.raises(UserInputError, match=r"made by Reservoir\(capacity=4\).*--buffer_type"):
+        ReplayBuffer(other).load_state_dict(state)
 
 
 def test_bad_inputs_are_refused():

@@ -20,6 +20,8 @@ from typing import Protocol
 
 import torch
 
+from ..utils.errors import UserInputError
+
 Labels = torch.Tensor | list[str] | None  # long (N,) class ids, N captions, or no labels
 
 
@@ -231,8 +233,9 @@ class ReplayBuffer:
         return self.images[indices], _take_labels(self.labels, indices)
 
     def state_dict(self) -> dict:
-        """Flat: "images" uint8, "task_ids" long, "labels" long or "captions" list[str], "num_seen" int."""
-        state: dict = {"num_seen": self.num_seen, "task_ids": self.task_ids.clone()}
+        """Flat: "images" uint8, "task_ids" long, "labels" long or "captions" list[str], "num_seen" int, "policy"
+        str (which policy, with which settings, made the buffer)."""
+        state: dict = {"num_seen": self.num_seen, "task_ids": self.task_ids.clone(), "policy": self.policy_name}
         if self.images is not None:
             state["images"] = self.images.clone()
         if isinstance(self.labels, torch.Tensor):
@@ -241,7 +244,19 @@ class ReplayBuffer:
             state["captions"] = list(self.labels)
         return state
 
+    @property
+    def policy_name(self) -> str:
+        """e.g. "TaskBalanced(capacity=143, label_uniform=True)"."""
+        settings = ", ".join(f"{k}={v}" for k, v in vars(self.policy).items())
+        return f"{type(self.policy).__name__}({settings})"
+
     def load_state_dict(self, state: dict) -> None:
+        saved = state.get("policy", self.policy_name)  # checkpoints before the policy was recorded: trusted
+        if saved != self.policy_name:
+            raise UserInputError(
+                f"the checkpoint's replay buffer was made by {saved}, the flags now give {self.policy_name}: "
+                "resume with the --buffer_type / --buffer_size / --retain_label_uniform_sampling of the run"
+            )
         self.num_seen = int(state["num_seen"])
         self.task_ids = state["task_ids"].long()
         self.images = state.get("images")
