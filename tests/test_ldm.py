@@ -145,3 +145,28 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_sd_dir, caption_file, ca
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "Loading weights" not in line]
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_gradient_checkpointing_recomputes_activations_and_gives_the_same_weights(
+    tmp_path, tiny_sd_dir, caption_file, monkeypatch
+):
+    import torch.utils.checkpoint
+
+    calls = []
+    original = torch.utils.checkpoint.checkpoint
+
+    def counting_checkpoint(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    # diffusers binds torch.utils.checkpoint.checkpoint when checkpointing is enabled, so patch it before the run
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counting_checkpoint)
+    common = ["--pretrained_model_name_or_path", tiny_sd_dir, "--data_path", caption_file, "--max_train_steps", 2,
+              "--checkpointing_steps", 0, *LDM_FLAGS]  # fmt: skip
+    assert run([*common, "--output_dir", tmp_path / "plain"]) == 0
+    assert not calls
+    assert run([*common, "--output_dir", tmp_path / "checkpointed", "--gradient_checkpointing"]) == 0
+    assert calls  # the UNet's blocks really went through activation checkpointing
+    a, b = (load_file(tmp_path / d / "checkpoint-4" / "model.safetensors") for d in ("plain", "checkpointed"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
