@@ -19,8 +19,33 @@ def read_metadata(task_dir: str) -> dict:
     path = os.path.join(task_dir, METADATA_FILE)
     if not os.path.isfile(path):
         raise UserInputError(f"{task_dir}: not an exported task model (no {METADATA_FILE}); pass output_dir/task_<k>")
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path) as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"{path} is not valid JSON ({err}); re-export the model or restore the file") from err
+    if not isinstance(meta, dict) or "conditioning" not in meta:
+        raise UserInputError(f"{path} is not a task model's metadata (no 'conditioning' key)")
+    return meta
+
+
+def check_unet_matches(meta: dict, unet, task_dir: str) -> None:
+    """The exported UNet must be the one its metadata describes (a UNet copied in from another run is refused
+    here instead of failing with an index error in the middle of sampling)."""
+    if meta["conditioning"] == "class":
+        want = meta["num_classes"] + int(meta.get("null_class_index") is not None)
+        have = unet.config.num_class_embeds
+        if have != want:
+            raise UserInputError(
+                f"{task_dir}: the UNet has {have} class embeddings but its metadata says {meta['num_classes']} "
+                f"classes{' + the CFG null class' if meta.get('null_class_index') is not None else ''}; the folder "
+                "mixes files of different runs"
+            )
+    if meta.get("in_channels") not in (None, unet.config.in_channels) and not meta.get("latent"):
+        raise UserInputError(
+            f"{task_dir}: the UNet takes {unet.config.in_channels} channels but its metadata says "
+            f"{meta['in_channels']}"
+        )
 
 
 def load_task_model(task_dir: str, use_ema: bool | None = None, device="cpu"):
@@ -38,6 +63,7 @@ def load_task_model(task_dir: str, use_ema: bool | None = None, device="cpu"):
         unet = cls.from_pretrained(task_dir, subfolder=sub)
     except (OSError, ValueError) as err:
         raise UserInputError(f"{task_dir}/{sub}: cannot load the UNet ({err})".splitlines()[0]) from err
+    check_unet_matches(meta, unet, task_dir)
     conditioning = _conditioning(meta, task_dir)
     if meta["conditioning"] == "text":
         conditioning.text_encoder.to(device)
