@@ -26,6 +26,7 @@ import shutil
 from collections.abc import Callable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..utils.errors import NonFiniteError, StorageError, UserInputError
@@ -152,7 +153,7 @@ def load_checkpoint(path: str) -> dict:
         strategy.update(_read_json(os.path.join(path, "strategy.json")))
         parts["strategy_state"] = strategy
         parts["training_state"] = _read_json(os.path.join(path, STATE_FILE))
-    except (OSError, ValueError, RuntimeError) as err:  # missing file, bad JSON, bad safetensors / zip
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # missing file, bad JSON or tensors
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
     return parts
@@ -167,7 +168,7 @@ def check_compatible(path: str, model_state: dict[str, torch.Tensor], strategy_n
         with safe_open(os.path.join(path, MODEL_FILE), framework="pt") as fh:
             shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
         state = _read_json(os.path.join(path, STATE_FILE))
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
     want = {k: tuple(v.shape) for k, v in model_state.items()}

@@ -32,6 +32,16 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
                 _one_line_errors(sub)
 
 
+def _fail(code: int, message: str) -> int:
+    """Close progress bars an exception left open (a bar's line has no newline yet), then print one line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def run_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], object], argv=None) -> int:
     _one_line_errors(parser)
     args = parser.parse_args(argv)
@@ -39,15 +49,12 @@ def run_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace]
     try:
         run(args)
     except UserInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(EXIT_BAD_INPUT, str(err))
     except RunError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return _fail(EXIT_RUN_FAILED, str(err))
     except OSError as err:
         if err.errno not in STORAGE_ERRNOS:
             raise
-        where = f" ({err.filename})" if err.filename else ""
-        print(f"error: cannot write{where}: {err.strerror}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        where = f" {err.filename}" if err.filename else ""
+        return _fail(EXIT_RUN_FAILED, f"cannot write{where}: {err.strerror}")
     return 0
