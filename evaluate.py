@@ -11,6 +11,8 @@
     python evaluate.py --model_path outputs/energy/task_2 --mcmc_sampler CHA --num_samples_per_step 3
     python evaluate.py --model_path outputs/demo/task_5 --composition_pipeline --composition_labels 2,3 \
         --composition_weights=3,-1                                          # "2 and not 3"
+    python evaluate.py --model_path outputs/slots/task_2 --slot_mode masks  # slot models: masks | reconstruct |
+    python evaluate.py --model_path outputs/slots/task_2 --slot_mode compose --compose_slots 0 5   # compose
     accelerate launch --num_processes 2 evaluate.py ...                     # chunks split across processes
 
 Writes to --output_dir: samples.png (one row per label), samples.npz (uint8 NHWC images + labels, no pickle),
@@ -26,6 +28,7 @@ import sys
 
 from continual_diffusers import cli
 from continual_diffusers.cli import sampling as sampling_cli
+from continual_diffusers.cli import slots as slots_cli
 from continual_diffusers.utils.entrypoint import run_main
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
@@ -46,6 +49,7 @@ def parser():
     g.add_argument("--ema", choices=["auto", "yes", "no"], default="auto", help="use unet_ema/ (auto: if present)")
     sampling_cli.add_sampler_args(p)
     sampling_cli.add_generation_args(p)
+    slots_cli.add_slot_args(p)
     g = p.add_argument_group("Prompts", "text models (pixel or latent)")
     g.add_argument(
         "--negative_prompt",
@@ -159,6 +163,8 @@ def run(args) -> str:
     use_ema = {"auto": None, "yes": True, "no": False}[args.ema]
     model, conditioning, scheduler, meta = load_task_model(args.model_path, use_ema, state.device)
     decode_fn = load_decode_fn(args.model_path, meta, state.device)
+    if args.slot_mode:
+        return _run_slot_mode(args, model, conditioning, scheduler, meta, state)
     prompt_composition(args, meta)
     labels = sampling_cli.sample_labels(args, meta)
     options = sampling_cli.sampler_options(args, meta)
@@ -180,6 +186,22 @@ def run(args) -> str:
         write_samples(out, generated.images(), labels, args.num_samples)
         _write_run_json(out, args, options, generated, labels, state.num_processes)
         logger.info("wrote %d samples to %s", len(labels), out)
+    return out
+
+
+def _run_slot_mode(args, model, conditioning, scheduler, meta: dict, state) -> str:
+    """--slot_mode: one process (the source images are few), sheets + run.json in the output folder."""
+    if state.num_processes > 1:
+        raise UserInputError("--slot_mode runs in one process; launch evaluate.py without accelerate")
+    if args.composition_pipeline:
+        raise UserInputError(
+            "slot models compose with --slot_mode compose --compose_slots, not --composition_pipeline"
+        )
+    options = dataclasses.replace(sampling_cli.sampler_options(args, meta), progress=args.progress)
+    out = args.output_dir or os.path.join(args.model_path, "eval")
+    os.makedirs(out, exist_ok=True)
+    record = slots_cli.run_slot_mode(args, model, conditioning, scheduler, meta, options, state.device, out)
+    slots_cli.write_record(out, dict(record, model_path=str(args.model_path), seed=args.seed), options)
     return out
 
 

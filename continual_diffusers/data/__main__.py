@@ -2,6 +2,7 @@
 
 python -m continual_diffusers.data convert legacy_tasks.npz tasks.npz    # legacy (pickled) → safe format
 python -m continual_diffusers.data digits --output_dir ./data            # bundled 8×8 digits, 5 tasks
+python -m continual_diffusers.data shapes --output_dir ./data            # coloured shapes + object masks
 python -m continual_diffusers.data info ./data/digits_tasks_train.npz    # tasks, sizes, labels
 """
 
@@ -33,9 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
     digits.add_argument("--num_tasks", type=int, default=5, help="tasks; must divide the 10 classes")
     digits.add_argument("--test_fraction", type=float, default=0.2, help="share of each class held out for test")
     digits.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    _add_shapes_parser(commands)
     info = commands.add_parser("info", help="validate a task file and describe its tasks")
     info.add_argument("path", help="task file (.npz, either format)")
     return parser
+
+
+def _add_shapes_parser(commands) -> None:
+    shapes = commands.add_parser(
+        "shapes",
+        help="write a synthetic multi-object task sequence (coloured shapes on black) with object masks",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    shapes.add_argument("--output_dir", required=True, help="folder for shapes_tasks_{train,test}.npz (+ .masks.npz)")
+    shapes.add_argument("--num_tasks", type=int, default=2, help="tasks")
+    shapes.add_argument("--split", choices=["shape", "colour"], default="shape", help="what differs between tasks")
+    shapes.add_argument("--num_train", type=int, default=512, help="training images per task")
+    shapes.add_argument("--num_test", type=int, default=128, help="test images per task")
+    shapes.add_argument("--resolution", type=int, default=16, help="canvas side in pixels")
+    shapes.add_argument("--min_objects", type=int, default=1)
+    shapes.add_argument("--max_objects", type=int, default=3)
+    shapes.add_argument("--min_size", type=int, default=4, help="smallest object box side")
+    shapes.add_argument("--max_size", type=int, default=6, help="largest object box side")
+    shapes.add_argument("--seed", type=int, default=0)
 
 
 def describe(sequence: TaskSequence) -> str:
@@ -56,6 +77,14 @@ def describe(sequence: TaskSequence) -> str:
 def run(args: argparse.Namespace) -> None:
     if args.command == "convert":
         convert_legacy(args.src, args.dst)
+    elif args.command == "shapes":
+        from continual_diffusers.data.shapes import write_shapes
+
+        write_shapes(
+            args.output_dir, args.num_train, args.num_test, num_tasks=args.num_tasks, resolution=args.resolution,
+            split=args.split, num_objects=(args.min_objects, args.max_objects),
+            size_range=(args.min_size, args.max_size), seed=args.seed,
+        )  # fmt: skip
     elif args.command == "digits":
         kwargs = {"num_tasks": args.num_tasks, "test_fraction": args.test_fraction, "seed": args.seed}
         write_split_digits(args.output_dir, **kwargs)

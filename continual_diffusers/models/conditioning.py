@@ -5,6 +5,8 @@ classifier-free guidance (Ho & Salimans 2022).
 - `ClassConditioning`: `class_labels=` (B,) long; the CFG null label is the reserved index `num_classes`.
 - `TextConditioning`: `encoder_hidden_states=` (B, L, D) from a frozen CLIP text encoder; the null condition
   is the empty prompt "".
+- `SlotConditioning`: an image's own K slots (Slot Attention, `models/slots.py`); the null condition is a learned
+  null slot set. Training encodes the batch's *images* (`from_images = True`), sampling takes slot sets.
 
 `drop(cond, keep)` applies CFG dropout: rows where `keep` is False get the null condition.
 """
@@ -104,6 +106,63 @@ class TextConditioning:
         states = cond["encoder_hidden_states"]
         null = self.null(states.shape[0], states.device)["encoder_hidden_states"]
         return {"encoder_hidden_states": torch.where(keep[:, None, None], states, null)}
+
+
+class SlotConditioning:
+    """Slots as the condition (Jiang et al. 2023, Latent Slot Diffusion). The trainable `SlotEncoder` lives in the
+    denoiser (it trains with the UNet); this object shares it to compute slots and the null set outside training.
+
+    - training: `encode(images (B, C, H, W))` → `{"slot_images": images}`; the denoiser encodes them in its forward,
+      so gradients reach the encoder. `drop` adds `slot_keep` (rows set to False get the null slot set).
+    - sampling: `encode([slots_1, …])` (each (K', D), or one (B, K', D) tensor) → `{"encoder_hidden_states": …}`;
+      K' may differ from K (composition concatenates slots taken from several images).
+    """
+
+    kind: Literal["slots"] = "slots"
+    from_images = True  # the trainer passes the batch's images, not its labels
+
+    def __init__(self, encoder: nn.Module):
+        self.encoder = encoder
+        self.supports_null = encoder.null is not None
+
+    @property
+    def slot_dim(self) -> int:
+        return self.encoder.config.slot_dim
+
+    def slots(self, images: torch.Tensor):
+        """`SlotEncoderOutput` (slots (B, K, D), attention (B, K, H, W)) of images in the model's input space."""
+        return self.encoder(images.to(self.encoder.device, self.encoder.dtype))
+
+    def encode(self, source, device: torch.device) -> dict:
+        if isinstance(source, torch.Tensor) and source.dim() == 4:
+            if not source.is_floating_point():
+                raise UserInputError("slot conditioning encodes float images in [-1, 1] (or latents), got integers")
+            return {"slot_images": source.to(device)}
+        if isinstance(source, torch.Tensor) and source.dim() == 3:
+            slots = source
+        elif isinstance(source, list | tuple) and source and all(isinstance(s, torch.Tensor) for s in source):
+            shapes = {tuple(s.shape) for s in source}
+            if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+                raise UserInputError(
+                    f"slot sets to sample from must all be (K', D) of one shape, got {sorted(shapes)}"
+                )
+            slots = torch.stack(list(source))
+        else:
+            raise UserInputError(
+                "a slot-conditioned model is conditioned on images (B, C, H, W) or on slot sets (K', D), "
+                f"not on {type(source).__name__} labels; see evaluate.py --slot_mode"
+            )
+        if slots.shape[-1] != self.slot_dim:
+            raise UserInputError(f"slots have width {slots.shape[-1]}, but this model's slot_dim is {self.slot_dim}")
+        return {"encoder_hidden_states": slots.to(device)}
+
+    def null(self, batch_size: int, device: torch.device) -> dict:
+        return {"encoder_hidden_states": self.encoder.null_slots(batch_size).to(device)}
+
+    def drop(self, cond: dict, keep: torch.Tensor) -> dict:
+        if "slot_images" not in cond:
+            raise ValueError("CFG dropout of slot conditions applies to training batches (slot_images)")
+        return {**cond, "slot_keep": keep}
 
 
 def load_text_encoder(name_or_path: str, revision: str | None = None, variant: str | None = None):

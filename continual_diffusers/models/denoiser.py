@@ -12,6 +12,11 @@ Sign convention, stated once for the whole library: E is an energy, log p̃_t(x)
 Both return `DenoiserOutput(prediction, energy)` from `forward`, so the training loop, DDP and the samplers use one
 call signature: `denoiser(x, t, **cond)`; the conditioning kwargs are those of the wrapped diffusers UNet
 (`class_labels=` or `encoder_hidden_states=`).
+
+Slot-conditioned models (`models/slots.py`) carry their `SlotEncoder` as a second submodule next to the UNet, so
+its parameters are part of the denoiser: the optimizer, DDP, EWC/SI, EMA, checkpoints and teacher copies include
+them with no special case. Their condition may also be `slot_images=` (B, C, H, W) [+ `slot_keep=` (B,)], which
+the denoiser encodes into slots inside its forward (see `slots.slot_unet_kwargs`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .slots import SlotEncoder, slot_unet_kwargs
+
 EnergyType = Literal["l2", "dae"]
 
 
@@ -31,18 +38,29 @@ class DenoiserOutput(NamedTuple):
     energy: torch.Tensor | None  # (B,) for energy models, else None
 
 
-class ScoreModel(nn.Module):
-    """The UNet output is the prediction (ε, x₀ or v)."""
+class _Denoiser(nn.Module):
+    """The UNet and, for slot-conditioned models, the slot encoder that turns images into its condition."""
 
-    def __init__(self, unet: nn.Module):
+    def __init__(self, unet: nn.Module, slot_encoder: SlotEncoder | None = None):
         super().__init__()
         self.unet = unet
+        self.slot_encoder = slot_encoder
+
+    def unet_kwargs(self, cond: dict, batch_size: int) -> dict:
+        """The UNet's conditioning kwargs: `cond` itself, or for slot models the slots it describes."""
+        if self.slot_encoder is None:
+            return cond
+        return slot_unet_kwargs(self.slot_encoder, cond, batch_size)
+
+
+class ScoreModel(_Denoiser):
+    """The UNet output is the prediction (ε, x₀ or v)."""
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **cond) -> DenoiserOutput:
-        return DenoiserOutput(self.unet(x, t, **cond).sample, None)
+        return DenoiserOutput(self.unet(x, t, **self.unet_kwargs(cond, x.shape[0])).sample, None)
 
 
-class EnergyModel(nn.Module):
+class EnergyModel(_Denoiser):
     """Energy parameterisation of any ε-UNet; ε̂ = ∇ₓE by autograd.
 
     In training mode with grad enabled the input gradient is built with `create_graph=True`, so a loss on ε̂
@@ -51,16 +69,15 @@ class EnergyModel(nn.Module):
     copy. In eval mode (sampling) the returned ε̂ and E are detached.
     """
 
-    def __init__(self, unet: nn.Module, energy_type: EnergyType):
-        super().__init__()
+    def __init__(self, unet: nn.Module, energy_type: EnergyType, slot_encoder: SlotEncoder | None = None):
+        super().__init__(unet, slot_encoder)
         if energy_type not in ("l2", "dae"):
             raise ValueError(f"energy_type must be 'l2' or 'dae', got {energy_type!r}")
-        self.unet = unet
         self.energy_type = energy_type
 
     def energy(self, x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
         """E_θ(x, t, c) per sample, shape (B,)."""
-        f = self.unet(x, t, **cond).sample
+        f = self.unet(x, t, **self.unet_kwargs(cond, x.shape[0])).sample
         residual = f if self.energy_type == "l2" else x - f
         return 0.5 * residual.float().pow(2).flatten(1).sum(1)
 
@@ -81,6 +98,43 @@ class EnergyModel(nn.Module):
         return self.forward(x, t, **cond).prediction
 
 
-def make_denoiser(unet: nn.Module, energy_type: EnergyType | None) -> ScoreModel | EnergyModel:
-    """`EnergyModel` when `energy_type` is given, else `ScoreModel`."""
-    return EnergyModel(unet, energy_type) if energy_type else ScoreModel(unet)
+def make_denoiser(
+    unet: nn.Module, energy_type: EnergyType | None, slot_encoder: SlotEncoder | None = None
+) -> ScoreModel | EnergyModel:
+    """`EnergyModel` when `energy_type` is given, else `ScoreModel`; `slot_encoder` for slot-conditioned models."""
+    return EnergyModel(unet, energy_type, slot_encoder) if energy_type else ScoreModel(unet, slot_encoder)
+
+
+SLOT_PREFIX = "slot_encoder."
+
+
+def denoiser_state_dict(denoiser: nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores of the model: the UNet's state dict (keys unchanged, so checkpoints of models
+    without a slot encoder are as before) plus the slot encoder's under `slot_encoder.`."""
+    state = dict(denoiser.unet.state_dict())
+    if getattr(denoiser, "slot_encoder", None) is not None:
+        state.update({SLOT_PREFIX + k: v for k, v in denoiser.slot_encoder.state_dict().items()})
+    return state
+
+
+def load_denoiser_state_dict(denoiser: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Inverse of `denoiser_state_dict` (strict: a slot state for a model without a slot encoder is an error)."""
+    slot = {k[len(SLOT_PREFIX) :]: v for k, v in state.items() if k.startswith(SLOT_PREFIX)}
+    encoder = getattr(denoiser, "slot_encoder", None)
+    if (encoder is None) != (not slot):
+        have = "has" if encoder is not None else "has no"
+        raise ValueError(f"the checkpoint and the model disagree on the slot encoder (the model {have} one)")
+    denoiser.unet.load_state_dict({k: v for k, v in state.items() if not k.startswith(SLOT_PREFIX)})
+    if encoder is not None:
+        encoder.load_state_dict(slot)
+
+
+def export_modules(denoiser: nn.Module, ema_denoiser: nn.Module | None) -> dict[str, nn.Module]:
+    """Modules a task export writes next to unet/ [unet_ema/]: `slot_encoder` [`slot_encoder_ema`] (empty for models
+    without a slot encoder). The EMA encoder was averaged together with the EMA UNet, so they are loaded as a pair."""
+    if getattr(denoiser, "slot_encoder", None) is None:
+        return {}
+    modules = {"slot_encoder": denoiser.slot_encoder}
+    if ema_denoiser is not None:
+        modules["slot_encoder_ema"] = ema_denoiser.slot_encoder
+    return modules

@@ -1,5 +1,5 @@
 """Load an exported task model (output_dir/task_{k}/, written by training) back into a denoiser + conditioning
-(+ the VAE decoder of latent models)."""
+(+ the VAE decoder of latent models). Slot-conditioned models also have `slot_encoder/` [`slot_encoder_ema/`]."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import os
 from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 
 from ..utils.errors import UserInputError
-from .conditioning import ClassConditioning, TextConditioning, Unconditional, load_text_encoder
+from .conditioning import ClassConditioning, SlotConditioning, TextConditioning, Unconditional, load_text_encoder
 from .denoiser import make_denoiser
+from .slots import SlotEncoder
 
 METADATA_FILE = "continual_diffusers.json"
 
@@ -58,21 +59,34 @@ def load_task_model(task_dir: str, use_ema: bool | None = None, device="cpu"):
     if use_ema and not has_ema:
         raise UserInputError(f"{task_dir}: --use_ema asked for, but the model was trained without EMA")
     sub = "unet_ema" if (has_ema if use_ema is None else use_ema) else "unet"
-    cls = UNet2DConditionModel if meta["conditioning"] == "text" else UNet2DModel
+    cls = UNet2DConditionModel if meta["conditioning"] in ("text", "slots") else UNet2DModel
     try:
         unet = cls.from_pretrained(task_dir, subfolder=sub)
     except (OSError, ValueError) as err:
         raise UserInputError(f"{task_dir}/{sub}: cannot load the UNet ({err})".splitlines()[0]) from err
     check_unet_matches(meta, unet, task_dir)
-    conditioning = _conditioning(meta, task_dir)
+    # The EMA UNet was averaged together with its slot encoder: load the matching pair.
+    slot_encoder = (
+        _slot_encoder(task_dir, sub.replace("unet", "slot_encoder")) if meta["conditioning"] == "slots" else None
+    )
+    denoiser = make_denoiser(unet, meta.get("energy_type"), slot_encoder).to(device).eval().requires_grad_(False)
+    conditioning = _conditioning(meta, task_dir, denoiser)
     if meta["conditioning"] == "text":
         conditioning.text_encoder.to(device)
     scheduler = DDPMScheduler.from_pretrained(task_dir, subfolder="scheduler")
-    denoiser = make_denoiser(unet, meta.get("energy_type")).to(device).eval().requires_grad_(False)
     return denoiser, conditioning, scheduler, meta
 
 
-def _conditioning(meta: dict, task_dir: str):
+def _slot_encoder(task_dir: str, sub: str) -> SlotEncoder:
+    try:
+        return SlotEncoder.from_pretrained(task_dir, subfolder=sub)
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"{task_dir}/{sub}: cannot load the slot encoder ({err})".splitlines()[0]) from err
+
+
+def _conditioning(meta: dict, task_dir: str, denoiser):
+    if meta["conditioning"] == "slots":
+        return SlotConditioning(denoiser.slot_encoder)
     if meta["conditioning"] == "class":
         return ClassConditioning(meta["num_classes"], null_class=meta["null_class_index"] is not None)
     if meta["conditioning"] == "text":

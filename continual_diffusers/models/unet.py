@@ -1,5 +1,5 @@
 """Builders for the diffusers UNets we train: `UNet2DModel` (unconditional or class-conditional) and
-`UNet2DConditionModel` (cross-attention on text-encoder states).
+`UNet2DConditionModel` (cross-attention on text-encoder states, or on slots: `conditioning="slots"`).
 
 Classifier-free guidance for class models uses a *reserved null class*: the embedding table has
 `num_classes + 1` rows and row `num_classes` is the learned "no label" embedding. This is the same maths as a
@@ -16,7 +16,7 @@ from diffusers import UNet2DConditionModel, UNet2DModel
 
 from ..utils.errors import UserInputError
 
-ConditioningKind = Literal["none", "class", "text"]
+ConditioningKind = Literal["none", "class", "text", "slots"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class UNetSpec:
     conditioning: ConditioningKind = "none"
     num_classes: int = 0  # real classes; the table gets one more row when `null_class` is set
     null_class: bool = False  # reserve index `num_classes` as the CFG null label
-    cross_attention_dim: int | None = None  # text models: the text encoder's hidden size
+    cross_attention_dim: int | None = None  # text models: the text encoder's hidden size; slot models: slot_dim
     block_out_channels: tuple[int, ...] | None = None
     layers_per_block: int | None = None
     norm_num_groups: int | None = None
@@ -62,9 +62,11 @@ def build_unet(spec: UNetSpec) -> UNet2DModel | UNet2DConditionModel:
         **spec.extra,
     )
     n = len(channels)
-    if spec.conditioning == "text":
+    if spec.conditioning in ("text", "slots"):
         if not spec.cross_attention_dim:
-            raise UserInputError("text-conditioned UNet needs cross_attention_dim (the text encoder's hidden size)")
+            raise UserInputError(
+                f"{spec.conditioning}-conditioned UNet needs cross_attention_dim (text encoder width or slot_dim)"
+            )
         attn_down, attn_up = "CrossAttnDownBlock2D", "CrossAttnUpBlock2D"
         down = tuple(attn_down if spec.attention and i > 0 else "DownBlock2D" for i in range(n))
         up = tuple(attn_up if spec.attention and i < n - 1 else "UpBlock2D" for i in range(n))

@@ -40,12 +40,14 @@ def build_lr_schedule(optimizer, cfg: TrainConfig, num_optimizer_steps: int):
     )
 
 
-def build_ema(unet, cfg: TrainConfig) -> EMAModel | None:
-    """EMA with warm-up: decay(s) = min(1 − (1 + s/inv_gamma)^−power, max_decay) (diffusers EMAModel)."""
+def build_ema(unet, cfg: TrainConfig, parameters=None) -> EMAModel | None:
+    """EMA with warm-up: decay(s) = min(1 − (1 + s/inv_gamma)^−power, max_decay) (diffusers EMAModel).
+
+    `parameters`: what to average (default: the UNet's); slot models pass the UNet's and the slot encoder's."""
     if not cfg.use_ema:
         return None
     return EMAModel(
-        unet.parameters(),
+        unet.parameters() if parameters is None else parameters,
         decay=cfg.ema_max_decay,
         use_ema_warmup=True,
         inv_gamma=cfg.ema_inv_gamma,

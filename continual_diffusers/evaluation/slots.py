@@ -1,0 +1,141 @@
+"""Evaluation of slot-conditioned models: segmentation quality of the slot attention (FG-ARI), reconstruction from
+an image's slots, attention-mask sheets, and composition of slots taken from several images.
+
+FG-ARI (Greff et al. 2019; Locatello et al. 2020): the adjusted Rand index (Hubert & Arabie 1985) between the
+ground-truth object ids and the predicted segment ids (argmax of the slot attention per pixel), computed over the
+foreground pixels only. With n_ij the contingency table of the two labelings, a_i, b_j its row / column sums,
+n the number of pixels and C(m) = m(m − 1)/2:
+
+    index = Σ_ij C(n_ij),  expected = Σ_i C(a_i) · Σ_j C(b_j) / C(n),  max = (Σ_i C(a_i) + Σ_j C(b_j)) / 2
+    ARI = (index − expected) / (max − expected)
+
+1 means the segmentations agree up to a renaming of the segments, 0 is chance level. When max = expected (both
+labelings put all pixels in one segment, or every pixel in its own) we return 1, as Kabra et al.'s
+multi_object_datasets reference does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..utils.images import to_uint8_nhwc
+
+# Distinct colours for segment overlays (slot k gets PALETTE[k % len]).
+PALETTE = np.array(
+    [
+        [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+        [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40],
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+
+
+def _pairs(x: np.ndarray) -> np.ndarray:
+    return x * (x - 1) / 2.0
+
+
+def adjusted_rand_index(true_ids: np.ndarray, pred_ids: np.ndarray) -> float:
+    """ARI between two labelings of the same points (any integer ids; see the module docstring).
+
+    Args:
+        true_ids, pred_ids: (N,) integer arrays.
+    """
+    true_ids, pred_ids = np.asarray(true_ids).ravel(), np.asarray(pred_ids).ravel()
+    if true_ids.shape != pred_ids.shape:
+        raise ValueError(f"labelings differ in size: {true_ids.shape} vs {pred_ids.shape}")
+    _, t = np.unique(true_ids, return_inverse=True)
+    _, p = np.unique(pred_ids, return_inverse=True)
+    table = np.zeros((t.max(initial=-1) + 1, p.max(initial=-1) + 1))
+    np.add.at(table, (t, p), 1)
+    index = _pairs(table).sum()
+    sum_a, sum_b = _pairs(table.sum(1)).sum(), _pairs(table.sum(0)).sum()
+    total = _pairs(np.float64(true_ids.size))
+    expected = sum_a * sum_b / total if total > 0 else 0.0
+    maximum = (sum_a + sum_b) / 2.0
+    if np.isclose(maximum, expected):
+        return 1.0
+    return float((index - expected) / (maximum - expected))
+
+
+def fg_ari(true_masks: np.ndarray, pred_segments: np.ndarray) -> np.ndarray:
+    """Foreground ARI per image.
+
+    Args:
+        true_masks: (B, H, W) integer instance masks, 0 = background.
+        pred_segments: (B, H, W) integer segment ids, or (B, K, H, W) soft assignments (argmax over K is taken).
+
+    Returns:
+        (B,) float64; NaN for an image without foreground pixels.
+    """
+    true_masks, pred = np.asarray(true_masks), np.asarray(pred_segments)
+    if pred.ndim == 4:
+        pred = pred.argmax(1)
+    if true_masks.shape != pred.shape:
+        raise ValueError(f"masks {true_masks.shape} and segments {pred.shape} differ in shape")
+    scores = np.full(len(true_masks), np.nan)
+    for i, (truth, guess) in enumerate(zip(true_masks, pred)):
+        fg = truth > 0
+        if fg.any():
+            scores[i] = adjusted_rand_index(truth[fg], guess[fg])
+    return scores
+
+
+@torch.no_grad()
+def encode_slots(conditioning, images: torch.Tensor, batch_size: int = 256):
+    """(slots (N, K, D), attention (N, K, H, W)) of images (N, C, H, W) in [-1, 1], on the CPU, in chunks."""
+    parts = [conditioning.slots(chunk) for chunk in images.split(batch_size)]
+    return torch.cat([p.slots for p in parts]).cpu(), torch.cat([p.attention for p in parts]).cpu()
+
+
+def background_slot(attention: torch.Tensor) -> int:
+    """The slot that holds the most attention mass of one image, attention (K, H, W): on a plain canvas with a
+    few objects that is the background."""
+    return int(attention.flatten(1).sum(1).argmax())
+
+
+def object_slots(attention: torch.Tensor, min_pixels: float = 1.0) -> list[int]:
+    """Slots of one image, attention (K, H, W), other than its background slot and holding at least `min_pixels`
+    of attention mass (an unused slot is dropped)."""
+    mass = attention.flatten(1).sum(1)
+    bg = background_slot(attention)
+    return [k for k in range(attention.shape[0]) if k != bg and float(mass[k]) >= min_pixels]
+
+
+def compose_slot_set(slots: torch.Tensor, picks: list[tuple[int, list[int]]]) -> torch.Tensor:
+    """Concatenate chosen slots of several images into one condition (K', D).
+
+    Args:
+        slots: (N, K, D) slots of the source images.
+        picks: [(image index, [slot ids])]; slots are taken in this order.
+    """
+    chosen = []
+    for index, ids in picks:
+        if not 0 <= index < slots.shape[0]:
+            raise ValueError(f"image index {index} out of range [0, {slots.shape[0]})")
+        bad = [k for k in ids if not 0 <= k < slots.shape[1]]
+        if bad:
+            raise ValueError(f"slot ids {bad} out of range [0, {slots.shape[1]}) for image {index}")
+        chosen.append(slots[index, ids])
+    if not chosen or sum(c.shape[0] for c in chosen) == 0:
+        raise ValueError("a composition needs at least one slot")
+    return torch.cat(chosen)
+
+
+def attention_sheet(images: torch.Tensor, attention: torch.Tensor) -> np.ndarray:
+    """One row per image: the image, its segmentation (argmax slot, coloured), then each slot's soft mask
+    multiplied into the image. images (N, C, H, W) in [-1, 1], attention (N, K, H, W) → uint8 (rows, cols, 3)."""
+    n, k = attention.shape[:2]
+    rgb = images if images.shape[1] == 3 else images.repeat(1, 3, 1, 1)
+    seg = PALETTE[attention.argmax(1).numpy() % len(PALETTE)]  # (N, H, W, 3)
+    tiles = [to_uint8_nhwc(rgb), seg]
+    for slot in range(k):
+        mask = attention[:, slot : slot + 1]
+        tiles.append(to_uint8_nhwc(mask * (rgb + 1) - 1))
+    h, w = images.shape[-2:]
+    sheet = np.zeros((n * (h + 1) + 1, len(tiles) * (w + 1) + 1, 3), dtype=np.uint8)
+    for col, tile in enumerate(tiles):
+        for row in range(n):
+            y, x = 1 + row * (h + 1), 1 + col * (w + 1)
+            sheet[y : y + h, x : x + w] = tile[row]
+    return sheet
