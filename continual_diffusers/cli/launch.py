@@ -22,6 +22,7 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    from ..models.denoiser import denoiser_state_dict
     from ..training.checkpoint import check_compatible, check_writable, resolve_resume
     from ..training.trainer import ContinualTrainer
     from ..training.validation import validation_options
@@ -34,7 +35,7 @@ def train(
         return
     resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
     if resume is not None:  # before anything is written: a checkpoint of another model or strategy is refused
-        check_compatible(resume, built["denoiser"].unet.state_dict(), strategy.name)
+        check_compatible(resume, denoiser_state_dict(built["denoiser"]), strategy.name)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,

@@ -7,8 +7,15 @@ import json
 import os
 
 from ..data import ImageTransform, TaskDataset, TaskSequence, load_split_digits, load_tasks
-from ..models.conditioning import ClassConditioning, TextConditioning, Unconditional, load_text_encoder
+from ..models.conditioning import (
+    ClassConditioning,
+    SlotConditioning,
+    TextConditioning,
+    Unconditional,
+    load_text_encoder,
+)
 from ..models.denoiser import make_denoiser
+from ..models.slots import SlotEncoder
 from ..models.unet import UNetSpec, build_unet
 from ..training.config import TrainConfig
 from ..utils.errors import UserInputError
@@ -38,9 +45,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--norm_num_groups", type=int, default=None)
     g.add_argument(
         "--conditioning",
-        choices=["auto", "none", "class", "text"],
+        choices=["auto", "none", "class", "text", "slots"],
         default="auto",
-        help="auto: class labels → class-conditional, captions → text, no labels → unconditional",
+        help="auto: class labels → class-conditional, captions → text, no labels → unconditional; slots: each "
+        "image conditions on its own Slot Attention slots (object-centric, any labels ignored)",
     )
     g.add_argument(
         "--num_class_labels",
@@ -62,6 +70,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="train with condition dropout (--uncond_p) so samples can use --guidance_scale",
     )
     g.add_argument("--uncond_p", type=float, default=0.1, help="CFG condition-dropout probability")
+    g = parser.add_argument_group(
+        "Slots", "--conditioning slots: CNN + Slot Attention encoder trained with the UNet (Locatello et al. 2020)"
+    )
+    g.add_argument("--num_slots", type=int, default=4, help="K slots per image (objects + background)")
+    g.add_argument("--slot_dim", type=int, default=64, help="slot width D (the UNet's cross_attention_dim)")
+    g.add_argument("--slot_iters", type=int, default=3, help="T Slot Attention iterations")
+    g.add_argument("--slot_encoder_channels", type=int, default=32, help="width of the slot encoder's CNN")
 
 
 def add_objective_args(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +160,16 @@ def check_ranges(args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    for name in ("max_train_steps", "resolution", "num_class_labels", "checkpoints_total_limit"):
+    for name in (
+        "max_train_steps",
+        "resolution",
+        "num_class_labels",
+        "checkpoints_total_limit",
+        "num_slots",
+        "slot_dim",
+        "slot_iters",
+        "slot_encoder_channels",
+    ):
         if getattr(args, name, None) is not None and getattr(args, name) < 1:
             raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not 0.0 <= args.uncond_p < 1.0:
@@ -190,7 +214,29 @@ def conditioning_kind(args: argparse.Namespace, tasks: TaskSequence) -> str:
         )
     if kind == "text" and tasks.label_kind != "text":
         raise UserInputError(f"text conditioning needs caption labels, but the task file has {tasks.label_kind}")
+    if kind == "slots":
+        check_slot_run(args)
     return kind
+
+
+def check_slot_run(args: argparse.Namespace) -> None:
+    """What slot conditioning cannot be combined with, each refused with what to do instead."""
+    from .strategy import enabled_strategies
+
+    if "generative_replay" in enabled_strategies(args):
+        raise UserInputError(
+            "generative replay is not available for --conditioning slots: a slot model's condition is an image's "
+            "own slots, so a generated replay has no condition of its own (the teacher would have to sample from "
+            "its null slot set and be distilled on the replay's slots, which the strategy does not do); use "
+            "buffer replay (--buffer_type), EWC (--ewc_loss) or SI (--strategy si)"
+        )
+    if getattr(args, "eval_every_task", False):
+        raise UserInputError(
+            "--eval_every_task scores class-conditional or unconditional samples with an oracle; evaluate a slot "
+            "model with evaluate.py --slot_mode reconstruct|masks|compose, or benchmarks/bench_slots.py"
+        )
+    if args.model_config_name_or_path:
+        raise UserInputError("--model_config_name_or_path is not supported with --conditioning slots; use the flags")
 
 
 def build_conditioning(args: argparse.Namespace, tasks: TaskSequence, kind: str):
@@ -208,6 +254,18 @@ def build_conditioning(args: argparse.Namespace, tasks: TaskSequence, kind: str)
             raise UserInputError("text conditioning needs --validation_prompts for the end-of-task samples")
         tokenizer, encoder = load_text_encoder(args.clip_text_pretrained_path, args.revision, args.variant)
         return TextConditioning(tokenizer, encoder), (tokenizer, encoder)
+    if kind == "slots":
+        height, width = tasks.image_size
+        encoder = SlotEncoder(
+            in_channels=tasks.num_channels,
+            resolution=args.resolution or min(height, width),
+            num_slots=args.num_slots,
+            slot_dim=args.slot_dim,
+            num_iterations=args.slot_iters,
+            hidden_channels=args.slot_encoder_channels,
+            null_slots=cfg_on,
+        )
+        return SlotConditioning(encoder), None
     return Unconditional(), None
 
 
@@ -220,7 +278,7 @@ def build_unet_from_args(args: argparse.Namespace, tasks: TaskSequence, conditio
         conditioning=conditioning.kind,
         num_classes=getattr(conditioning, "num_classes", 0),
         null_class=conditioning.supports_null and conditioning.kind == "class",
-        cross_attention_dim=getattr(conditioning, "hidden_size", None),
+        cross_attention_dim=getattr(conditioning, "hidden_size", None) or getattr(conditioning, "slot_dim", None),
         block_out_channels=tuple(args.block_out_channels) if args.block_out_channels else None,
         layers_per_block=args.layers_per_block,
         norm_num_groups=args.norm_num_groups,
@@ -257,7 +315,8 @@ def build_ddpm(args: argparse.Namespace) -> dict:
     kind = conditioning_kind(args, tasks)
     conditioning, text = build_conditioning(args, tasks, kind)
     unet = build_unet_from_args(args, tasks, conditioning, resolution)
-    denoiser = make_denoiser(unet, args.energy_score_type if args.energy_based_training else None)
+    slot_encoder = conditioning.encoder if kind == "slots" else None  # trains with the UNet, inside the denoiser
+    denoiser = make_denoiser(unet, args.energy_score_type if args.energy_based_training else None, slot_encoder)
     transform = ImageTransform(resolution, center_crop=args.center_crop, random_flip=args.random_flip)
     metadata = {
         "format": "continual-diffusers/model-v1",
@@ -273,6 +332,8 @@ def build_ddpm(args: argparse.Namespace) -> dict:
         "validation_prompts": args.validation_prompts or [],
         "data_path": args.data_path or "bundled:split_digits",
     }
+    if kind == "slots":
+        metadata["slots"] = {k: slot_encoder.config[k] for k in ("num_slots", "slot_dim", "num_iterations")}
     return {
         "tasks": tasks,
         "conditioning": conditioning,

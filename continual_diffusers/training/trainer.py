@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data import TaskDataset, TaskSequence
+from ..models.denoiser import denoiser_state_dict, export_modules, load_denoiser_state_dict
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
 from ..utils.errors import NonFiniteError
@@ -70,7 +71,7 @@ class ContinualTrainer:
         self.export_metadata = export_metadata
         self.text_components = text_components
         self.task_eval = task_eval  # callable(model, task_id, seen_tasks, device) -> metrics, with state_dict()
-        self.ema = build_ema(denoiser.unet, cfg)
+        self.ema = build_ema(denoiser.unet, cfg, denoiser.parameters())  # slot models: the slot encoder's too
         if self.ema is not None:
             self.ema.to(accelerator.device)
         self.position = Position()
@@ -169,7 +170,7 @@ class ContinualTrainer:
         if fault is None:  # a skipped step (--on_nonfinite skip) leaves the weights, the EMA and SI untouched
             self.strategy.after_optimizer_step(self.model)
             if self.ema is not None:
-                self.ema.step(self.model.unet.parameters())
+                self.ema.step(self.model.parameters())
         logs = {"loss": total, "lr": lr_schedule.get_last_lr()[0], "task": task_id}
         if fault is not None:
             logs["nonfinite_skipped"] = 1
@@ -219,7 +220,7 @@ class ContinualTrainer:
         if replay is not None:
             batch = concat_batches(batch, replay)
         x0 = batch["images"].to(acc.device)
-        cond = self.conditioning.encode(batch.get("labels"), acc.device)
+        cond = self.encode_labels(batch, acc.device)
         if cfg.uncond_p > 0:
             keep = torch.rand(x0.shape[0], generator=noise_gen, device=acc.device) >= cfg.uncond_p
             cond = self.conditioning.drop(cond, keep)
@@ -246,20 +247,24 @@ class ContinualTrainer:
         self.save_checkpoint(optimizer, lr_schedule, task_done=True)
 
     def apply_ema(self, denoiser: torch.nn.Module) -> None:
-        """Write the EMA weights into `denoiser` (a copy of the model: the EMA tracks the UNet's parameters)."""
-        self.ema.copy_to(denoiser.unet.parameters())
+        """Write the EMA weights into `denoiser` (a copy of the model: the EMA tracks the UNet's parameters, and
+        a slot model's slot encoder's)."""
+        self.ema.copy_to(denoiser.parameters())
 
     def encode_labels(self, batch: dict, device) -> dict:
-        return self.conditioning.encode(batch.get("labels"), device)
+        """A batch's condition: its labels, or its images for slot models (`conditioning.from_images`)."""
+        source = batch["images"] if getattr(self.conditioning, "from_images", False) else batch.get("labels")
+        return self.conditioning.encode(source, device)
 
     def _export(self, task) -> None:
         import os
 
         task_dir = os.path.join(self.cfg.output_dir, f"task_{task.task_id}")
-        ema_unet = None
+        ema_model = None
         if self.ema is not None:
-            ema_unet = copy.deepcopy(self.model.unet)
-            self.ema.copy_to(ema_unet.parameters())
+            ema_model = copy.deepcopy(self.model)
+            self.apply_ema(ema_model)
+        ema_unet = None if ema_model is None else ema_model.unet
         meta = dict(
             self.export_metadata,
             task_id=task.task_id,
@@ -267,11 +272,10 @@ class ContinualTrainer:
             global_step=self.position.global_step,
         )
         ckpt.export_task(
-            task_dir, self.model.unet, ema_unet, self.objective.scheduler, meta, self.text_components, self.vae
-        )
-        eval_model = copy.deepcopy(self.model)
-        if ema_unet is not None:
-            eval_model.unet = ema_unet
+            task_dir, self.model.unet, ema_unet, self.objective.scheduler, meta, self.text_components, self.vae,
+            modules=export_modules(self.model, ema_model),
+        )  # fmt: skip
+        eval_model = ema_model if ema_model is not None else copy.deepcopy(self.model)
         path = self.validator.save(
             eval_model, task_dir, self.export_metadata, self.position.seen_tasks, self.accelerator.device
         )
@@ -313,7 +317,7 @@ class ContinualTrainer:
             }
             scaler = acc.scaler.state_dict() if acc.scaler is not None else None
             parts = {
-                "model_state": acc.unwrap_model(self.model).unet.state_dict(),
+                "model_state": denoiser_state_dict(acc.unwrap_model(self.model)),
                 "ema_state": self.ema.state_dict() if self.ema is not None else None,
                 "optimizer_state": None if task_done else optimizer.state_dict(),
                 "lr_scheduler_state": None if task_done else lr_schedule.state_dict(),
@@ -328,7 +332,7 @@ class ContinualTrainer:
     def _restore(self, path: str) -> None:
         parts = ckpt.load_checkpoint(path)
         state = parts["training_state"]
-        self.model.unet.load_state_dict(parts["model_state"])
+        load_denoiser_state_dict(self.model, parts["model_state"])
         if self.ema is not None and parts["ema_state"] is not None:
             self.ema.load_state_dict(parts["ema_state"])
             self.ema.to(self.accelerator.device)

@@ -1,0 +1,269 @@
+"""Slot attention conditioning: the module's symmetries, gradients end to end, CFG's null slot set, FG-ARI, the
+shapes data, a 2-task slot run (EWC + replay + EMA + CFG) that exports, reloads and resumes exactly, and
+evaluate.py's slot modes (masks + FG-ARI, reconstruction, concat and product composition with MCMC)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_FLAGS
+from safetensors.torch import load_file
+
+import evaluate
+import main_ddpm
+from continual_diffusers.data import load_tasks
+from continual_diffusers.data.__main__ import main as data_main
+from continual_diffusers.data.shapes import COLOURS, load_masks, make_shapes_tasks, masks_path
+from continual_diffusers.evaluation.slots import (
+    adjusted_rand_index,
+    compose_slot_set,
+    fg_ari,
+    object_slots,
+)
+from continual_diffusers.models.conditioning import SlotConditioning
+from continual_diffusers.models.denoiser import make_denoiser
+from continual_diffusers.models.slots import GRUCell, SlotAttention, SlotEncoder
+from continual_diffusers.models.unet import UNetSpec, build_unet
+from continual_diffusers.objectives import DenoisingObjective
+
+SLOT_FLAGS = ["--conditioning", "slots", "--num_slots", 3, "--slot_dim", 8, "--slot_iters", 2]
+SLOT_FLAGS += ["--slot_encoder_channels", 8]
+
+
+def _slot_attention(seed: int = 0) -> SlotAttention:
+    torch.manual_seed(seed)
+    return SlotAttention(input_dim=6, slot_dim=8, num_iterations=3).double()
+
+
+# ------------------------------------------------------------------------------------------- slot attention maths
+def test_slot_attention_is_equivariant_to_slot_permutations():
+    module = _slot_attention()
+    inputs, slots = torch.randn(2, 10, 6).double(), torch.randn(2, 4, 8).double()
+    perm = torch.tensor([2, 0, 3, 1])
+    out, attn = module(inputs, slots)
+    out_p, attn_p = module(inputs, slots[:, perm])
+    torch.testing.assert_close(out_p, out[:, perm])
+    torch.testing.assert_close(attn_p, attn[:, perm])
+
+
+def test_slot_attention_is_invariant_to_input_order_and_normalised_over_slots():
+    module = _slot_attention()
+    inputs, slots = torch.randn(2, 10, 6).double(), torch.randn(2, 4, 8).double()
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(1))
+    out, attn = module(inputs, slots)
+    out_p, attn_p = module(inputs[:, perm], slots)
+    torch.testing.assert_close(out_p, out)
+    torch.testing.assert_close(attn_p, attn[:, :, perm])  # each input's assignment travels with it
+    torch.testing.assert_close(attn.sum(1), torch.ones(2, 10).double())  # softmax over the slots
+
+
+def test_gru_cell_matches_torch_gru_cell():
+    torch.manual_seed(0)
+    ours, ref = GRUCell(5, 7), torch.nn.GRUCell(5, 7)
+    with torch.no_grad():
+        ours.ih.weight.copy_(ref.weight_ih), ours.ih.bias.copy_(ref.bias_ih)
+        ours.hh.weight.copy_(ref.weight_hh), ours.hh.bias.copy_(ref.bias_hh)
+    x, h = torch.randn(3, 5), torch.randn(3, 7)
+    torch.testing.assert_close(ours(x, h), ref(x, h))
+
+
+def _tiny_slot_denoiser(null: bool = True):
+    torch.manual_seed(0)
+    encoder = SlotEncoder(3, 8, num_slots=3, slot_dim=8, num_iterations=2, hidden_channels=8, null_slots=null)
+    spec = UNetSpec(8, 3, "slots", cross_attention_dim=8, block_out_channels=(8, 16), norm_num_groups=4)
+    return make_denoiser(build_unet(spec), None, encoder), SlotConditioning(encoder)
+
+
+def test_gradients_reach_every_slot_encoder_parameter():
+    from diffusers import DDPMScheduler
+
+    model, conditioning = _tiny_slot_denoiser()
+    x0 = torch.rand(4, 3, 8, 8) * 2 - 1
+    cond = conditioning.drop(conditioning.encode(x0, "cpu"), torch.tensor([True, True, True, False]))
+    out = DenoisingObjective(DDPMScheduler(num_train_timesteps=10), "epsilon")(model, x0, cond)
+    assert out.prediction.shape == x0.shape
+    out.loss.mean().backward()
+    for name, p in model.slot_encoder.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name  # CNN, slot attention, initial and null slots
+
+
+def test_dropped_rows_get_the_null_slot_set_and_slots_pass_through():
+    model, conditioning = _tiny_slot_denoiser()
+    model.eval()
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([3, 5])
+    images = torch.rand(2, 3, 8, 8) * 2 - 1
+    dropped = model(x, t, **conditioning.drop(conditioning.encode(images, "cpu"), torch.tensor([False, True])))
+    null = model(x, t, **conditioning.null(2, "cpu")).prediction
+    slots = conditioning.slots(images).slots
+    given = model(x, t, **conditioning.encode(list(slots), "cpu")).prediction
+    torch.testing.assert_close(dropped.prediction[0], null[0])
+    torch.testing.assert_close(dropped.prediction[1], given[1])
+    torch.testing.assert_close(model(x, t).prediction, null)  # no condition: the unconditional (null) branch
+
+
+def test_clear_errors():
+    model, conditioning = _tiny_slot_denoiser(null=False)
+    with pytest.raises(Exception, match="without classifier-free guidance"):
+        conditioning.null(2, "cpu")
+    with pytest.raises(Exception, match="not on Tensor labels|not on list labels"):
+        conditioning.encode([0, 1], "cpu")
+    with pytest.raises(Exception, match=r"\(B, 3, 8, 8\)"):
+        conditioning.slots(torch.zeros(1, 3, 16, 16))
+
+
+# ---------------------------------------------------------------------------------------------------- FG-ARI
+def test_adjusted_rand_index_hand_computed_and_identities():
+    # true {0,0,1,1} vs pred {0,0,1,2}: index 1, expected 2·1/6, max 3/2 → ARI = (2/3)/(7/6) = 4/7.
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 0, 1, 2]) == pytest.approx(4 / 7)
+    assert adjusted_rand_index([0, 0, 1, 1, 2], [5, 5, 9, 9, 1]) == pytest.approx(1.0)  # renaming
+    assert adjusted_rand_index([1, 1, 1], [4, 4, 4]) == 1.0  # both one segment (degenerate case)
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = rng.integers(0, 4, 60), rng.integers(0, 3, 60)
+        assert adjusted_rand_index(a, b) == pytest.approx(adjusted_rand_score(a, b))
+        assert adjusted_rand_index(a, b) == pytest.approx(adjusted_rand_index(b, a))  # symmetric
+
+
+def test_fg_ari_ignores_the_background_and_takes_the_argmax_of_soft_masks():
+    truth = np.array([[[0, 1, 1], [0, 2, 2], [0, 0, 0]]])
+    pred = np.array([[[3, 0, 0], [1, 2, 2], [1, 1, 1]]])  # objects right (renamed), background split arbitrarily
+    assert fg_ari(truth, pred)[0] == pytest.approx(1.0)
+    soft = np.eye(4)[pred].transpose(0, 3, 1, 2)  # (B, K, H, W) one-hot
+    assert fg_ari(truth, soft)[0] == pytest.approx(1.0)
+    merged = np.array([[[0, 5, 5], [0, 5, 5], [0, 0, 0]]])  # both objects in one segment: chance level
+    assert fg_ari(truth, merged)[0] == pytest.approx(0.0)
+    assert np.isnan(fg_ari(np.zeros((1, 3, 3), int), pred)[0])  # no foreground: undefined
+
+
+# ------------------------------------------------------------------------------------------------- shapes data
+def test_shapes_tasks_have_consistent_masks_and_differ_by_shape():
+    tasks, masks = make_shapes_tasks(num_tasks=2, num_per_task=20, resolution=16, num_objects=(2, 3), seed=3)
+    for task in tasks:
+        m = masks[task.task_id]
+        assert m.shape == task.images.shape[:3] and task.labels is None
+        assert np.array_equal(m > 0, task.images.max(-1) > 0)  # every lit pixel belongs to an object, and back
+        for image, mask in zip(task.images, m):
+            ids = [i for i in np.unique(mask) if i]
+            assert 2 <= len(ids) <= 3
+            colours = {tuple(image[mask == i][0]) for i in ids}
+            assert len(colours) == len(ids) and colours <= set(COLOURS.values())  # one distinct colour each
+    square = masks[1][0] > 0  # task 1 draws squares only: every object fills its bounding box
+    assert square.sum() > 0
+    again, _ = make_shapes_tasks(num_tasks=2, num_per_task=20, resolution=16, num_objects=(2, 3), seed=3)
+    assert np.array_equal(again[2].images, tasks[2].images)  # seeded
+
+
+def test_shapes_cli_writes_task_files_with_masks(tmp_path, capsys):
+    argv = ["shapes", "--output_dir", str(tmp_path), "--num_train", "6", "--num_test", "3", "--split", "colour"]
+    assert data_main(argv) == 0
+    tasks = load_tasks(tmp_path / "shapes_tasks_train.npz")
+    masks = load_masks(masks_path(tmp_path / "shapes_tasks_train.npz"), tasks)
+    assert sorted(masks) == [1, 2] and masks[1].shape == (6, 16, 16)
+    assert data_main(["shapes", "--output_dir", str(tmp_path), "--num_tasks", "9"]) == 2
+    assert "at most 4 tasks" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ training, export, resume, eval
+@pytest.fixture(scope="module")
+def slot_run(tmp_path_factory):
+    """2 tasks × 4 steps of a slot model with EWC + replay + EMA + CFG, checkpoint every 3 steps."""
+    root = tmp_path_factory.mktemp("slots")
+    data_main(["shapes", "--output_dir", str(root), "--num_train", "8", "--num_test", "4", "--resolution", "8",
+               "--max_objects", "2", "--min_size", "3", "--max_size", "3"])  # fmt: skip
+    data = root / "shapes_tasks_train.npz"
+    common = [
+        "--data_path", data, "--max_train_steps", 4, "--checkpointing_steps", 3, "--use_ema",
+        "--classifier_free_guidance", "--uncond_p", 0.5, "--ewc_loss", "--num_samples_ewc", 4,
+        "--buffer_type", "reservoir", "--buffer_size", 4, *SLOT_FLAGS, *TINY_FLAGS,
+    ]  # fmt: skip
+    common = [str(a) for a in common]
+    assert main_ddpm.main([*common, "--output_dir", str(root / "run")]) == 0
+    return root, common
+
+
+def test_slot_run_exports_reloadable_slot_encoders(slot_run):
+    from continual_diffusers.models.loading import load_task_model
+
+    root, _ = slot_run
+    task_dir = root / "run" / "task_2"
+    for sub in ("unet", "unet_ema", "slot_encoder", "slot_encoder_ema"):
+        assert (task_dir / sub).is_dir(), sub
+    meta = json.loads((task_dir / "continual_diffusers.json").read_text())
+    assert meta["conditioning"] == "slots" and meta["slots"] == {"num_slots": 3, "slot_dim": 8, "num_iterations": 2}
+    ema_model, conditioning, _, _ = load_task_model(str(task_dir))
+    raw_model, _, _, _ = load_task_model(str(task_dir), use_ema=False)
+    assert conditioning.encoder is ema_model.slot_encoder and conditioning.supports_null
+    differs = [
+        not torch.equal(a, b) for a, b in zip(ema_model.slot_encoder.parameters(), raw_model.slot_encoder.parameters())
+    ]
+    assert any(differs)  # the EMA averaged the slot encoder too
+    state = load_file(root / "run" / "checkpoint-8" / "model.safetensors")
+    assert any(k.startswith("slot_encoder.slot_attention.") for k in state)
+    strategy = load_file(root / "run" / "checkpoint-8" / "strategy.safetensors")
+    assert any(k.startswith("ewc.fisher.1.slot_encoder.") or ".slot_encoder." in k for k in strategy)  # EWC covers it
+
+
+def test_slot_run_resumes_exactly(slot_run):
+    root, common = slot_run
+    resumed = root / "resumed"
+    shutil.copytree(root / "run", resumed)
+    for name in ("checkpoint-8", "task_2"):
+        shutil.rmtree(resumed / name)
+    assert main_ddpm.main([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", "latest"]) == 0
+    a = load_file(root / "run" / "checkpoint-8" / "model.safetensors")
+    b = load_file(resumed / "checkpoint-8" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_generative_replay_and_oracle_evaluation_are_refused(slot_run, capsys):
+    root, common = slot_run
+    for extra, needle in ((["--strategy", "generative_replay"], "generative replay is not available"),
+                          (["--eval_every_task"], "evaluate.py --slot_mode")):  # fmt: skip
+        assert main_ddpm.main([*common, "--output_dir", str(root / "refused"), *extra]) == 2
+        assert needle in capsys.readouterr().err
+
+
+def test_evaluate_slot_modes(slot_run):
+    root, _ = slot_run
+    task_dir, data = root / "run" / "task_2", root / "shapes_tasks_test.npz"
+    base = ["--model_path", str(task_dir), "--slot_data", str(data), "--num_inference_steps", "2",
+            "--num_samples", "2", "--no_progress"]  # fmt: skip
+
+    def run(mode: str, *extra) -> dict:
+        out = root / f"eval_{mode}_{len(extra)}"
+        assert evaluate.main([*base, "--slot_mode", mode, "--output_dir", str(out), *extra]) == 0
+        assert any(out.glob("*.png"))  # the sheet
+        return json.loads((out / "run.json").read_text())
+
+    record = run("masks", "--slot_images", "0", "1", "2")
+    assert 0.0 <= record["fg_ari"] <= 1.0 and len(record["fg_ari_per_image"]) == 3
+    record = run("reconstruct", "--slot_images", "0", "1")
+    assert len(record["mse_per_image"]) == 2 and record["mse"] > 0
+    record = run("compose", "--compose_slots", "0:1", "1:0")
+    assert record["num_slots_composed"] == 3  # padded to K = 3 with image 0's least used slot
+    out = root / "eval_too_many"
+    argv = [*base, "--slot_mode", "compose", "--compose_slots", "0:0,1,2", "1:0", "--output_dir", str(out)]
+    assert evaluate.main(argv) == 2  # 4 slots > K: guidance cannot batch them with the 3 null slots
+    assert evaluate.main([*argv, "--guidance_scale", "1"]) == 0
+    record = run("compose", "--compose_slots", "0", "1", "--slot_composition", "product", "--mcmc_sampler", "ULA",
+                 "--mcmc_sampler_start_timestep", "0")  # fmt: skip
+    assert record["weights"] == [2.0, 2.0] and record["mcmc"] == "ULA"
+
+
+def test_composition_helpers():
+    slots = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)
+    assert torch.equal(
+        compose_slot_set(slots, [(0, [2]), (1, [0, 1])]), torch.stack([slots[0, 2], slots[1, 0], slots[1, 1]])
+    )
+    with pytest.raises(ValueError, match="out of range"):
+        compose_slot_set(slots, [(0, [3])])
+    attention = torch.zeros(3, 4, 4)
+    attention[1] = 1.0  # slot 1 covers everything: the background
+    attention[1, 0, 0], attention[2, 0, 0] = 0.0, 1.0
+    assert object_slots(attention) == [2]  # slot 0 is empty, slot 1 is the background
