@@ -1,13 +1,14 @@
 # Two entry points, both self-contained on a fresh machine (no network beyond PyPI, no GPU needed):
 #   make demo   create .venv, install, train a class-conditional DDPM on the bundled split digits (5 tasks)
 #   make test   create .venv, install with dev extras, run the default (fast, offline) test suite
+#   make test-slow   the slow tests: kill/resume harness, 2-process consistency, memory growth, long MCMC checks
 PYTHON ?= python3
 VENV ?= .venv
 # torch is pinned in the same pip command: on CPU machines it selects the local CPU build instead of a CUDA wheel.
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-dev lint
+.PHONY: demo test test-slow install install-dev lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ demo: install
 
 test: install-dev
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# ≈ 20 min on 2 CPU cores (the kill/resume harness starts ~30 training processes); see README "Reliability".
+test-slow: install-dev
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "slow and not gpu"
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
