@@ -221,12 +221,18 @@ def test_slot_run_resumes_exactly(slot_run):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_generative_replay_and_oracle_evaluation_are_refused(slot_run, capsys):
+def test_generative_replay_oracle_evaluation_and_no_cfg_are_refused(slot_run, capsys):
     root, common = slot_run
-    for extra, needle in ((["--strategy", "generative_replay"], "generative replay is not available"),
-                          (["--eval_every_task"], "evaluate.py --slot_mode")):  # fmt: skip
-        assert main_ddpm.main([*common, "--output_dir", str(root / "refused"), *extra]) == 2
+    no_cfg = [a for a in common if a != "--classifier_free_guidance"]
+    cases = (
+        ([*common, "--strategy", "generative_replay"], "generative replay is not available"),
+        ([*common, "--eval_every_task"], "evaluate.py --slot_mode"),
+        (no_cfg, "needs --classifier_free_guidance"),
+    )
+    for argv, needle in cases:
+        assert main_ddpm.main([*argv, "--output_dir", str(root / "refused")]) == 2
         assert needle in capsys.readouterr().err
+    assert not (root / "refused").exists()
 
 
 def test_evaluate_slot_modes(slot_run):

@@ -237,6 +237,11 @@ def check_slot_run(args: argparse.Namespace) -> None:
         )
     if args.model_config_name_or_path:
         raise UserInputError("--model_config_name_or_path is not supported with --conditioning slots; use the flags")
+    if not args.classifier_free_guidance:
+        raise UserInputError(
+            "--conditioning slots needs --classifier_free_guidance: the end-of-task samples and unconditional "
+            "sampling use the learned null slot set, which only CFG training (--uncond_p) learns"
+        )
 
 
 def build_conditioning(args: argparse.Namespace, tasks: TaskSequence, kind: str):

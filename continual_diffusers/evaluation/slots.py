@@ -123,15 +123,16 @@ def compose_slot_set(slots: torch.Tensor, picks: list[tuple[int, list[int]]]) ->
 
 
 def attention_sheet(images: torch.Tensor, attention: torch.Tensor) -> np.ndarray:
-    """One row per image: the image, its segmentation (argmax slot, coloured), then each slot's soft mask
-    multiplied into the image. images (N, C, H, W) in [-1, 1], attention (N, K, H, W) → uint8 (rows, cols, 3)."""
+    """One row per image: the image, its segmentation (argmax slot, coloured), then each slot's soft mask in grey
+    (white = the slot holds the whole pixel). images (N, C, H, W) in [-1, 1], attention (N, K, H, W) → uint8
+    (rows, cols, 3)."""
     n, k = attention.shape[:2]
     rgb = images if images.shape[1] == 3 else images.repeat(1, 3, 1, 1)
     seg = PALETTE[attention.argmax(1).numpy() % len(PALETTE)]  # (N, H, W, 3)
     tiles = [to_uint8_nhwc(rgb), seg]
     for slot in range(k):
-        mask = attention[:, slot : slot + 1]
-        tiles.append(to_uint8_nhwc(mask * (rgb + 1) - 1))
+        mask = attention[:, slot : slot + 1].repeat(1, 3, 1, 1)
+        tiles.append(to_uint8_nhwc(mask * 2 - 1))
     h, w = images.shape[-2:]
     sheet = np.zeros((n * (h + 1) + 1, len(tiles) * (w + 1) + 1, 3), dtype=np.uint8)
     for col, tile in enumerate(tiles):

@@ -149,7 +149,7 @@ class SlotEncoderOutput(NamedTuple):
 class SlotEncoder(ModelMixin, ConfigMixin):
     """Image (or VAE latent) → K slots: CNN → soft position embedding → LayerNorm + MLP → Slot Attention.
 
-    The CNN keeps the resolution (5×5 convolutions, stride 1, as Locatello et al.'s CLEVR encoder), so the
+    The CNN keeps the resolution (stride-1 convolutions, as Locatello et al.'s CLEVR encoder), so the
     attention is one soft assignment per pixel and doubles as an unsupervised segmentation. A diffusers
     `ModelMixin`: `save_pretrained` / `from_pretrained` write and read `config.json` + safetensors.
 
@@ -160,7 +160,10 @@ class SlotEncoder(ModelMixin, ConfigMixin):
         slot_dim: D, also the UNet's `cross_attention_dim`.
         num_iterations: T Slot Attention rounds.
         hidden_channels: CNN width (the tokens' width D_in).
-        num_conv_layers: 5×5 conv + ReLU layers.
+        num_conv_layers: conv + ReLU layers.
+        kernel_size: their (odd) kernel size. Locatello et al. use 5×5 on 64-128 px images; on small canvases a
+            3×3 kernel keeps each token local (2 layers see 5×5 pixels), so tokens group by colour and position
+            rather than by context that spans several objects.
         null_slots: learn a null slot set for classifier-free guidance.
     """
 
@@ -173,16 +176,19 @@ class SlotEncoder(ModelMixin, ConfigMixin):
         slot_dim: int = 64,
         num_iterations: int = 3,
         hidden_channels: int = 32,
-        num_conv_layers: int = 3,
+        num_conv_layers: int = 2,
         null_slots: bool = True,
+        kernel_size: int = 3,
     ):
         super().__init__()
         if min(in_channels, resolution, num_slots, slot_dim, num_iterations, hidden_channels, num_conv_layers) < 1:
             raise UserInputError("slot encoder sizes (channels, resolution, slots, slot_dim, iterations) must be >= 1")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise UserInputError(f"the slot encoder's kernel_size must be odd, got {kernel_size}")
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(num_conv_layers):
-            layers += [nn.Conv2d(channels, hidden_channels, 5, padding=2), nn.ReLU()]
+            layers += [nn.Conv2d(channels, hidden_channels, kernel_size, padding=kernel_size // 2), nn.ReLU()]
             channels = hidden_channels
         self.cnn = nn.Sequential(*layers)
         self.position = SoftPositionEmbed(hidden_channels, resolution)
