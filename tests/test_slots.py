@@ -91,6 +91,22 @@ def test_gradients_reach_every_slot_encoder_parameter():
         assert p.grad is not None and p.grad.abs().sum() > 0, name  # CNN, slot attention, initial and null slots
 
 
+def test_energy_slot_model_trains_the_encoder_through_the_double_backward():
+    from diffusers import DDPMScheduler
+
+    from continual_diffusers.models.denoiser import EnergyModel
+
+    score, conditioning = _tiny_slot_denoiser()
+    model = EnergyModel(score.unet, "dae", score.slot_encoder)
+    x0 = torch.rand(2, 3, 8, 8) * 2 - 1
+    out = DenoisingObjective(DDPMScheduler(num_train_timesteps=10), "epsilon")(
+        model, x0, conditioning.encode(x0, "cpu")
+    )
+    assert out.energy.shape == (2,)
+    out.loss.mean().backward()
+    assert model.slot_encoder.slots_init.grad.abs().sum() > 0
+
+
 def test_dropped_rows_get_the_null_slot_set_and_slots_pass_through():
     model, conditioning = _tiny_slot_denoiser()
     model.eval()

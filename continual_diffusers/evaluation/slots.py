@@ -89,17 +89,17 @@ def encode_slots(conditioning, images: torch.Tensor, batch_size: int = 256):
 
 
 def background_slot(attention: torch.Tensor) -> int:
-    """The slot that holds the most attention mass of one image, attention (K, H, W): on a plain canvas with a
-    few objects that is the background."""
-    return int(attention.flatten(1).sum(1).argmax())
+    """The slot that wins the most pixels of one image, attention (K, H, W): on a plain canvas with a few objects
+    that is the background."""
+    return int(torch.bincount(attention.argmax(0).flatten(), minlength=attention.shape[0]).argmax())
 
 
-def object_slots(attention: torch.Tensor, min_pixels: float = 1.0) -> list[int]:
-    """Slots of one image, attention (K, H, W), other than its background slot and holding at least `min_pixels`
-    of attention mass (an unused slot is dropped)."""
-    mass = attention.flatten(1).sum(1)
+def object_slots(attention: torch.Tensor, min_pixels: int = 1) -> list[int]:
+    """Slots of one image, attention (K, H, W), other than its background slot that win (argmax) at least
+    `min_pixels` pixels: the slots its segmentation gives to objects."""
+    wins = torch.bincount(attention.argmax(0).flatten(), minlength=attention.shape[0])
     bg = background_slot(attention)
-    return [k for k in range(attention.shape[0]) if k != bg and float(mass[k]) >= min_pixels]
+    return [k for k in range(attention.shape[0]) if k != bg and int(wins[k]) >= min_pixels]
 
 
 def compose_slot_set(slots: torch.Tensor, picks: list[tuple[int, list[int]]]) -> torch.Tensor:
