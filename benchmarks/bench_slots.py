@@ -133,20 +133,30 @@ def evaluate(args, slot_dir: str, uncond_dir: str | None, test_data: str) -> dic
 def compose(args, model, conditioning, scheduler, images, slots, attention, per_task: int, num_rows: int = 6) -> None:
     """Rows: image A (task 1: squares), image B (task 2: circles), then 4 samples from A's background slot + A's
     object slots + B's object slots. Pairs are taken in order among those whose objects fit the K slots."""
-    from continual_diffusers.evaluation.slots import object_slots
+    from continual_diffusers.evaluation.slots import background_slot
 
-    num_slots, counts = slots.shape[1], [len(object_slots(a)) for a in attention]
-    pairs, used = [], set()
+    # Object slots of an image: the slots (other than its background slot) that win a lit (non-black) pixel. With a
+    # spatial partition of the canvas every slot also wins some background, so wins over all pixels say nothing.
+    lit = images.amax(1) > -0.5  # (N, H, W)
+    backgrounds = [background_slot(a) for a in attention]
+    objects = [
+        sorted({int(k) for k in a.argmax(0)[m].tolist()} - {bg}) for a, m, bg in zip(attention, lit, backgrounds)
+    ]
+    num_slots, pairs, used = slots.shape[1], [], set()
     for a in range(per_task):
         for b in range(per_task, len(images)):
-            if a not in used and b not in used and 1 + counts[a] + counts[b] <= num_slots and counts[a] and counts[b]:
+            fits = 1 + len(objects[a]) + len(objects[b]) <= num_slots and objects[a] and objects[b]
+            if a not in used and b not in used and fits:
                 pairs.append((a, b))
                 used.update((a, b))
                 break
         if len(pairs) == num_rows:
             break
     indices = list(range(len(images)))
-    conditions = [_concat_conditions([(a, None), (b, None)], slots, attention, indices) for a, b in pairs]
+    conditions = [
+        _concat_conditions([(a, [backgrounds[a], *objects[a]]), (b, objects[b])], slots, attention, indices)
+        for a, b in pairs
+    ]
     samples = sample(model, conditioning, scheduler, [c for c in conditions for _ in range(4)], args)
     rows = []
     for n, (a, b) in enumerate(pairs):
