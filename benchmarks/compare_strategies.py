@@ -31,6 +31,9 @@ GENERATIVE = ["--strategy", "generative_replay", "--gr_pool_size", "1000", "--gr
 METHODS = {
     "naive": [],
     "replay_1pct": REPLAY_1,
+    # The default mixing adds replays in proportion to the buffer (14 of 300 images → ~5 % of a batch); a fixed
+    # half-replay batch gives the 14 images as much weight as the new task's data.
+    "replay_1pct_ratio50": [*REPLAY_1, "--replay_ratio", "0.5"],
     "replay_10pct": REPLAY_10,
     # λ sweep: with the per-sample Fisher, Σ F·Δθ² over a naive task switch is ~1e-4 on this model, so λ ~ 1e3–1e4
     # is where the penalty matches the denoising loss (~0.05).
