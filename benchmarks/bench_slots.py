@@ -62,7 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip_unconditional", action="store_true", help="train only the slot model")
     p.add_argument("--buffer_size", type=int, default=128, help="replay buffer (task 1's squares during task 2)")
     p.add_argument("--eval_only", action="store_true", help="evaluate the models already in --output_dir")
+    p.add_argument("--slot_init", choices=["sampled", "learned"], default="sampled")
+    p.add_argument("--slot_pixel_tokens", action="store_true", help="append pixel values to the slot encoder's tokens")
+    p.add_argument("--slot_iters", type=int, default=3)
+    p.add_argument("--slot_decoder_weight", type=float, default=1.0, help="λ of the auxiliary broadcast decoder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="evaluation device")
     return p.parse_args(argv)
 
 
@@ -94,7 +99,7 @@ def test_images(data: str, resolution: int) -> tuple[torch.Tensor, np.ndarray]:
 
 def sample(model, conditioning, scheduler, labels: list, args) -> torch.Tensor:
     options = SamplerOptions("ddim", args.num_inference_steps, args.guidance_scale, batch_size=64, seed=args.seed)
-    return generate_samples(model, conditioning, scheduler, labels, options, "cpu").cpu()
+    return generate_samples(model, conditioning, scheduler, labels, options, args.device).cpu()
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -102,7 +107,7 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def evaluate(args, slot_dir: str, uncond_dir: str | None, test_data: str) -> dict:
-    model, conditioning, scheduler, meta = load_task_model(slot_dir)
+    model, conditioning, scheduler, meta = load_task_model(slot_dir, device=args.device)
     images, masks = test_images(test_data, meta["resolution"])
     slots, attention = encode_slots(conditioning, images)
     scores = fg_ari(masks, attention.numpy())
@@ -122,7 +127,7 @@ def evaluate(args, slot_dir: str, uncond_dir: str | None, test_data: str) -> dic
     others = images[torch.randperm(len(images), generator=generator)[: len(pick)]]
     results["mse_random_test_image"] = mse(others, targets)
     if uncond_dir is not None:
-        u_model, u_cond, u_sched, _ = load_task_model(uncond_dir)
+        u_model, u_cond, u_sched, _ = load_task_model(uncond_dir, device=args.device)
         results["mse_unconditional"] = mse(sample(u_model, u_cond, u_sched, [None] * len(pick), args), targets)
     rows = torch.cat([torch.cat([targets[i : i + 1], recon[i : i + 1]]) for i in range(0, len(pick), 2)])
     save_grid(rows, os.path.join(args.output_dir, "reconstructions.png"), nrow=8, min_size=512)
@@ -172,8 +177,11 @@ def main(argv=None) -> None:
         num_objects=(1, 3), size_range=(4, 6), seed=args.seed,
     ))  # fmt: skip
     times = {}
-    slot_flags = ["--conditioning", "slots", "--num_slots", "4", "--slot_dim", str(args.slot_dim), "--slot_iters", "3",
+    slot_flags = ["--conditioning", "slots", "--num_slots", "4", "--slot_dim", str(args.slot_dim),
+                  "--slot_iters", str(args.slot_iters), "--slot_init", args.slot_init,
                   "--classifier_free_guidance", "--uncond_p", "0.1"]  # fmt: skip
+    slot_flags += ["--slot_decoder_weight", str(args.slot_decoder_weight)]
+    slot_flags += ["--slot_pixel_tokens"] if args.slot_pixel_tokens else []
     slot_out = os.path.join(args.output_dir, "slots")
     uncond_out = None if args.skip_unconditional else os.path.join(args.output_dir, "unconditional")
     if not args.eval_only:

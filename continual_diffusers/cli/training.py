@@ -77,6 +77,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--slot_dim", type=int, default=64, help="slot width D (the UNet's cross_attention_dim)")
     g.add_argument("--slot_iters", type=int, default=3, help="T Slot Attention iterations")
     g.add_argument("--slot_encoder_channels", type=int, default=32, help="width of the slot encoder's CNN")
+    g.add_argument(
+        "--slot_init",
+        choices=["sampled", "learned"],
+        default="sampled",
+        help="initial slots: sampled N(μ, σ²) per image (exchangeable: slots bind to objects) or a learned set",
+    )
+    g.add_argument(
+        "--slot_decoder_weight",
+        type=float,
+        default=1.0,
+        help="λ of the auxiliary spatial-broadcast decoder loss that makes slots segment objects (0: the "
+        "denoising loss alone, which let one slot describe several objects: FG-ARI 0.55 vs 0.85, see README)",
+    )
+    g.add_argument(
+        "--slot_pixel_tokens",
+        action="store_true",
+        help="append each pixel's value to its token (a colour cue for flat-colour objects)",
+    )
 
 
 def add_objective_args(parser: argparse.ArgumentParser) -> None:
@@ -188,6 +206,7 @@ def check_ranges(args: argparse.Namespace) -> None:
         (not 0 < args.ema_max_decay <= 1, f"--ema_max_decay must be in (0, 1], got {args.ema_max_decay}"),
         (args.snr_gamma is not None and args.snr_gamma <= 0, f"--snr_gamma must be > 0, got {args.snr_gamma}"),
         (args.noise_offset < 0, f"--noise_offset must be >= 0, got {args.noise_offset}"),
+        (args.slot_decoder_weight < 0, f"--slot_decoder_weight must be >= 0, got {args.slot_decoder_weight}"),
     ]
     for failed, message in checks:
         if failed:
@@ -269,6 +288,9 @@ def build_conditioning(args: argparse.Namespace, tasks: TaskSequence, kind: str)
             num_iterations=args.slot_iters,
             hidden_channels=args.slot_encoder_channels,
             null_slots=cfg_on,
+            slot_init=args.slot_init,
+            pixel_tokens=args.slot_pixel_tokens,
+            decoder_loss_weight=args.slot_decoder_weight,
         )
         return SlotConditioning(encoder), None
     return Unconditional(), None

@@ -13,6 +13,8 @@ from typing import Literal
 import torch
 from diffusers import DDPMScheduler
 
+from ..models.slots import pop_auxiliary_loss
+
 PredictionType = Literal["epsilon", "sample", "v_prediction"]
 
 
@@ -68,8 +70,11 @@ class DenoisingObjective:
         # 2. Predict and regress onto the target.
         out = model(x_t, t, **cond)
         target = self.target(x0, noise, t)
-        per_sample = (out.prediction.float() - target.float()).pow(2).flatten(1).mean(1)
-        return LossOutput(per_sample * self.weights(t), x_t, t, noise, out.prediction, out.energy, dict(cond))
+        per_sample = (out.prediction.float() - target.float()).pow(2).flatten(1).mean(1) * self.weights(t)
+        auxiliary = pop_auxiliary_loss(model)  # slot models with a decoder: λ·‖x₀ − x̂₀(slots)‖², (B,)
+        if auxiliary is not None:
+            per_sample = per_sample + auxiliary
+        return LossOutput(per_sample, x_t, t, noise, out.prediction, out.energy, dict(cond))
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The regression target for `prediction_type`: ε, x₀ or v = √ᾱ_t ε − √(1−ᾱ_t) x₀; shapes like x0."""
