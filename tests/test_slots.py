@@ -131,6 +131,86 @@ def test_clear_errors():
         conditioning.slots(torch.zeros(1, 3, 16, 16))
 
 
+# ------------------------------------------------------------------------ sampled initial slots, auxiliary decoder
+def _encoder(**kw) -> SlotEncoder:
+    torch.manual_seed(0)
+    return SlotEncoder(3, 8, num_slots=3, slot_dim=8, num_iterations=2, hidden_channels=8, **kw)
+
+
+def test_sampled_initial_slots_are_fresh_in_training_and_fixed_in_eval(tmp_path):
+    encoder = _encoder(slot_init="sampled")
+    images = torch.rand(2, 3, 8, 8) * 2 - 1
+    init = encoder.initial_slots(2)
+    assert init.shape == (2, 3, 8) and not torch.equal(init[0], init[1])  # one draw per image
+    assert not torch.equal(encoder(images).slots, encoder(images).slots)  # and per call
+    encoder.eval()
+    first = encoder(images).slots
+    torch.testing.assert_close(encoder(images).slots, first)
+    # s⁰ = μ + σ ⊙ ξ with the config-seeded ξ: the same after a save / load round trip.
+    expected = encoder.slots_mu + encoder.slots_log_sigma.exp() * encoder.eval_noise
+    torch.testing.assert_close(encoder.initial_slots(1)[0], expected)
+    encoder.save_pretrained(tmp_path)
+    torch.testing.assert_close(SlotEncoder.from_pretrained(tmp_path).eval()(images).slots, first)
+
+
+def test_pixel_tokens_widen_the_tokens_by_the_image_channels():
+    encoder = _encoder(pixel_tokens=True)
+    assert encoder.slot_attention.to_k.in_features == 8 + 3
+    assert encoder(torch.zeros(1, 3, 8, 8)).slots.shape == (1, 3, 8)
+
+
+def test_broadcast_decoder_is_a_mixture_of_per_slot_images():
+    from continual_diffusers.models.slots import SpatialBroadcastDecoder
+
+    torch.manual_seed(0)
+    decoder = SpatialBroadcastDecoder(slot_dim=8, out_channels=3, resolution=8, hidden_channels=8).double()
+    slots = torch.randn(2, 4, 8).double()
+    image, masks = decoder(slots)
+    assert image.shape == (2, 3, 8, 8) and masks.shape == (2, 4, 8, 8)
+    torch.testing.assert_close(masks.sum(1), torch.ones(2, 8, 8).double())
+    # Slot k alone (broadcast, position-embedded, convolved) gives its own colours and logit: recompute the mixture.
+    per_slot = [
+        decoder.net(decoder.position(s.view(1, 1, 1, 8).expand(1, 8, 8, 8)).permute(0, 3, 1, 2)) for s in slots[0]
+    ]
+    logits = torch.cat([o[:, -1:] for o in per_slot], dim=1)  # (1, K, H, W)
+    mixture = sum(m * o[:, :-1] for m, o in zip(logits.softmax(1).unbind(1), per_slot))
+    torch.testing.assert_close(image[:1], mixture)
+    # Slots are a set: permuting them permutes the masks and leaves the image unchanged.
+    perm = torch.tensor([3, 1, 0, 2])
+    image_p, masks_p = decoder(slots[:, perm])
+    torch.testing.assert_close(image_p, image)
+    torch.testing.assert_close(masks_p, masks[:, perm])
+
+
+def test_objective_adds_the_weighted_decoder_loss_once():
+    from diffusers import DDPMScheduler
+
+    encoder = _encoder(slot_init="sampled", decoder_loss_weight=0.5)
+    spec = UNetSpec(8, 3, "slots", cross_attention_dim=8, block_out_channels=(8, 16), norm_num_groups=4)
+    model, conditioning = make_denoiser(build_unet(spec), None, encoder), SlotConditioning(encoder)
+    objective = DenoisingObjective(DDPMScheduler(num_train_timesteps=10), "epsilon")
+    x0 = torch.rand(3, 3, 8, 8) * 2 - 1
+    cond = conditioning.encode(x0, "cpu")
+    torch.manual_seed(1)
+    out = objective(model, x0, cond, torch.Generator().manual_seed(0))
+    assert encoder.pop_decoder_loss() is None  # consumed by the objective: never added twice
+    # Recompute both terms from the same draws: the slot init (global RNG) and t, ε (the generator).
+    torch.manual_seed(1)
+    slots = encoder(x0).slots
+    decoder_term = 0.5 * (encoder.decoder(slots)[0] - x0).pow(2).flatten(1).mean(1)
+    encoder.pop_decoder_loss()
+    g = torch.Generator().manual_seed(0)
+    noise, t = torch.randn(x0.shape, generator=g), torch.randint(0, 10, (3,), generator=g)
+    eps = model.unet(out.x_t, t, encoder_hidden_states=slots).sample
+    torch.testing.assert_close(out.loss, (eps - noise).pow(2).flatten(1).mean(1) + decoder_term)
+    out.loss.mean().backward()
+    assert all(p.grad is not None for p in encoder.decoder.parameters())
+    model.eval()  # sampling / EWC's Fisher (eval mode): no decoder loss
+    with torch.no_grad():
+        model(out.x_t, t, **cond)
+    assert encoder.pop_decoder_loss() is None
+
+
 # ---------------------------------------------------------------------------------------------------- FG-ARI
 def test_adjusted_rand_index_hand_computed_and_identities():
     # true {0,0,1,1} vs pred {0,0,1,2}: index 1, expected 2·1/6, max 3/2 → ARI = (2/3)/(7/6) = 4/7.

@@ -164,6 +164,15 @@ class SlotConditioning:
             raise ValueError("CFG dropout of slot conditions applies to training batches (slot_images)")
         return {**cond, "slot_keep": keep}
 
+    def training_noise(self, cond: dict, generator: torch.Generator) -> dict:
+        """Add `slot_noise`, the ξ (B, K, D) of sampled initial slots, drawn from the training step's generator:
+        from the global RNG a resumed run would draw other slots than the uninterrupted one."""
+        config = self.encoder.config
+        if config.slot_init != "sampled":
+            return cond
+        shape = (cond["slot_images"].shape[0], config.num_slots, config.slot_dim)
+        return {**cond, "slot_noise": torch.randn(shape, generator=generator, device=generator.device)}
+
 
 def load_text_encoder(name_or_path: str, revision: str | None = None, variant: str | None = None):
     """Load (CLIPTokenizer, CLIPTextModel) from a hub id or local dir, in the Stable-Diffusion layout

@@ -269,8 +269,11 @@ class SlotEncoder(ModelMixin, ConfigMixin):
     def num_slots(self) -> int:
         return self.config.num_slots
 
-    def forward(self, images: torch.Tensor) -> SlotEncoderOutput:
-        """images (B, C, H, W) in the model's input space ([-1, 1] pixels or latents) → slots and attention masks."""
+    def forward(self, images: torch.Tensor, noise: torch.Tensor | None = None) -> SlotEncoderOutput:
+        """images (B, C, H, W) in the model's input space ([-1, 1] pixels or latents) → slots and attention masks.
+
+        `noise` (B, K, D): the ξ of sampled initial slots in training (the trainer draws it from the step's seeded
+        generator, so a resumed run repeats it); None draws from the global RNG. Ignored in eval mode."""
         c, res = self.config.in_channels, self.config.resolution
         if images.dim() != 4 or images.shape[1] != c or tuple(images.shape[2:]) != (res, res):
             raise UserInputError(
@@ -282,7 +285,7 @@ class SlotEncoder(ModelMixin, ConfigMixin):
             features = torch.cat([features, images], dim=1)
         features = features.permute(0, 2, 3, 1)  # (B, H, W, C)
         tokens = self.mlp(self.norm(self.position(features))).flatten(1, 2)  # (B, N, C)
-        slots, attention = self.slot_attention(tokens, self.initial_slots(images.shape[0]))
+        slots, attention = self.slot_attention(tokens, self.initial_slots(images.shape[0], noise))
         if self.decoder is not None and self.training and torch.is_grad_enabled():
             reconstruction, _ = self.decoder(slots)
             error = (reconstruction.float() - images.float()).pow(2).flatten(1).mean(1)
@@ -295,16 +298,17 @@ class SlotEncoder(ModelMixin, ConfigMixin):
         loss, self._decoder_loss = self._decoder_loss, None
         return loss
 
-    def initial_slots(self, batch_size: int) -> torch.Tensor:
-        """s⁰, (batch_size, K, D): the learned set, or μ + σ ⊙ ξ (ξ fresh in training, fixed in eval mode)."""
+    def initial_slots(self, batch_size: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """s⁰, (batch_size, K, D): the learned set, or μ + σ ⊙ ξ (ξ = `noise` or fresh in training, fixed in eval)."""
         if self.config.slot_init == "learned":
             return self.slots_init.unsqueeze(0).expand(batch_size, -1, -1)
-        if self.training:
-            noise = torch.randn(
-                batch_size, *self.eval_noise.shape, device=self.slots_mu.device, dtype=self.slots_mu.dtype
-            )
-        else:
-            noise = self.eval_noise.to(self.slots_mu.dtype).unsqueeze(0).expand(batch_size, -1, -1)
+        if not self.training:
+            noise = self.eval_noise.unsqueeze(0).expand(batch_size, -1, -1)
+        elif noise is None:
+            noise = torch.randn(batch_size, *self.eval_noise.shape, device=self.slots_mu.device)
+        elif tuple(noise.shape) != (batch_size, *self.eval_noise.shape):
+            raise ValueError(f"slot noise must be {(batch_size, *self.eval_noise.shape)}, got {tuple(noise.shape)}")
+        noise = noise.to(self.slots_mu.dtype)
         return self.slots_mu + self.slots_log_sigma.exp() * noise
 
     def null_slots(self, batch_size: int) -> torch.Tensor:
@@ -331,16 +335,17 @@ def slot_unet_kwargs(encoder: SlotEncoder, cond: dict, batch_size: int) -> dict:
 
     `cond` holds one of:
         - `slot_images` (B, C, H, W): encode them now (training: the encoder gets gradients), optionally with
-          `slot_keep` (B,) bool; rows where it is False get the null slot set (CFG dropout);
+          `slot_keep` (B,) bool; rows where it is False get the null slot set (CFG dropout), and `slot_noise`
+          (B, K, D), the ξ of sampled initial slots;
         - `encoder_hidden_states` (B, K', D): slots computed beforehand (sampling, composition), passed through;
         - nothing: the null slot set (the unconditional model).
     """
     cond = dict(cond)
-    images, keep = cond.pop("slot_images", None), cond.pop("slot_keep", None)
+    images, keep, noise = cond.pop("slot_images", None), cond.pop("slot_keep", None), cond.pop("slot_noise", None)
     if images is not None:
         if "encoder_hidden_states" in cond:
             raise ValueError("give either slot_images or encoder_hidden_states, not both")
-        slots = encoder(images).slots
+        slots = encoder(images, noise).slots
         if keep is not None:
             slots = torch.where(keep.view(-1, 1, 1), slots, encoder.null_slots(slots.shape[0]).to(slots.dtype))
         cond["encoder_hidden_states"] = slots

@@ -224,6 +224,9 @@ class ContinualTrainer:
         if cfg.uncond_p > 0:
             keep = torch.rand(x0.shape[0], generator=noise_gen, device=acc.device) >= cfg.uncond_p
             cond = self.conditioning.drop(cond, keep)
+        training_noise = getattr(self.conditioning, "training_noise", None)  # slot models' random initial slots
+        if training_noise is not None:
+            cond = training_noise(cond, noise_gen)
         out = self.objective(model, x0, cond, generator=noise_gen)
         if replay is not None:
             # Replayed rows end the batch. Their losses are scaled by the strategy's weight (one number, or one per
