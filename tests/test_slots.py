@@ -290,6 +290,13 @@ def test_slot_run_exports_reloadable_slot_encoders(slot_run):
     task_dir = root / "run" / "task_2"
     for sub in ("unet", "unet_ema", "slot_encoder", "slot_encoder_ema"):
         assert (task_dir / sub).is_dir(), sub
+    # End-of-task samples: one row per reference image (2 per seen task), the image then its reconstruction.
+    from PIL import Image
+
+    for k, rows in ((1, 2), (2, 4)):
+        png = Image.open(root / "run" / f"task_{k}" / "samples.png")
+        # rows × (the image + eval_batch_size 1 sample) cells of 8 px + 1 px padding, upscaled by an integer factor
+        assert png.height * (2 * 9 + 1) == png.width * (rows * 9 + 1)
     meta = json.loads((task_dir / "continual_diffusers.json").read_text())
     assert meta["conditioning"] == "slots" and meta["slots"] == {"num_slots": 3, "slot_dim": 8, "num_iterations": 2}
     ema_model, conditioning, _, _ = load_task_model(str(task_dir))

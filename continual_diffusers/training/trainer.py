@@ -84,6 +84,7 @@ class ContinualTrainer:
     def fit(self, tasks: TaskSequence, resume_path: str | None = None) -> None:
         if resume_path:
             self._restore(resume_path)
+        self._tasks = tasks
         for index, task in enumerate(tasks):
             if index < self.position.task_index:
                 continue
@@ -280,8 +281,9 @@ class ContinualTrainer:
         )  # fmt: skip
         eval_model = ema_model if ema_model is not None else copy.deepcopy(self.model)
         path = self.validator.save(
-            eval_model, task_dir, self.export_metadata, self.position.seen_tasks, self.accelerator.device
-        )
+            eval_model, task_dir, self.export_metadata, self.position.seen_tasks, self.accelerator.device,
+            self._slot_references() if self.conditioning.kind == "slots" else None,
+        )  # fmt: skip
         logger.info("task %d done: model in %s, samples in %s", task.task_id, task_dir, path)
         for tracker in self.accelerator.trackers:
             if tracker.name == "tensorboard":
@@ -293,6 +295,17 @@ class ContinualTrainer:
                 )
         if self.task_eval is not None:
             self._evaluate(eval_model, task.task_id)
+
+    def _slot_references(self, per_task: int = 2) -> torch.Tensor:
+        """The first `per_task` images of every seen task (B, C, H, W), un-augmented: what a slot model's
+        end-of-task samples reconstruct, so forgetting shows as reconstructions that drift from their image."""
+        images = []
+        for task in self._tasks:
+            if task.task_id in self.position.seen_tasks:
+                dataset = self.make_dataset(task)
+                indices = torch.arange(min(per_task, len(dataset)))
+                images.append(dataset.batch(indices, generator=torch.Generator().manual_seed(0))["images"])
+        return torch.cat(images)
 
     def _evaluate(self, eval_model, task_id: int) -> None:
         results = self.task_eval(eval_model, task_id, list(self.position.seen_tasks), self.accelerator.device)

@@ -1,11 +1,13 @@
-"""End-of-task validation samples: one grid row per seen class (class models), per prompt (text models), or one
-row of unconditional samples, written as PNG next to the exported model so forgetting is visible at a glance."""
+"""End-of-task validation samples: one grid row per seen class (class models), per prompt (text models), per
+reference image of the seen tasks (slot models: the image, then samples from its slots), or one row of
+unconditional samples, written as PNG next to the exported model so forgetting is visible at a glance."""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+import torch
 
 from ..sampling.generate import SamplerOptions, generate_samples
 from ..utils.images import make_grid, save_grid
@@ -37,11 +39,23 @@ class ValidationSampler:
             return list(self.cfg.validation_prompts)
         return [None]
 
-    def save(self, model, task_dir: str, metadata: dict, seen_tasks: list[int], device) -> str:
-        rows = self.labels_for(metadata, seen_tasks)
-        labels = [label for label in rows for _ in range(self.cfg.eval_batch_size)]
+    def save(self, model, task_dir: str, metadata: dict, seen_tasks: list[int], device, references=None) -> str:
+        """Sample the grid and write `task_dir/samples.png`. `references` (N, C, H, W): a slot model's images to
+        reconstruct, one row each (the image, then `eval_batch_size` samples from its slots)."""
+        per_row = self.cfg.eval_batch_size
+        if references is not None:
+            encoder = model.slot_encoder.eval()  # the model being saved (EMA weights), not the live training one
+            with torch.no_grad():
+                rows = list(encoder(references.to(encoder.device, encoder.dtype)).slots)
+        else:
+            rows = self.labels_for(metadata, seen_tasks)
+        labels = [label for label in rows for _ in range(per_row)]
         images = generate_samples(
             model, self.conditioning, self.train_scheduler, labels, self.options, device, self.decode_fn
         )
-        self.last_grid = make_grid(images, nrow=self.cfg.eval_batch_size)
-        return save_grid(images, os.path.join(task_dir, "samples.png"), nrow=self.cfg.eval_batch_size)
+        if references is not None:
+            images = torch.cat([torch.cat([ref[None].to(images), images[i * per_row : (i + 1) * per_row]])
+                                for i, ref in enumerate(references)])  # fmt: skip
+            per_row += 1
+        self.last_grid = make_grid(images, nrow=per_row)
+        return save_grid(images, os.path.join(task_dir, "samples.png"), nrow=per_row)
