@@ -215,3 +215,19 @@ def test_bad_strategy_flags_exit_2_with_one_line(tmp_path, task_file, capsys, fl
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_ema_refuses_a_parameter_set_changed_after_the_trainer_was_built():
+    from types import SimpleNamespace
+
+    from diffusers.training_utils import EMAModel
+
+    from continual_diffusers.training.trainer import ContinualTrainer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    trainer = SimpleNamespace(model=model, ema=EMAModel(model.parameters()))
+    ContinualTrainer._check_ema_pairing(trainer)  # unchanged: fine
+    model.append(torch.nn.Linear(2, 2))  # e.g. a strategy injecting an adapter in before_task
+    with pytest.raises(RuntimeError, match="changed the parameter set"):
+        ContinualTrainer._check_ema_pairing(trainer)
+    ContinualTrainer._check_ema_pairing(SimpleNamespace(model=model, ema=None))  # no EMA: nothing to pair

@@ -196,6 +196,7 @@ def check_ranges(args: argparse.Namespace) -> None:
         raise UserInputError(f"--learning_rate must be > 0, got {args.learning_rate}")
     if args.checkpointing_steps is not None and args.checkpointing_steps < 0:
         raise UserInputError(f"--checkpointing_steps must be >= 0, got {args.checkpointing_steps}")
+    decoder_weight = getattr(args, "slot_decoder_weight", 0.0)  # main_ldm has no slot flags
     checks = [
         (args.max_grad_norm <= 0, f"--max_grad_norm must be > 0, got {args.max_grad_norm}"),
         (args.lr_warmup_steps < 0, f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}"),
@@ -206,7 +207,7 @@ def check_ranges(args: argparse.Namespace) -> None:
         (not 0 < args.ema_max_decay <= 1, f"--ema_max_decay must be in (0, 1], got {args.ema_max_decay}"),
         (args.snr_gamma is not None and args.snr_gamma <= 0, f"--snr_gamma must be > 0, got {args.snr_gamma}"),
         (args.noise_offset < 0, f"--noise_offset must be >= 0, got {args.noise_offset}"),
-        (args.slot_decoder_weight < 0, f"--slot_decoder_weight must be >= 0, got {args.slot_decoder_weight}"),
+        (decoder_weight < 0, f"--slot_decoder_weight must be >= 0, got {decoder_weight}"),
     ]
     for failed, message in checks:
         if failed:

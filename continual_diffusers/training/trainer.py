@@ -102,6 +102,7 @@ class ContinualTrainer:
         )
         num_steps = self.steps_for_task(schedule)
         self.strategy.before_task(self.model, task.task_id, apply_ema=self.apply_ema if self.ema else None)
+        self._check_ema_pairing()
         optimizer = build_optimizer(self.model.parameters(), cfg)
         lr_schedule = build_lr_schedule(optimizer, cfg, num_steps)
         model, optimizer = acc.prepare(self.model, optimizer)
@@ -295,6 +296,19 @@ class ContinualTrainer:
                 )
         if self.task_eval is not None:
             self._evaluate(eval_model, task.task_id)
+
+    def _check_ema_pairing(self) -> None:
+        """diffusers' EMAModel pairs its shadow copies with the model's parameters by position (zip): a strategy
+        that added or removed parameters after the trainer was built would silently average the wrong tensors."""
+        if self.ema is None:
+            return
+        shapes = [tuple(p.shape) for p in self.model.parameters()]
+        if shapes != [tuple(p.shape) for p in self.ema.shadow_params]:
+            raise RuntimeError(
+                f"the model has {len(shapes)} parameter tensors but the EMA tracks {len(self.ema.shadow_params)} "
+                "(or their shapes differ): a strategy changed the parameter set after the trainer was built; "
+                "create such parameters before building the trainer (as LoRA does for every task's adapter)"
+            )
 
     def _slot_references(self, per_task: int = 2) -> torch.Tensor:
         """The first `per_task` images of every seen task (B, C, H, W), un-augmented: what a slot model's
