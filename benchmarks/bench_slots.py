@@ -182,12 +182,19 @@ def compose(args, model, conditioning, scheduler, images, masks, slots, attentio
         for n, (a, b) in enumerate(pairs):
             rows += [images[a : a + 1], images[b : b + 1], sheet[per_pair * n : per_pair * (n + 1)]]
         save_grid(torch.cat(rows), os.path.join(args.output_dir, name), nrow=6, min_size=512)
-    return {
-        "composition_pairs": len(pairs),
-        "mse_composition_vs_composite": mse(samples, composites),
-        "mse_product_vs_composite": mse(products, composites),
-        "mse_a_slots_vs_composite": mse(own, composites),
+    # The whole-image MSE is dominated by the black background; also score B's object pixels (did B's objects
+    # appear, in their colour?) and A's (did A's objects survive?), from the true masks.
+    region = {
+        "b_objects": torch.stack([torch.from_numpy(masks[b] > 0) for _, b in pairs]),
+        "a_objects": torch.stack([torch.from_numpy(masks[a] > 0) for a, _ in pairs]),
     }
+    record = {"composition_pairs": len(pairs)}
+    for name, sheet in (("composition", samples), ("product", products), ("a_slots", own)):
+        record[f"mse_{name}_vs_composite"] = mse(sheet, composites)
+        for where, mask in region.items():
+            mask = mask.repeat_interleave(per_pair, 0)[:, None].expand_as(sheet)
+            record[f"mse_{name}_on_{where}"] = float((sheet - composites)[mask].pow(2).mean())
+    return record
 
 
 def product(args, model, conditioning, scheduler, slots_a, slots_b, num: int) -> torch.Tensor:
