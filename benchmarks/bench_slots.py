@@ -143,15 +143,10 @@ def compose(args, model, conditioning, scheduler, images, masks, slots, attentio
     object slots + B's object slots. Pairs are taken in order among those whose objects fit the K slots and do not
     overlap, so the ideal composition is known: A with B's object pixels pasted in (from the true masks). Returns
     the MSE of the compositions to that composite, against samples from A's own slots (which lack B's objects)."""
-    from continual_diffusers.evaluation.slots import background_slot
+    from continual_diffusers.evaluation.slots import background_slot, object_slots
 
-    # Object slots of an image: the slots (other than its background slot) that win a lit (non-black) pixel. The
-    # background is shared by several slots, so wins over all pixels say nothing.
-    lit = images.amax(1) > -0.5  # (N, H, W)
-    backgrounds = [background_slot(a) for a in attention]
-    objects = [
-        sorted({int(k) for k in a.argmax(0)[m].tolist()} - {bg}) for a, m, bg in zip(attention, lit, backgrounds)
-    ]
+    backgrounds = [background_slot(a, image) for a, image in zip(attention, images)]
+    objects = [object_slots(a, image) for a, image in zip(attention, images)]
     num_slots, pairs, used = slots.shape[1], [], set()
     for a in range(per_task):
         for b in range(per_task, len(images)):
@@ -165,7 +160,7 @@ def compose(args, model, conditioning, scheduler, images, masks, slots, attentio
             break
     indices = list(range(len(images)))
     conditions = [
-        _concat_conditions([(a, [backgrounds[a], *objects[a]]), (b, objects[b])], slots, attention, indices)
+        _concat_conditions([(a, [backgrounds[a], *objects[a]]), (b, objects[b])], slots, attention, images, indices)
         for a, b in pairs
     ]
     per_pair = 4

@@ -20,8 +20,10 @@ from continual_diffusers.data.__main__ import main as data_main
 from continual_diffusers.data.shapes import COLOURS, load_masks, make_shapes_tasks, masks_path
 from continual_diffusers.evaluation.slots import (
     adjusted_rand_index,
+    background_slot,
     compose_slot_set,
     fg_ari,
+    foreground_mask,
     object_slots,
 )
 from continual_diffusers.models.conditioning import SlotConditioning
@@ -372,7 +374,16 @@ def test_composition_helpers():
     )
     with pytest.raises(ValueError, match="out of range"):
         compose_slot_set(slots, [(0, [3])])
-    attention = torch.zeros(3, 4, 4)
-    attention[1] = 1.0  # slot 1 covers everything: the background
-    attention[1, 0, 0], attention[2, 0, 0] = 0.0, 1.0
-    assert object_slots(attention) == [2]  # slot 0 is empty, slot 1 is the background
+    # A 6×6 black canvas with a red 2×2 object; slot 0 wins columns 0-3 of the canvas (20 pixels), slot 1 columns
+    # 4-5 (12) and one object pixel, slot 2 the other 3 object pixels, slot 3 nothing.
+    image = -torch.ones(3, 6, 6)
+    image[0, 2:4, 2:4] = 1.0
+    owner = torch.zeros(6, 6, dtype=torch.long)
+    owner[:, 4:] = 1
+    owner[2:4, 2:4] = 2
+    owner[3, 3] = 1
+    attention = torch.nn.functional.one_hot(owner, 4).permute(2, 0, 1).float()
+    assert foreground_mask(image).sum() == 4
+    assert background_slot(attention, image) == 0
+    assert object_slots(attention, image) == [2]  # slot 1 wins 1 object pixel (< min_pixels 2), slot 3 none
+    assert object_slots(attention, image, min_pixels=1) == [1, 2]

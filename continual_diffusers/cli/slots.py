@@ -94,18 +94,19 @@ def _source_images(args, meta: dict) -> tuple[torch.Tensor, np.ndarray | None, l
     return images, masks, indices
 
 
-def _concat_conditions(picks, slots: torch.Tensor, attention: torch.Tensor, indices: list[int]) -> torch.Tensor:
-    """One slot set from the picks. Fewer than K chosen slots are padded with the first image's unused slots (least
-    attention mass first), so the UNet sees the K tokens it was trained with and guidance can batch the null set."""
+def _concat_conditions(picks, slots: torch.Tensor, attention: torch.Tensor, images: torch.Tensor, indices: list[int]):
+    """One slot set (K', D) from the picks. Fewer than K chosen slots are padded with the first image's unused slots
+    (least attention mass first), so the UNet sees the K tokens it was trained with and guidance can batch the null
+    set. images (N, C, H, W): the sources, which tell object pixels from the canvas."""
     from ..evaluation.slots import background_slot, compose_slot_set, object_slots
 
     resolved = []
     for n, (image, ids) in enumerate(picks):
         row = indices.index(image)
         if ids is None:
-            ids = object_slots(attention[row])
+            ids = object_slots(attention[row], images[row])
             if n == 0:
-                ids = [background_slot(attention[row]), *ids]
+                ids = [background_slot(attention[row], images[row]), *ids]
         resolved.append((row, ids))
     num_slots, chosen = slots.shape[1], sum(len(ids) for _, ids in resolved)
     first, used = resolved[0][0], set(resolved[0][1])
@@ -149,7 +150,7 @@ def run_slot_mode(args, model, conditioning, scheduler, meta: dict, options, dev
         raise UserInputError('--slot_mode compose needs --compose_slots, e.g. "0 1" or "0:0,2 1:3"')
     picks = parse_compose_spec(args.compose_slots)
     if args.slot_composition == "concat":
-        condition = _concat_conditions(picks, slots, attention, indices)
+        condition = _concat_conditions(picks, slots, attention, images, indices)
         record["num_slots_composed"] = int(condition.shape[0])
         if condition.shape[0] != slots.shape[1] and options.guidance_scale != 1.0 and conditioning.supports_null:
             raise UserInputError(

@@ -88,17 +88,30 @@ def encode_slots(conditioning, images: torch.Tensor, batch_size: int = 256):
     return torch.cat([p.slots for p in parts]).cpu(), torch.cat([p.attention for p in parts]).cpu()
 
 
-def background_slot(attention: torch.Tensor) -> int:
-    """The slot that wins the most pixels of one image, attention (K, H, W): on a plain canvas with a few objects
-    that is the background."""
-    return int(torch.bincount(attention.argmax(0).flatten(), minlength=attention.shape[0]).argmax())
+def foreground_mask(image: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """(H, W) bool: the pixels of image (C, H, W) in [-1, 1] whose colour differs from the canvas colour by more
+    than `threshold` in some channel. The canvas colour is the per-channel median of the border pixels: objects on
+    a plain canvas, as in the shapes data, rarely fill the border."""
+    border = torch.cat([image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]], dim=1)  # (C, 4·side)
+    canvas = border.median(dim=1).values
+    return (image - canvas[:, None, None]).abs().amax(0) > threshold
 
 
-def object_slots(attention: torch.Tensor, min_pixels: int = 1) -> list[int]:
-    """Slots of one image, attention (K, H, W), other than its background slot that win (argmax) at least
-    `min_pixels` pixels: the slots its segmentation gives to objects."""
-    wins = torch.bincount(attention.argmax(0).flatten(), minlength=attention.shape[0])
-    bg = background_slot(attention)
+def background_slot(attention: torch.Tensor, image: torch.Tensor) -> int:
+    """The slot that wins (argmax) the most canvas pixels of one image; attention (K, H, W), image (C, H, W)."""
+    canvas = ~foreground_mask(image)
+    return int(torch.bincount(attention.argmax(0)[canvas], minlength=attention.shape[0]).argmax())
+
+
+def object_slots(attention: torch.Tensor, image: torch.Tensor, min_pixels: int = 2) -> list[int]:
+    """The slots of one image that win (argmax) at least `min_pixels` of its foreground pixels (`foreground_mask`),
+    other than its background slot; attention (K, H, W), image (C, H, W).
+
+    Counting wins over foreground pixels only matters: with sampled initial slots the canvas is shared by several
+    slots, each of which wins pixels somewhere, so wins over all pixels called 2.9 slots per image objects where
+    there were 2.05 objects (34 % of the shapes test images right, against 76 % this way)."""
+    wins = torch.bincount(attention.argmax(0)[foreground_mask(image)], minlength=attention.shape[0])
+    bg = background_slot(attention, image)
     return [k for k in range(attention.shape[0]) if k != bg and int(wins[k]) >= min_pixels]
 
 
