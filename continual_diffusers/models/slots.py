@@ -229,6 +229,8 @@ class SlotEncoder(ModelMixin, ConfigMixin):
         num_conv_layers: int = 2,
         null_slots: bool = True,
         kernel_size: int = 3,
+        # These three default to the behaviour before they existed, so a saved config without them loads as the
+        # model it was; the CLI's defaults (sampled, 1.0) are the measured ones.
         slot_init: str = "learned",
         pixel_tokens: bool = False,
         decoder_loss_weight: float = 0.0,

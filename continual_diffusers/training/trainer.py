@@ -311,8 +311,9 @@ class ContinualTrainer:
             )
 
     def _slot_references(self, per_task: int = 2) -> torch.Tensor:
-        """The first `per_task` images of every seen task (B, C, H, W), un-augmented: what a slot model's
-        end-of-task samples reconstruct, so forgetting shows as reconstructions that drift from their image."""
+        """The first `per_task` images of every seen task (B, C, H, W), with the same seeded crops/flips at every
+        export: what a slot model's end-of-task samples reconstruct, so forgetting shows as reconstructions that
+        drift from the same images task after task."""
         images = []
         for task in self._tasks:
             if task.task_id in self.position.seen_tasks:
