@@ -54,6 +54,21 @@ def test_min_snr_weights_closed_form(prediction_type):
     torch.testing.assert_close(obj.weights(t), expected)
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_min_snr_weights_are_finite_at_zero_terminal_snr(prediction_type):
+    """With `rescale_betas_zero_snr` SNR_T = 0; the ε weight min(SNR, γ)/SNR tends to 1 there (not 0/0 = NaN)."""
+    sched = DDPMScheduler(num_train_timesteps=100, rescale_betas_zero_snr=True)
+    assert sched.alphas_cumprod[-1] == 0
+    obj = DenoisingObjective(sched, prediction_type, snr_gamma=5.0)
+    weights = obj.weights(torch.arange(100))
+    assert torch.isfinite(weights).all()
+    expected_last = {"epsilon": 1.0, "v_prediction": 0.0, "sample": 0.0}[prediction_type]
+    assert weights[-1].item() == expected_last
+    x0 = torch.randn(4, 1, 4, 4)
+    out = obj(Oracle(), x0, {}, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss).all()
+
+
 def test_targets_for_sample_and_v_prediction():
     sched = DDPMScheduler(num_train_timesteps=10)
     x0, noise, t = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4), torch.tensor([2, 8])

@@ -128,3 +128,23 @@ def test_state_round_trip_mid_task_continues_exactly():
         assert torch.equal(straight.omega[n], resumed.omega[n]) and torch.equal(straight.start[n], resumed.start[n])
     with pytest.raises(UserInputError, match="no SI state"):
         SynapticIntelligence(1.0).load_state_dict({})
+
+
+def test_a_skipped_step_leaves_no_gradient_behind():
+    """--on_nonfinite skip: the trainer calls `discard_step` instead of `after_optimizer_step`; the skipped step's
+    hooked gradients must not be added into the next step's ω (that step would count twice)."""
+    reference_model, reference = _model(), SynapticIntelligence(lambda_=5.0, epsilon=0.1)
+    _train(reference_model, reference, range(3))
+    model, si = _model(), SynapticIntelligence(lambda_=5.0, epsilon=0.1)
+    si.before_task(model, 1)
+    _data_loss(model, 99, 0).backward()  # the skipped step: gradients hooked, no optimizer step
+    model.zero_grad(set_to_none=True)
+    si.discard_step(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for step in range(3):
+        _data_loss(model, step, 0).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        si.after_optimizer_step(model)
+    for n in reference.omega:
+        torch.testing.assert_close(si.omega[n], reference.omega[n])

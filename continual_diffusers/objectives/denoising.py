@@ -89,9 +89,11 @@ class DenoisingObjective:
         snr = self._snr.to(t.device)[t]
         if self.snr_gamma is None:
             return snr if self.prediction_type == "sample" else torch.ones_like(snr)
-        clipped = snr.clamp(max=self.snr_gamma)
         if self.prediction_type == "epsilon":
-            return clipped / snr
+            # min(SNR, γ)/SNR written as min(1, γ/SNR): equal for SNR > 0 and its limit 1 at a zero-terminal-SNR
+            # step (SNR_T = 0, e.g. `rescale_betas_zero_snr`), where the quotient form is 0/0 = NaN.
+            return (self.snr_gamma / snr).clamp(max=1.0)
+        clipped = snr.clamp(max=self.snr_gamma)
         if self.prediction_type == "v_prediction":
             return clipped / (snr + 1.0)
         return clipped

@@ -55,6 +55,10 @@ class ContinualStrategy:
     def after_optimizer_step(self, model: nn.Module) -> None:
         return None
 
+    def discard_step(self, model: nn.Module) -> None:
+        """The optimizer step just computed was skipped (--on_nonfinite skip): forget what it left behind."""
+        return None
+
     def after_task(self, model: nn.Module, context: TaskContext) -> None:
         return None
 

@@ -58,6 +58,10 @@ class CombinedStrategy(ContinualStrategy):
         for s in self.strategies:
             s.after_optimizer_step(model)
 
+    def discard_step(self, model: nn.Module) -> None:
+        for s in self.strategies:
+            s.discard_step(model)
+
     def after_task(self, model: nn.Module, context: TaskContext) -> None:
         for s in self.strategies:
             s.after_task(model, context)

@@ -83,6 +83,10 @@ class SynapticIntelligence(ContinualStrategy):
             self._previous[n] = current.clone()
         self._grads = {}
 
+    def discard_step(self, model: nn.Module) -> None:
+        """A skipped step moved no parameter: its hooked gradients must not leak into the next step's ω."""
+        self._grads = {}
+
     def _unregularised_grads(self, params: dict[str, nn.Parameter]) -> ParamDict:
         grads = self._grads
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

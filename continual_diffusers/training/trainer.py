@@ -173,6 +173,8 @@ class ContinualTrainer:
             self.strategy.after_optimizer_step(self.model)
             if self.ema is not None:
                 self.ema.step(self.model.parameters())
+        else:
+            self.strategy.discard_step(self.model)
         logs = {"loss": total, "lr": lr_schedule.get_last_lr()[0], "task": task_id}
         if fault is not None:
             logs["nonfinite_skipped"] = 1
