@@ -4,21 +4,24 @@
   `task_{id}/images` uint8 (N, H, W, C) and optional `task_{id}/labels`, int64 (N,) class ids or unicode (N,)
   captions.
 - **legacy** (the earlier implementation's files): `np.savez(path, data_structure=pickle.dumps(tasks))` with
-  `tasks = {task_id: {"images": ..., "labels": ...}}`. The pickle is read by `restricted_loads`, which can only
-  build plain data; numpy's pickle loading stays switched off.
+  `tasks = {task_id: {"images": ..., "labels": ...}}`. The pickle is never unpickled: `unpickle.parse_pickle`
+  reads its plain data without calling anything from it; numpy's pickle loading stays switched off.
 
+Both are read by `npz.read_npz`, which checks every size a file states before allocating (caps in `npz`).
 Validation happens when a `Task` is built: each problem is one `TaskFileError` naming task, field and what is wrong.
 Nothing is silently fixed; labels stay 1-D even for a 1-sample task (the earlier `np.squeeze` made them 0-d).
+Task ids are ints from 1 to `MAX_TASK_ID`, class ids ints from 0 to `MAX_CLASS_ID` (the class-embedding table has
+max + 1 rows), images at least 1×1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
+import reprlib
 import tempfile
-import zipfile
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,8 @@ from typing import Any, Literal, NoReturn
 
 import numpy as np
 
-from continual_diffusers.data.unpickle import UnsafePickleError, restricted_loads
+from continual_diffusers.data.npz import NpzError, read_npz
+from continual_diffusers.data.unpickle import UnsafePickleError, parse_pickle
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 
@@ -37,6 +41,28 @@ LEGACY_KEY = "data_structure"
 LabelKind = Literal["class", "text", "none"]
 _SAFE_KEY = re.compile(r"task_(-?[0-9]+|[^/]*)/(images|labels)")
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+MAX_TASK_ID = 10**9
+MAX_CLASS_ID = 10**6 - 1  # num_classes = max class id + 1 sizes the class-embedding table
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib with huge ints shown by size (their repr raises ValueError past 4300 digits, and is slow before)."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if abs(x) < 10**30:
+            return repr(x)
+        return f"<an int of about {int(x.bit_length() * 0.30103) + 1} digits>"
+
+
+_short_repr = _ShortRepr()
+_short_repr.maxlevel, _short_repr.maxstring, _short_repr.maxother = 3, 60, 60
+
+
+def _show(value: Any) -> str:
+    """A bounded, recursion-free repr of a task id or key from a file, for error messages."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    return _short_repr.repr(value)
 
 
 class TaskFileError(UserInputError):
@@ -44,7 +70,7 @@ class TaskFileError(UserInputError):
 
 
 def _fail(task_id: Any, field: str, what: str) -> NoReturn:
-    raise TaskFileError(f"task {task_id!r}, field '{field}': {what}")
+    raise TaskFileError(f"task {_show(task_id)}, field '{field}': {what}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +94,9 @@ class Task:
     def __post_init__(self) -> None:
         task_id = self.task_id
         if isinstance(task_id, bool | np.bool_) or not isinstance(task_id, int | np.integer) or task_id < 1:
-            _fail(task_id, "task_id", f"task ids must be ints >= 1, got {type(task_id).__name__} {task_id!r}")
+            _fail(task_id, "task_id", f"task ids must be ints >= 1, got {type(task_id).__name__} {_show(task_id)}")
+        if task_id > MAX_TASK_ID:
+            _fail(task_id, "task_id", f"task ids must be at most {MAX_TASK_ID}")
         images = _coerce_images(task_id, self.images)
         object.__setattr__(self, "task_id", int(task_id))
         object.__setattr__(self, "images", images)
@@ -105,6 +133,8 @@ def _coerce_images(task_id: int, images: Any) -> np.ndarray:
         _fail(task_id, "images", "the task has no images")
     if array.shape[-1] not in (1, 3):
         _fail(task_id, "images", f"must be channels-last with 1 or 3 channels, got shape {array.shape}")
+    if 0 in array.shape[1:3]:
+        _fail(task_id, "images", f"images must be at least 1x1 pixels, got shape {array.shape}")
     return array
 
 
@@ -139,8 +169,8 @@ def _coerce_labels(task_id: int, labels: Any, num_images: int) -> np.ndarray | N
         _fail(task_id, "labels", f"float labels ({array.dtype}) are not class ids; use integer class ids")
     if kind not in "iuU":
         _fail(task_id, "labels", f"unsupported dtype {array.dtype}; use int class ids or str captions")
-    if kind in "iu" and array.size and array.min() < 0:
-        _fail(task_id, "labels", f"class ids must be >= 0, got {array.min()}")
+    if kind in "iu" and array.size:
+        _check_class_ids(task_id, int(array.min()), int(array.max()))
     if len(array) != num_images:
         _fail(task_id, "labels", f"has {len(array)} labels for {num_images} images")
     return array if kind == "U" else array.astype(np.int64, copy=False)
@@ -155,6 +185,14 @@ def _label_type(item: Any) -> str:
     return "list" if isinstance(item, list | tuple | np.ndarray) else type(item).__name__
 
 
+def _check_class_ids(task_id: int, smallest: int, largest: int) -> None:
+    if smallest < 0:
+        _fail(task_id, "labels", f"class ids must be >= 0, got {_show(smallest)}")
+    if largest > MAX_CLASS_ID:
+        what = f"class ids must be at most {MAX_CLASS_ID} (the model has one embedding per id up to the largest)"
+        _fail(task_id, "labels", f"{what}, got {_show(largest)}; renumber the classes from 0")
+
+
 def _labels_from_list(task_id: int, items: list) -> np.ndarray:
     kinds = {_label_type(item) for item in items}
     if "list" in kinds:
@@ -164,6 +202,8 @@ def _labels_from_list(task_id: int, items: list) -> np.ndarray:
     kind = kinds.pop() if kinds else "int"
     if kind not in ("int", "str"):
         _fail(task_id, "labels", f"{kind} labels are not supported; use integer class ids or caption strings")
+    if kind == "int" and items:  # checked before np.asarray, which raises OverflowError past int64
+        _check_class_ids(task_id, int(min(items)), int(max(items)))
     return np.asarray(items, dtype=np.int64 if kind == "int" else str).reshape(len(items))
 
 
@@ -259,48 +299,38 @@ def tasks_from_dict(data: Mapping, source: str = "<dict>") -> TaskSequence:
         for task_id, entry in data.items():
             if not isinstance(entry, Mapping):
                 _fail(task_id, "images", f"the task must be a dict {{'images', 'labels'}}, got {type(entry).__name__}")
-            unknown = sorted(str(key) for key in entry if key not in ("images", "labels"))
+            unknown = [key for key in entry if not (isinstance(key, str) and key in ("images", "labels"))]
             if unknown:
-                _fail(task_id, unknown[0], "unknown field; a task has 'images' and optional 'labels'")
+                field = unknown[0] if isinstance(unknown[0], str) else _show(unknown[0])
+                _fail(task_id, field[:60], "unknown field; a task has 'images' and optional 'labels'")
             if "images" not in entry:
                 _fail(task_id, "images", "missing")
             tasks.append(Task(task_id, entry["images"], entry.get("labels")))
         sequence = TaskSequence(tuple(tasks))
-    missing = sorted(set(range(1, max(sequence.task_ids) + 1)) - set(sequence.task_ids))
+    ids = sequence.task_ids
+    missing = ids[-1] - len(ids)  # ids are distinct and >= 1
     if missing:
-        ids = sequence.task_ids
+        shown = ", ".join(map(str, _missing_ids(ids, 10))) + (", ..." if missing > 10 else "")
         logger.warning(
-            "%s: task ids %s are not contiguous (missing %s); tasks run in sorted order", source, ids, missing
+            "%s: task ids %s are not contiguous (missing [%s]); tasks run in sorted order", source, ids, shown
         )
     return sequence
 
 
-def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray | None]:
-    """All arrays of an .npz, loaded without pickle; an object array (which would need pickle) maps to None."""
+def _missing_ids(ids: list[int], limit: int) -> list[int]:
+    """The first `limit` ids in 1..max(ids) that are not in the sorted, distinct `ids` (never expands the range)."""
+    gaps = (range(previous + 1, current) for previous, current in zip([0, *ids], ids))
+    return list(itertools.islice(itertools.chain.from_iterable(gaps), limit))
+
+
+def _read_npz(path: str | os.PathLike, max_bytes: int | None) -> dict[str, np.ndarray | None]:
+    """All arrays of an .npz (object arrays, which would need pickle, map to None), read by `npz.read_npz`."""
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise TaskFileError(f"{path}: a single .npy array, not an .npz archive of tasks")
-        with npz:
-            arrays: dict[str, np.ndarray | None] = {}
-            for key in npz.files:
-                try:
-                    arrays[key] = npz[key]
-                except ValueError as error:
-                    if "allow_pickle" not in str(error):
-                        raise
-                    arrays[key] = None
-            return arrays
-    except TaskFileError:
-        raise
+        return read_npz(path, max_bytes)
     except FileNotFoundError:
         raise TaskFileError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as error:
-        # np.load takes any non-zip, non-.npy file for a pickle; its hint to switch pickle loading on is not for us.
-        reason = (
-            "not a zip archive" if "pickle" in str(error) else " ".join(f"{type(error).__name__}: {error}".split())
-        )
-        raise TaskFileError(f"{path}: not a readable .npz file ({reason})") from None
+    except NpzError as error:
+        raise TaskFileError(f"{path}: {error}") from None
 
 
 def _from_safe(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequence:
@@ -308,19 +338,31 @@ def _from_safe(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequence:
     if version is None or version.ndim != 0 or version.dtype.kind != "U":
         raise TaskFileError(f"{path}: key 'format' must be a string like {FORMAT!r}")
     if str(version) != FORMAT:
-        raise TaskFileError(f"{path}: unsupported task-file format {str(version)!r}; this version reads {FORMAT!r}")
+        what = f"unsupported task-file format {_show(str(version))}"
+        raise TaskFileError(f"{path}: {what}; this version reads {FORMAT!r}")
     entries: dict[Any, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         match = _SAFE_KEY.fullmatch(key)
         if match is None:
-            raise TaskFileError(f"{path}: unexpected key {key!r}; expected 'format' and 'task_<id>/images|labels'")
+            expected = "expected 'format' and 'task_<id>/images|labels'"
+            raise TaskFileError(f"{path}: unexpected key {_show(key)}; {expected}")
         raw_id, field = match.groups()
-        task_id = int(raw_id) if _CANONICAL_INT.fullmatch(raw_id) else raw_id
+        task_id = _safe_task_id(raw_id, path)
         if value is None:
             with _prefixed(path):
                 _fail(task_id, field, "object arrays (which need pickle) are not allowed; use int64 or str labels")
         entries.setdefault(task_id, {})[field] = value
     return tasks_from_dict(entries, path)
+
+
+def _safe_task_id(raw_id: str, path: str) -> int | str:
+    """The id in a safe-format key `task_<id>/...`: an int if written as one (the Task checks it), else the text."""
+    if not _CANONICAL_INT.fullmatch(raw_id):
+        return raw_id
+    if len(raw_id) > 12:  # int() of a long digit string is slow, and raises ValueError past 4300 digits
+        with _prefixed(path):
+            _fail(raw_id, "task_id", f"task ids must be at most {MAX_TASK_ID}, got a {len(raw_id)}-digit number")
+    return int(raw_id)
 
 
 def _from_legacy(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequence:
@@ -332,23 +374,42 @@ def _from_legacy(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequenc
         raise TaskFileError(f"{path}: key '{LEGACY_KEY}' must hold pickled bytes, got {pickled.dtype} {pickled.shape}")
     if len(arrays) > 1:
         raise TaskFileError(f"{path}: unexpected keys {sorted(set(arrays) - {LEGACY_KEY})} next to '{LEGACY_KEY}'")
-    try:
-        data = restricted_loads(pickled.item())
+    try:  # the pickle's bytes, parsed in place (a 0-d 'S' array viewed as uint8)
+        data = parse_pickle(memoryview(pickled.reshape(1).view(np.uint8)))
     except UnsafePickleError as error:
         raise TaskFileError(f"{path}: {error}") from None
     except UserInputError as error:
-        raise TaskFileError(f"{path}: key '{LEGACY_KEY}' is {error}") from None
+        raise TaskFileError(f"{path}: key '{LEGACY_KEY}': {error}") from None
     return tasks_from_dict(data, path)
 
 
-def load_tasks(path: str | os.PathLike) -> TaskSequence:
+def load_tasks(path: str | os.PathLike, max_bytes: int | None = None) -> TaskSequence:
     """Load and validate a task file in the safe or the legacy format (detected from its keys).
 
+    Args:
+        path: the .npz task file.
+        max_bytes: cap on the file's size and on its arrays' total size; default `npz.max_task_file_bytes()`
+            (4 GiB, or $CONTINUAL_DIFFUSERS_MAX_TASK_FILE_BYTES).
+
     Raises:
-        TaskFileError: the file is missing, unreadable, unsafe or malformed (one message naming task and field).
+        TaskFileError: the file is missing, unreadable, unsafe, too large or malformed (one line naming the file
+            and, for a task's problem, task and field).
     """
-    arrays = _read_npz(path)
     source = os.fspath(path)
+    try:
+        return _load(path, source, max_bytes)
+    except UserInputError:
+        raise
+    except MemoryError:
+        raise TaskFileError(f"{source}: not enough memory to load it") from None
+    except (ArithmeticError, LookupError, RecursionError, TypeError, ValueError, AttributeError) as error:
+        # A malformed file this reader did not foresee: still one line and exit 2, but say it is unexpected.
+        what = " ".join(str(error).split())[:200]
+        raise TaskFileError(f"{source}: cannot be read: unexpected {type(error).__name__} ({what})") from None
+
+
+def _load(path: str | os.PathLike, source: str, max_bytes: int | None) -> TaskSequence:
+    arrays = _read_npz(path, max_bytes)
     if "format" in arrays and LEGACY_KEY in arrays:
         raise TaskFileError(f"{source}: has both 'format' and '{LEGACY_KEY}' keys; expected one of the two formats")
     if "format" in arrays:
@@ -356,7 +417,8 @@ def load_tasks(path: str | os.PathLike) -> TaskSequence:
     elif LEGACY_KEY in arrays:
         sequence = _from_legacy(arrays, source)
     else:
-        what = f"expected a 'format' key (continual-diffusers) or '{LEGACY_KEY}' (legacy), found {sorted(arrays)[:5]}"
+        found = _show(sorted(arrays)[:5])
+        what = f"expected a 'format' key (continual-diffusers) or '{LEGACY_KEY}' (legacy), found {found}"
         raise TaskFileError(f"{source}: not a task file: {what}")
     logger.info("loaded %d task(s) %s from %s", len(sequence), sequence.task_ids, source)
     return sequence
