@@ -1,7 +1,9 @@
 """CIFAR-10 from the official "python batches" as a class-incremental task sequence (classes 2k-2, 2k-1 in task k).
 
-The batches are pickles, so they are read with `restricted_loads` (plain data and numpy arrays only). Downloading
-is explicit (`download_cifar10`); nothing here touches the network unless asked.
+The batches are Python 2 pickles, so they are parsed, never unpickled (`unpickle.parse_pickle` with
+encoding="bytes": plain data and numpy arrays only, nothing called), and checked: at most `MAX_BATCH_BYTES` per
+file, uint8 (N, 3072) images, N labels that are ints 0-9, ten class names. Downloading is explicit
+(`download_cifar10`); nothing here touches the network unless asked.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tarfile
 import urllib.error
 import urllib.request
@@ -19,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from continual_diffusers.data.tasks import Task, TaskSequence
-from continual_diffusers.data.unpickle import restricted_loads
+from continual_diffusers.data.unpickle import parse_pickle
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 
@@ -30,6 +33,8 @@ MD5 = "c58f30108f718f92721af3b95e74349a"  # published next to the tarball on the
 BATCHES_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
+NUM_CLASSES = 10
+MAX_BATCH_BYTES = 256 * 2**20  # the official batches are 31 MB each
 
 
 def find_batches_dir(cifar_dir: str | os.PathLike) -> Path:
@@ -48,14 +53,31 @@ def find_batches_dir(cifar_dir: str | os.PathLike) -> Path:
     )
 
 
-def _unpickle(path: Path) -> dict:
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_BATCH_BYTES (a FIFO or /dev/zero would never end)."""
     try:
-        data = restricted_loads(path.read_bytes(), encoding="bytes")
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserInputError(f"{path}: not a regular file")
+        if info.st_size > MAX_BATCH_BYTES:
+            raise UserInputError(
+                f"{path}: {info.st_size} bytes; CIFAR-10 batches are 31 MB (at most {MAX_BATCH_BYTES})"
+            )
+        with open(path, "rb") as file:
+            data = file.read(MAX_BATCH_BYTES + 1)
     except OSError as error:
         raise UserInputError(f"{path}: cannot read ({error.strerror or error})") from None
+    if len(data) > MAX_BATCH_BYTES:
+        raise UserInputError(f"{path}: grew past {MAX_BATCH_BYTES} bytes while being read")
+    return data
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        data = parse_pickle(_read_bounded(path), encoding="bytes")
     except UserInputError as error:
         raise UserInputError(f"{path}: {error}") from None
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise UserInputError(f"{path}: expected a pickled dict, got {type(data).__name__}")
     return data
 
@@ -70,10 +92,26 @@ def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     data = _unpickle(path)
     if b"data" not in data or b"labels" not in data:
         raise UserInputError(f"{path}: not a CIFAR-10 batch (keys b'data' and b'labels' expected)")
-    flat, labels = np.asarray(data[b"data"]), np.asarray(data[b"labels"], dtype=np.int64)
-    if flat.dtype != np.uint8 or flat.ndim != 2 or flat.shape[1] != 3 * 32 * 32 or len(flat) != len(labels):
-        raise UserInputError(f"{path}: b'data' must be uint8 (N, 3072) with N labels, got {flat.dtype} {flat.shape}")
+    flat, labels = data[b"data"], _labels(path, data[b"labels"])
+    if not isinstance(flat, np.ndarray) or flat.dtype != np.uint8 or flat.ndim != 2 or flat.shape[1] != 3 * 32 * 32:
+        what = f"{flat.dtype} {flat.shape}" if isinstance(flat, np.ndarray) else type(flat).__name__
+        raise UserInputError(f"{path}: b'data' must be a uint8 (N, 3072) array, got {what}")
+    if len(flat) != len(labels):
+        raise UserInputError(f"{path}: b'data' has {len(flat)} rows but b'labels' has {len(labels)} labels")
     return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
+
+
+def _labels(path: Path, labels: object) -> np.ndarray:
+    """b'labels': a list (or 1-D int array) of class ids 0-9, as int64."""
+    if type(labels) is list and all(type(label) is int for label in labels):
+        if not all(0 <= label < NUM_CLASSES for label in labels):
+            raise UserInputError(f"{path}: b'labels' must be class ids 0-{NUM_CLASSES - 1}")
+        return np.array(labels, dtype=np.int64)
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+            raise UserInputError(f"{path}: b'labels' must be class ids 0-{NUM_CLASSES - 1}")
+        return labels.astype(np.int64)
+    raise UserInputError(f"{path}: b'labels' must be a list of ints 0-{NUM_CLASSES - 1}, got {type(labels).__name__}")
 
 
 def load_cifar10(batches_dir: str | os.PathLike, split: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +124,11 @@ def read_class_names(batches_dir: str | os.PathLike) -> list[str]:
     """The 10 class names from `batches.meta` ("airplane", "automobile", ...), in label order."""
     path = Path(batches_dir) / "batches.meta"
     names = _unpickle(path).get(b"label_names")
-    if not isinstance(names, list) or not all(isinstance(name, bytes) for name in names):
-        raise UserInputError(f"{path}: expected b'label_names', a list of byte strings")
-    return [name.decode() for name in names]
+    if type(names) is not list or len(names) != NUM_CLASSES or not all(type(name) is bytes for name in names):
+        raise UserInputError(f"{path}: expected b'label_names', a list of {NUM_CLASSES} byte strings")
+    if not all(name.isascii() and name.decode("ascii").isprintable() and 0 < len(name) <= 100 for name in names):
+        raise UserInputError(f"{path}: class names must be 1-100 printable ASCII characters")
+    return [name.decode("ascii") for name in names]
 
 
 def split_cifar10(
