@@ -149,7 +149,12 @@ _VALUE_TYPES = frozenset({*_SCALAR_KEYS, bytearray, np.ndarray, *_CONTAINERS})
 
 def _what(value: Any) -> str:
     """A short description of `value` for messages (never a full repr: values can be huge or deep)."""
-    return repr(value) if isinstance(value, _Marker) else f"a {type(value).__name__}"
+    if isinstance(value, _Marker):
+        return repr(value)
+    if type(value) is tuple:  # name what makes an argument tuple unusable as a value (depth is bounded)
+        inner = next((_what(item) for item in value if isinstance(item, _Marker | tuple)), "")
+        return f"a tuple holding {inner.removeprefix('a tuple holding ')}" if inner else "a tuple"
+    return f"a {type(value).__name__}"
 
 
 def _text(value: Any) -> str | None:
@@ -479,6 +484,8 @@ class _Parser:
             if n != 2:
                 self.refuse(f"expected {marker}(dtype, raw bytes) of a plain dtype, got {n} arguments")
             return self.array(self.dtype(args[0]), (), args[1], False)[()]
+        if kind == "ndarray":
+            self.refuse("numpy.ndarray is never called: arrays are read only through _reconstruct or _frombuffer")
         if kind == "_frombuffer":
             if n != 4 or _text(args[3]) not in ("C", "F"):
                 self.refuse(f"expected {marker}(buffer, dtype, shape, 'C' or 'F')")
