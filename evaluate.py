@@ -29,6 +29,7 @@ import sys
 from continual_diffusers import cli
 from continual_diffusers.cli import sampling as sampling_cli
 from continual_diffusers.cli import slots as slots_cli
+from continual_diffusers.utils import bounds
 from continual_diffusers.utils.entrypoint import run_main
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
@@ -65,7 +66,7 @@ def parser():
     )
     g = p.add_argument_group("Output")
     g.add_argument("--output_dir", default=None, help="default: <model_path>/eval")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=bounds.SEED, default=0)
     g.add_argument("--no_progress", dest="progress", action="store_false", help="hide the progress bar")
     return p
 
@@ -114,11 +115,7 @@ def prompt_composition(args, meta: dict) -> None:
         raise UserInputError(f'compose one "p1 | p2" prompt at a time, got {len(prompts)} --validation_prompts')
     concepts = [p.strip() for p in prompts[0].split("|")]
     if args.weights_prompt is not None:
-        try:
-            weights = [float(w) for w in args.weights_prompt.split("|")]
-        except ValueError:
-            message = f'--weights_prompt must be numbers separated by "|", got {args.weights_prompt!r}'
-            raise UserInputError(message) from None
+        weights = sampling_cli.parse_weights(args.weights_prompt, "--weights_prompt", "|")
         if len(weights) != len(concepts):
             raise UserInputError(
                 f"--weights_prompt has {len(weights)} weights for {len(concepts)} prompts in {prompts[0]!r}"
@@ -152,23 +149,26 @@ def negative_prompts(args, meta: dict, labels: list, options) -> list | None:
 
 
 def run(args) -> str:
+    """Everything is validated (flags, the exported model, the labels, the output folder) before the first write."""
     from accelerate import PartialState
 
     from continual_diffusers.evaluation.generate import write_samples
     from continual_diffusers.models.loading import load_decode_fn, load_task_model
     from continual_diffusers.sampling.generate import generate
+    from continual_diffusers.training.checkpoint import check_writable
 
     cli.check_sampler_ranges(args)
     state = PartialState()
     use_ema = {"auto": None, "yes": True, "no": False}[args.ema]
     model, conditioning, scheduler, meta = load_task_model(args.model_path, use_ema, state.device)
     decode_fn = load_decode_fn(args.model_path, meta, state.device)
+    out = args.output_dir or os.path.join(args.model_path, "eval")
     if args.slot_mode:
-        return _run_slot_mode(args, model, conditioning, scheduler, meta, state)
+        return _run_slot_mode(args, model, conditioning, scheduler, meta, state, out)
     prompt_composition(args, meta)
     labels = sampling_cli.sample_labels(args, meta)
     options = sampling_cli.sampler_options(args, meta)
-    last_t = scheduler.config.num_train_timesteps - 1
+    last_t = check_schedule_fits(args, scheduler)
     if options.mcmc is not None and options.mcmc.start_timestep > last_t:
         raise UserInputError(
             f"--mcmc_sampler_start_timestep {options.mcmc.start_timestep} is above the model's last timestep {last_t}:"
@@ -176,8 +176,7 @@ def run(args) -> str:
         )
     null_labels = negative_prompts(args, meta, labels, options)
     options = dataclasses.replace(options, progress=args.progress and state.is_main_process)
-    out = args.output_dir or os.path.join(args.model_path, "eval")
-    os.makedirs(out, exist_ok=True)
+    check_writable(out)
     num_chunks = -(-len(labels) // options.batch_size)
     mine = list(range(state.process_index, num_chunks, state.num_processes))
     generated = generate(model, conditioning, scheduler, labels, options, state.device, mine, decode_fn, null_labels)
@@ -189,8 +188,9 @@ def run(args) -> str:
     return out
 
 
-def _run_slot_mode(args, model, conditioning, scheduler, meta: dict, state) -> str:
-    """--slot_mode: one process (the source images are few), sheets + run.json in the output folder."""
+def _run_slot_mode(args, model, conditioning, scheduler, meta: dict, state, out: str) -> str:
+    """--slot_mode: one process (the source images are few), sheets + run.json in the output folder (created once
+    the inputs are validated)."""
     if state.num_processes > 1:
         raise UserInputError("--slot_mode runs in one process; launch evaluate.py without accelerate")
     if args.composition_pipeline:
@@ -198,11 +198,17 @@ def _run_slot_mode(args, model, conditioning, scheduler, meta: dict, state) -> s
             "slot models compose with --slot_mode compose --compose_slots, not --composition_pipeline"
         )
     options = dataclasses.replace(sampling_cli.sampler_options(args, meta), progress=args.progress)
-    out = args.output_dir or os.path.join(args.model_path, "eval")
-    os.makedirs(out, exist_ok=True)
+    check_schedule_fits(args, scheduler)
     record = slots_cli.run_slot_mode(args, model, conditioning, scheduler, meta, options, state.device, out)
     slots_cli.write_record(out, dict(record, model_path=str(args.model_path), seed=args.seed), options)
     return out
+
+
+def check_schedule_fits(args, scheduler) -> int:
+    """--num_inference_steps within the model's training schedule; returns its last timestep."""
+    num_train_timesteps = scheduler.config.num_train_timesteps
+    sampling_cli.check_inference_steps(args, num_train_timesteps, f"{args.model_path}/scheduler")
+    return num_train_timesteps - 1
 
 
 def _write_run_json(out: str, args, options, generated, labels: list, num_processes: int) -> None:

@@ -7,6 +7,7 @@ import argparse
 
 from ..sampling.ancestral import SCHEDULERS
 from ..sampling.mcmc import KERNELS
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 
 
@@ -15,11 +16,11 @@ def add_sampler_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Sampling", "ancestral sampling over a diffusers scheduler")
     g.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddim", help="sampling scheduler")
     g.add_argument(
-        "--num_inference_steps", "--ddpm_num_inference_steps", dest="num_inference_steps", type=int, default=50
+        "--num_inference_steps", "--ddpm_num_inference_steps", dest="num_inference_steps", type=b.TIMESTEPS, default=50
     )
     g.add_argument(
         "--guidance_scale",
-        type=float,
+        type=b.NON_NEGATIVE,
         default=2.0,
         help="CFG scale w ≥ 0 (1: no guidance; used only for models trained with CFG)",
     )
@@ -27,7 +28,7 @@ def add_sampler_args(parser: argparse.ArgumentParser) -> None:
         "--num_samples",
         "--eval_batch_size",
         dest="num_samples",
-        type=int,
+        type=b.IMAGES_PER_ROW,
         default=8,
         help="images per class / prompt (one grid row each)",
     )
@@ -39,12 +40,12 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Labels")
     g.add_argument(
         "--class_labels",
-        type=int,
+        type=b.CLASS_ID,
         nargs="+",
         default=None,
         help="classes to sample (class models); default: every class the model has seen",
     )
-    g.add_argument("--sampling_batch_size", type=int, default=64, help="images per sampling chunk")
+    g.add_argument("--sampling_batch_size", type=b.BATCH_SIZE, default=64, help="images per sampling chunk")
     g = parser.add_argument_group(
         "Annealed MCMC",
         "K kernel steps at the sample's own noise level t, inside the "
@@ -58,18 +59,21 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--mcmc_sampler_start_timestep",
-        type=float,
+        type=b.NON_NEGATIVE,
         default=50,
         help="MCMC runs at the timesteps t ≥ this value (training units 0…T−1, as upstream: the noisy "
         "part, from T−1 down to this value)",
     )
     g.add_argument(
-        "--mcmc_sampler_max_timestep", type=float, default=None, help="… and t ≤ this value (default: no upper bound)"
+        "--mcmc_sampler_max_timestep",
+        type=b.NON_NEGATIVE,
+        default=None,
+        help="… and t ≤ this value (default: no upper bound)",
     )
-    g.add_argument("--num_samples_per_step", type=int, default=1, help="K kernel steps per noise level")
-    g.add_argument("--step_sizes_multiplier", type=float, default=0.1, help="η_t (or leapfrog ε_t) = value · β_t")
-    g.add_argument("--damping_coeff", type=float, default=0.9, help="UHA/CHA momentum damping γ ∈ [0, 1]")
-    g.add_argument("--num_leapfrog_steps", type=int, default=3, help="UHA/CHA leapfrog steps L")
+    g.add_argument("--num_samples_per_step", type=b.INNER_STEPS, default=1, help="K kernel steps per noise level")
+    g.add_argument("--step_sizes_multiplier", type=b.POSITIVE, default=0.1, help="η_t (or leapfrog ε_t) = value · β_t")
+    g.add_argument("--damping_coeff", type=b.UNIT, default=0.9, help="UHA/CHA momentum damping γ ∈ [0, 1]")
+    g.add_argument("--num_leapfrog_steps", type=b.INNER_STEPS, default=3, help="UHA/CHA leapfrog steps L")
     g = parser.add_argument_group("Composition", "ε = ε_∅ + Σ_k w_k(ε_k − ε_∅) (energies alike); w_k < 0 negates")
     g.add_argument(
         "--composition_pipeline", action="store_true", help="sample the composition of --composition_labels"
@@ -91,26 +95,27 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
         default="product",
         help="mixture: Σ_k w_k p̃_k (energy models only; weights must be > 0)",
     )
-    g.add_argument("--mixture_temperature", type=float, default=1.0, help="mixture temperature τ (1: exact)")
+    g.add_argument("--mixture_temperature", type=b.POSITIVE, default=1.0, help="mixture temperature τ (1: exact)")
 
 
 def check_sampler_ranges(args: argparse.Namespace) -> None:
-    for name in ("num_inference_steps", "num_samples"):
-        if getattr(args, name) < 1:
-            raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.guidance_scale < 0:
-        raise UserInputError(f"--guidance_scale must be >= 0, got {args.guidance_scale}")
-    if getattr(args, "class_labels", None) and any(c < 0 for c in args.class_labels):
-        raise UserInputError(f"--class_labels must be >= 0, got {args.class_labels}")
-    for name in ("sampling_batch_size", "num_samples_per_step", "num_leapfrog_steps"):
-        if getattr(args, name, 1) < 1:
-            raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if getattr(args, "step_sizes_multiplier", 1.0) <= 0:
-        raise UserInputError(f"--step_sizes_multiplier must be > 0, got {args.step_sizes_multiplier}")
-    if not 0.0 <= getattr(args, "damping_coeff", 0.0) <= 1.0:
-        raise UserInputError(f"--damping_coeff must be in [0, 1], got {args.damping_coeff}")
-    if getattr(args, "mixture_temperature", 1.0) <= 0:
-        raise UserInputError(f"--mixture_temperature must be > 0, got {args.mixture_temperature}")
+    """Sampling flags that must agree with each other (each flag's own bounds are checked when it is parsed:
+    utils/bounds.py)."""
+    start, stop = getattr(args, "mcmc_sampler_start_timestep", 0), getattr(args, "mcmc_sampler_max_timestep", None)
+    if stop is not None and stop < start:
+        raise UserInputError(
+            f"--mcmc_sampler_max_timestep {stop:g} is below --mcmc_sampler_start_timestep {start:g}: "
+            "MCMC would never run"
+        )
+
+
+def check_inference_steps(args: argparse.Namespace, num_train_timesteps: int, source: str) -> None:
+    """--num_inference_steps cannot exceed the training schedule's T (`source` says where T comes from)."""
+    if args.num_inference_steps > num_train_timesteps:
+        raise UserInputError(
+            f"--num_inference_steps {args.num_inference_steps} exceeds the {num_train_timesteps} training timesteps "
+            f"of {source}"
+        )
 
 
 def sample_labels(args: argparse.Namespace, meta: dict) -> list:
@@ -138,11 +143,13 @@ def sample_labels(args: argparse.Namespace, meta: dict) -> list:
     return [None] * n
 
 
-def _floats(text: str, flag: str) -> list[float]:
+def parse_weights(text: str, flag: str, sep: str = ",") -> list[float]:
+    """Composition weights "w1,w2" (finite; negative weights negate a concept)."""
     try:
-        return [float(v) for v in text.split(",")]
+        weights = [float(v) for v in text.split(sep)]
     except ValueError:
-        raise UserInputError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+        raise UserInputError(f"{flag} must be numbers separated by {sep!r}, got {text!r}") from None
+    return [b.FINITE.check(flag, w) for w in weights]
 
 
 def composition_concepts(args: argparse.Namespace, meta: dict) -> tuple[list, list[float]]:
@@ -165,7 +172,7 @@ def composition_concepts(args: argparse.Namespace, meta: dict) -> tuple[list, li
     else:
         concepts = [p.strip() for p in text.split("|")]
     default = args.guidance_scale if meta.get("classifier_free_guidance") else 1.0
-    weights = _floats(args.composition_weights, "--composition_weights") if args.composition_weights else None
+    weights = parse_weights(args.composition_weights, "--composition_weights") if args.composition_weights else None
     weights = weights or [default] * len(concepts)
     if len(weights) != len(concepts):
         raise UserInputError(f"--composition_weights has {len(weights)} values for {len(concepts)} concepts")

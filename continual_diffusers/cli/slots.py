@@ -20,6 +20,7 @@ import os
 import numpy as np
 import torch
 
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
 
@@ -36,10 +37,12 @@ def add_slot_args(parser: argparse.ArgumentParser) -> None:
         help="reconstruct images from their slots, draw the slot attention masks, or compose slots of several images",
     )
     g.add_argument("--slot_data", default=None, help="task file of source images (default: the model's training data)")
-    g.add_argument("--slot_task", type=int, default=None, help="task id of the source images (default: the last seen)")
+    g.add_argument(
+        "--slot_task", type=b.TASK_ID, default=None, help="task id of the source images (default: the last seen)"
+    )
     g.add_argument(
         "--slot_images",
-        type=int,
+        type=b.INDEX,
         nargs="+",
         default=None,
         help=f"image indices (default: the first {DEFAULT_NUM_IMAGES})",
@@ -117,11 +120,13 @@ def _concat_conditions(picks, slots: torch.Tensor, attention: torch.Tensor, imag
 
 
 def run_slot_mode(args, model, conditioning, scheduler, meta: dict, options, device, out: str) -> dict:
-    """Run one --slot_mode and write its sheets and run.json to `out`; returns the run record."""
+    """Run one --slot_mode and write its sheets and run.json to `out` (created, or checked writable, only once the
+    inputs are validated); returns the run record."""
     import dataclasses
 
     from ..evaluation.slots import attention_sheet, encode_slots, fg_ari
     from ..sampling.generate import CompositionOptions, generate
+    from ..training.checkpoint import check_writable
     from ..utils.images import make_grid, save_grid
 
     if meta["conditioning"] != "slots":
@@ -131,6 +136,7 @@ def run_slot_mode(args, model, conditioning, scheduler, meta: dict, options, dev
     record: dict = {"mode": args.slot_mode, "source_task_images": indices}
     n = args.num_samples
     if args.slot_mode == "masks":
+        check_writable(out)
         save_sheet(attention_sheet(images, attention), os.path.join(out, "slot_masks.png"))
         if masks is not None:
             scores = fg_ari(masks, attention.numpy())
@@ -141,6 +147,7 @@ def run_slot_mode(args, model, conditioning, scheduler, meta: dict, options, dev
         labels = [s for s in slots for _ in range(n)]
         samples = generate(model, conditioning, scheduler, labels, options, device).images().cpu()
         mse = (samples - images.repeat_interleave(n, 0)).pow(2).flatten(1).mean(1).view(len(images), n)
+        check_writable(out)
         record.update(mse=float(mse.mean()), mse_per_image=mse.mean(1).tolist())
         rows = torch.cat([torch.cat([images[i : i + 1], samples[i * n : (i + 1) * n]]) for i in range(len(images))])
         save_grid(rows, os.path.join(out, "reconstructions.png"), nrow=n + 1)
@@ -175,6 +182,7 @@ def run_slot_mode(args, model, conditioning, scheduler, meta: dict, options, dev
     sources = [images[indices.index(i)] for i, _ in picks]
     pad = max(0, n - len(sources))
     top = torch.stack(sources + [torch.full_like(images[0], -1.0)] * pad)
+    check_writable(out)
     save_grid(torch.cat([top, samples]), os.path.join(out, "composition.png"), nrow=max(n, len(sources)))
     record["compose_slots"] = list(args.compose_slots)
     return record
@@ -190,13 +198,11 @@ def save_sheet(sheet: np.ndarray, path: str, min_size: int = 512) -> str:
 
 
 def _weights(args, count: int, default: float) -> tuple[float, ...]:
+    from .sampling import parse_weights
+
     if not args.composition_weights:
         return (default,) * count
-    try:
-        weights = tuple(float(w) for w in args.composition_weights.split(","))
-    except ValueError:
-        message = f"--composition_weights must be comma-separated numbers, got {args.composition_weights!r}"
-        raise UserInputError(message) from None
+    weights = tuple(parse_weights(args.composition_weights, "--composition_weights"))
     if len(weights) != count:
         raise UserInputError(f"--composition_weights has {len(weights)} values for {count} images")
     return weights

@@ -24,6 +24,7 @@ from ..strategies import (
     SynapticIntelligence,
 )
 from ..strategies.generative_replay import DISTILLATION_INPUTS, TEACHERS
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 
 # --buffer_type values: the earlier names (reservoir = task-balanced random subsets) plus clearer aliases.
@@ -90,8 +91,10 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
         )
     )
     g = parser.add_argument_group("SI", "synaptic intelligence")
-    g.add_argument("--si_lambda", type=float, default=_DEFAULTS["si_lambda"], help="SI strength c in c·Σ Ω (θ − θ*)²")
-    g.add_argument("--si_epsilon", type=float, default=_DEFAULTS["si_epsilon"], help="SI damping ξ > 0")
+    g.add_argument(
+        "--si_lambda", type=b.NON_NEGATIVE, default=_DEFAULTS["si_lambda"], help="SI strength c in c·Σ Ω (θ − θ*)²"
+    )
+    g.add_argument("--si_epsilon", type=b.POSITIVE, default=_DEFAULTS["si_epsilon"], help="SI damping ξ > 0")
 
 
 def _add_replay_args(g) -> None:
@@ -101,7 +104,7 @@ def _add_replay_args(g) -> None:
         help=f"enables replay; {policies}",
     )  # fmt: skip
     g.add_argument(
-        "--buffer_size", type=int, default=_DEFAULTS["buffer_size"],
+        "--buffer_size", type=b.BUFFER_SIZE, default=_DEFAULTS["buffer_size"],
         help="total replay slots over all past tasks (task_balanced / reservoir / stream_reservoir)",
     )  # fmt: skip
     g.add_argument(
@@ -110,11 +113,11 @@ def _add_replay_args(g) -> None:
         help="balance class labels within each task's share (task_balanced / reservoir)",
     )  # fmt: skip
     g.add_argument(
-        "--replay_ratio", type=float, default=_DEFAULTS["replay_ratio"],
+        "--replay_ratio", type=b.PROBABILITY, default=_DEFAULTS["replay_ratio"],
         help="fixed replay fraction of every batch in [0, 1); unset: in proportion to the buffer size",
     )  # fmt: skip
     g.add_argument(
-        "--replay_loss_weight", type=float, default=_DEFAULTS["replay_loss_weight"], help="replayed loss × w"
+        "--replay_loss_weight", type=b.NON_NEGATIVE, default=_DEFAULTS["replay_loss_weight"], help="replayed loss × w"
     )
 
 
@@ -122,29 +125,32 @@ def _add_generative_replay_args(g) -> None:
     d = OWNED_DEFAULTS["generative_replay"]
     g.add_argument(
         "--gr_num_inference_steps",
-        type=int,
+        type=b.TIMESTEPS,
         default=d["gr_num_inference_steps"],
         help="teacher sampling steps per replayed image (Masip et al.: 2)",
     )
     g.add_argument("--gr_scheduler", choices=sorted(SCHEDULERS), default=d["gr_scheduler"], help="teacher sampler")
     g.add_argument(
         "--gr_pool_size",
-        type=int,
+        type=b.POOL_SIZE,
         default=d["gr_pool_size"],
         help="0: sample replays on the fly every step; N: sample N per task once and draw from them",
     )
     g.add_argument(
-        "--gr_replay_ratio", type=float, default=d["gr_replay_ratio"], help="replay fraction of every batch, in (0, 1)"
+        "--gr_replay_ratio",
+        type=b.OPEN_UNIT,
+        default=d["gr_replay_ratio"],
+        help="replay fraction of every batch, in (0, 1)",
     )
     g.add_argument(
         "--gr_loss_weight",
-        type=float,
+        type=b.NON_NEGATIVE,
         default=d["gr_loss_weight"],
         help="weight of the replays' denoising loss (plain generative replay)",
     )
     g.add_argument(
         "--distillation_weight",
-        type=float,
+        type=b.NON_NEGATIVE,
         default=d["distillation_weight"],
         help="λ > 0: generative distillation, the student regresses the teacher's ε on replays "
         "(Masip et al. 2023 use 3.0)",
@@ -167,24 +173,24 @@ def _add_generative_replay_args(g) -> None:
 def _add_ewc_args(g) -> None:
     g.add_argument("--ewc_loss", action="store_true", help="enables EWC")
     g.add_argument(
-        "--lambda_ewc", "--ewc_lambda", dest="lambda_ewc", type=float, default=_DEFAULTS["lambda_ewc"],
+        "--lambda_ewc", "--ewc_lambda", dest="lambda_ewc", type=b.NON_NEGATIVE, default=_DEFAULTS["lambda_ewc"],
         help="EWC strength λ in (λ/2)·Σ F (θ − θ*)²",
     )  # fmt: skip
     g.add_argument(
         "--ewc_mode", choices=["separate", "online"], default=_DEFAULTS["ewc_mode"],
         help="one penalty per past task, or one running Fisher decayed by --ewc_gamma",
     )  # fmt: skip
-    g.add_argument("--ewc_gamma", type=float, default=_DEFAULTS["ewc_gamma"], help="online EWC decay γ in (0, 1]")
+    g.add_argument("--ewc_gamma", type=b.DECAY, default=_DEFAULTS["ewc_gamma"], help="online EWC decay γ in (0, 1]")
     g.add_argument(
-        "--num_samples_ewc", "--ewc_num_samples", dest="num_samples_ewc", type=int,
+        "--num_samples_ewc", "--ewc_num_samples", dest="num_samples_ewc", type=b.EWC_SAMPLES,
         default=_DEFAULTS["num_samples_ewc"], help="samples per Fisher estimate",
     )  # fmt: skip
     g.add_argument(
-        "--ewc_fisher_timesteps", type=int, default=_DEFAULTS["ewc_fisher_timesteps"],
+        "--ewc_fisher_timesteps", type=b.INNER_STEPS, default=_DEFAULTS["ewc_fisher_timesteps"],
         help="(timestep, noise) draws per Fisher sample",
     )  # fmt: skip
     g.add_argument(
-        "--ewc_fisher_batch_size", type=int, default=_DEFAULTS["ewc_fisher_batch_size"],
+        "--ewc_fisher_batch_size", type=b.BATCH_SIZE, default=_DEFAULTS["ewc_fisher_batch_size"],
         help="samples per vectorised per-sample-gradient call (memory ∝ this × parameters)",
     )  # fmt: skip
 
@@ -202,7 +208,8 @@ def enabled_strategies(args: argparse.Namespace) -> list[str]:
 
 
 def check_strategy_ranges(args: argparse.Namespace, names: list[str], tasks) -> None:
-    """One clear message per out-of-range or inapplicable strategy flag."""
+    """One clear message per inapplicable strategy flag (each flag's own bounds are checked when it is parsed:
+    utils/bounds.py)."""
     for owner, defaults in OWNED_DEFAULTS.items():
         for flag, default in defaults.items():
             if owner not in names and getattr(args, flag) != default:
@@ -211,30 +218,6 @@ def check_strategy_ranges(args: argparse.Namespace, names: list[str], tasks) -> 
                     + (" or --buffer_type" if owner == "replay" else "")
                     + ")"
                 )
-    checks = [
-        (args.buffer_size < 0, f"--buffer_size must be >= 0, got {args.buffer_size}"),
-        (
-            args.replay_ratio is not None and not 0 <= args.replay_ratio < 1,
-            f"--replay_ratio must be in [0, 1), got {args.replay_ratio}",
-        ),
-        (args.replay_loss_weight < 0, f"--replay_loss_weight must be >= 0, got {args.replay_loss_weight}"),
-        (args.lambda_ewc < 0, f"--lambda_ewc must be >= 0, got {args.lambda_ewc}"),
-        (not 0 < args.ewc_gamma <= 1, f"--ewc_gamma must be in (0, 1], got {args.ewc_gamma}"),
-        (args.si_lambda < 0, f"--si_lambda must be >= 0, got {args.si_lambda}"),
-        (args.si_epsilon <= 0, f"--si_epsilon must be > 0, got {args.si_epsilon}"),
-    ]
-    checks += [
-        (args.gr_num_inference_steps < 1, f"--gr_num_inference_steps must be >= 1, got {args.gr_num_inference_steps}"),
-        (args.gr_pool_size < 0, f"--gr_pool_size must be >= 0, got {args.gr_pool_size}"),
-        (not 0 < args.gr_replay_ratio < 1, f"--gr_replay_ratio must be in (0, 1), got {args.gr_replay_ratio}"),
-        (args.gr_loss_weight < 0, f"--gr_loss_weight must be >= 0, got {args.gr_loss_weight}"),
-        (args.distillation_weight < 0, f"--distillation_weight must be >= 0, got {args.distillation_weight}"),
-    ]
-    for name in ("num_samples_ewc", "ewc_fisher_timesteps", "ewc_fisher_batch_size"):
-        checks.append((getattr(args, name) < 1, f"--{name} must be >= 1, got {getattr(args, name)}"))
-    for failed, message in checks:
-        if failed:
-            raise UserInputError(message)
     if args.retain_label_uniform_sampling and (args.buffer_type or "task_balanced") not in (
         "reservoir",
         "task_balanced",
@@ -299,6 +282,12 @@ def _build_ewc(args: argparse.Namespace, tasks) -> EWC:
 def _build_generative_replay(args, tasks, conditioning, train_scheduler, latent: bool = False) -> GenerativeReplay:
     if conditioning is None or train_scheduler is None:
         raise UserInputError("generative replay is not available from this entry point")
+    num_train_timesteps = train_scheduler.config.num_train_timesteps
+    if args.gr_num_inference_steps > num_train_timesteps:
+        raise UserInputError(
+            f"--gr_num_inference_steps {args.gr_num_inference_steps} exceeds the schedule's {num_train_timesteps} "
+            "training timesteps"
+        )
     guidance = args.guidance_scale if getattr(args, "classifier_free_guidance", False) else 1.0
     return GenerativeReplay(
         conditioning, train_scheduler, seed=args.seed, replay_ratio=args.gr_replay_ratio,

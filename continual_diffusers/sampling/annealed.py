@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..utils import bounds as b
+from ..utils.errors import UserInputError
 from .composition import DenoiseFn
 from .mcmc import KERNELS, NEEDS_LOG_PROB, KernelParams, Target
 
@@ -41,14 +43,17 @@ class MCMCConfig:
     max_timestep: float | None = None  # … and t ≤ max_timestep  [--mcmc_sampler_max_timestep]
 
     def __post_init__(self):
+        """Refuses (`UserInputError`, a ValueError) an unknown kernel and out-of-range or non-finite numbers: a NaN
+        step size would turn every sample black."""
         if self.sampler not in KERNELS:
-            raise ValueError(f"unknown MCMC sampler {self.sampler!r}; choose one of {sorted(KERNELS)}")
-        if self.num_steps < 1 or self.num_leapfrog_steps < 1:
-            raise ValueError("num_steps and num_leapfrog_steps must be >= 1")
-        if self.step_size_multiplier <= 0:
-            raise ValueError(f"step_size_multiplier must be > 0, got {self.step_size_multiplier}")
-        if not 0.0 <= self.damping <= 1.0:
-            raise ValueError(f"damping must be in [0, 1], got {self.damping}")
+            raise UserInputError(f"unknown MCMC sampler {self.sampler!r}; choose one of {sorted(KERNELS)}")
+        b.INNER_STEPS.check("num_steps", self.num_steps)
+        b.INNER_STEPS.check("num_leapfrog_steps", self.num_leapfrog_steps)
+        b.POSITIVE.check("step_size_multiplier", self.step_size_multiplier)
+        b.UNIT.check("damping", self.damping)
+        b.NON_NEGATIVE.check("start_timestep", self.start_timestep)
+        if self.max_timestep is not None:
+            b.NON_NEGATIVE.check("max_timestep", self.max_timestep)
 
     @property
     def needs_energy(self) -> bool:

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.denoiser import EnergyModel
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.seed import make_generator
 from .ancestral import SchedulerName, make_sampling_scheduler, sample_ancestral
@@ -62,8 +63,9 @@ class Generated:
 def check_options(model, conditioning, options: SamplerOptions) -> None:
     """Refuse combinations the model cannot run, with one clear message."""
     energy = isinstance(model, EnergyModel)
-    if options.guidance_scale < 0:
-        raise UserInputError(f"guidance_scale must be >= 0, got {options.guidance_scale}")
+    b.NON_NEGATIVE.check("guidance_scale", options.guidance_scale)  # NaN guidance would give all-black images
+    b.TIMESTEPS.check("num_inference_steps", options.num_inference_steps)
+    b.BATCH_SIZE.check("batch_size", options.batch_size)
     if options.mcmc is not None and options.mcmc.needs_energy and not energy:
         raise UserInputError(
             f"--mcmc_sampler {options.mcmc.sampler} needs log p̃ = −E/σ_t, i.e. an energy model; "
@@ -77,6 +79,9 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
             raise UserInputError("a mixture composition needs an energy model")
         if len(comp.labels) != len(comp.weights) or not comp.labels:
             raise UserInputError(f"composition: {len(comp.labels)} concepts but {len(comp.weights)} weights")
+        for weight in comp.weights:
+            b.FINITE.check("composition weight", weight)
+        b.POSITIVE.check("composition temperature", comp.temperature)
 
 
 def _encode(conditioning, labels: list, device) -> dict:
@@ -130,6 +135,11 @@ def generate(
     if null_labels is not None and len(null_labels) != len(labels):
         raise UserInputError(f"{len(null_labels)} negative prompts for {len(labels)} images")
     check_options(model, conditioning, options)
+    if options.num_inference_steps > train_scheduler.config.num_train_timesteps:
+        raise UserInputError(
+            f"num_inference_steps {options.num_inference_steps} exceeds the schedule's "
+            f"{train_scheduler.config.num_train_timesteps} training timesteps"
+        )
     unet_cfg = model.unet.config
     shape = (unet_cfg.in_channels, unet_cfg.sample_size, unet_cfg.sample_size)
     starts = list(range(0, len(labels), options.batch_size))

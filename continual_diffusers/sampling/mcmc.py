@@ -28,6 +28,8 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from ..utils import bounds as b
+
 Target = Callable[[torch.Tensor], tuple[torch.Tensor | None, torch.Tensor]]
 KernelName = Literal["ULA", "MALA", "UHA", "CHA"]
 
@@ -42,6 +44,11 @@ class KernelParams:
     num_leapfrog_steps: int = 3  # L (UHA/HMC)
     damping: float = 0.9  # γ, momentum kept per refresh (UHA/HMC); 0 = full refresh
     mass: float | torch.Tensor = 1.0  # m (UHA/HMC)
+
+    def __post_init__(self):
+        """A NaN or infinite step size (or damping) would make every chain NaN: refused (`UserInputError`)."""
+        b.POSITIVE.check("step_size", self.step_size)
+        b.UNIT.check("damping", self.damping)
 
 
 class KernelResult(NamedTuple):

@@ -1,6 +1,7 @@
-"""The shared `main()` of every command-line tool: parse, set up logging, run, and turn bad input into one
-`error: …` line on stderr with exit code 2 (no traceback), and a run that cannot go on (`RunError`: non-finite
-loss, disk full) into one `error: …` line with exit code 3."""
+"""The shared `main()` of every command-line tool: parse (exact flag names only: no prefixes), check every flag's
+bounds (utils/bounds.py), set up logging, run, and turn bad input into one `error: …` line on stderr with exit
+code 2 (no traceback), and a run that cannot go on (`RunError`: non-finite loss, disk full) into one `error: …` line
+with exit code 3."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from .bounds import check_parsed
 from .errors import RunError, UserInputError
 from .logging import setup_cli_logging
 
@@ -24,12 +26,15 @@ def _one_line_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
     parser.exit(EXIT_BAD_INPUT, f"error: {message} (see {parser.prog} --help)\n")
 
 
-def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+def _strict(parser: argparse.ArgumentParser) -> None:
+    """One-line errors, and no abbreviated flags (`--buffer_typ` must not run as `--buffer_type`), on the parser
+    and its sub-commands' parsers."""
     parser.error = _one_line_error.__get__(parser)
+    parser.allow_abbrev = False
     for action in parser._actions:  # sub-commands have parsers of their own
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                _one_line_errors(sub)
+                _strict(sub)
 
 
 def _fail(code: int, message: str) -> int:
@@ -43,10 +48,11 @@ def _fail(code: int, message: str) -> int:
 
 
 def run_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], object], argv=None) -> int:
-    _one_line_errors(parser)
+    _strict(parser)
     args = parser.parse_args(argv)
     setup_cli_logging()
     try:
+        check_parsed(parser, args)
         run(args)
     except UserInputError as err:
         return _fail(EXIT_BAD_INPUT, str(err))
