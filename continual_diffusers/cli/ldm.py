@@ -18,10 +18,11 @@ from ..models.latent import LatentCodec, LatentComponents, LatentTaskDataset, La
 from ..strategies import CombinedStrategy, ContinualStrategy, Naive, Replay
 from ..strategies.lora import DEFAULT_TARGETS, LoRAAdapters
 from ..training.config import TrainConfig
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from .base import new_parser
 from .evaluation import add_evaluation_args
-from .sampling import add_sampler_args
+from .sampling import add_sampler_args, check_inference_steps
 from .strategy import add_strategy_args, build_strategy
 from .training import add_data_args, add_objective_args, add_training_args, check_ranges, train_config
 
@@ -40,11 +41,13 @@ def add_ldm_model_args(parser: argparse.ArgumentParser) -> None:
         "--model_config_name_or_path", default=None, help="with --unet_scratch: a (smaller) UNet config.json"
     )
     g.add_argument("--cache_latents", action="store_true", help="run the VAE once per image and task, not per step")
-    g.add_argument("--uncond_p", type=float, default=0.1, help="caption dropout to the empty prompt (CFG); 0: off")
+    g.add_argument(
+        "--uncond_p", type=b.PROBABILITY, default=0.1, help="caption dropout to the empty prompt (CFG); 0: off"
+    )
     g.add_argument("--gradient_checkpointing", action="store_true", help="UNet activation checkpointing")
     g = parser.add_argument_group("LoRA", "one peft adapter per task on the frozen UNet (a continual strategy)")
-    g.add_argument("--lora_rank", type=int, default=0, help="LoRA rank r; 0 = full fine-tuning")
-    g.add_argument("--lora_alpha", type=float, default=None, help="LoRA α (scale α/r); default α = r")
+    g.add_argument("--lora_rank", type=b.LORA_RANK, default=0, help="LoRA rank r; 0 = full fine-tuning")
+    g.add_argument("--lora_alpha", type=b.POSITIVE, default=None, help="LoRA α (scale α/r); default α = r")
     g.add_argument("--lora_target_modules", nargs="+", default=list(DEFAULT_TARGETS), help="module-name suffixes")
     g.add_argument(
         "--lora_mode",
@@ -82,8 +85,6 @@ def _check_ldm_flags(args: argparse.Namespace) -> None:
         raise UserInputError("latent diffusion supports --prediction_type epsilon or v_prediction")
     if args.data_path is None:
         raise UserInputError("latent diffusion needs --data_path: a task file with captions")
-    if args.lora_rank < 0:
-        raise UserInputError(f"--lora_rank must be >= 0, got {args.lora_rank}")
     if args.lora_rank == 0 and args.lora_alpha is not None:
         raise UserInputError("--lora_alpha is set but LoRA is off (set --lora_rank)")
     if args.energy_based_training and args.gradient_checkpointing:
@@ -108,7 +109,22 @@ def _load_tasks(args: argparse.Namespace) -> TaskSequence:
     return tasks
 
 
+def _check_scratch_config(args: argparse.Namespace) -> None:
+    """--unet_scratch --model_config_name_or_path: the config is checked before diffusers builds it."""
+    from diffusers import UNet2DConditionModel
+
+    from ..models.loading import read_json_object
+    from ..models.unet import CONFIG_SIZES, check_model_config
+
+    path = args.model_config_name_or_path
+    file = os.path.join(path, "config.json") if os.path.isdir(path) else path
+    config = read_json_object(file)
+    check_model_config(UNet2DConditionModel, config, f"--model_config_name_or_path {file}", CONFIG_SIZES)
+
+
 def _components(args: argparse.Namespace, resolution: int) -> tuple[LatentComponents, LatentCodec]:
+    if args.unet_scratch and args.model_config_name_or_path:
+        _check_scratch_config(args)
     c = load_sd_components(
         args.pretrained_model_name_or_path,
         args.revision,
@@ -124,6 +140,9 @@ def _components(args: argparse.Namespace, resolution: int) -> tuple[LatentCompon
         raise UserInputError(f"the scheduler's prediction_type {c.scheduler.config.prediction_type!r} is unsupported")
     if args.energy_based_training and c.scheduler.config.prediction_type != "epsilon":
         raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE: pass --prediction_type epsilon")
+    check_inference_steps(
+        args, c.scheduler.config.num_train_timesteps, f"{args.pretrained_model_name_or_path}/scheduler"
+    )
     # Samplers and exported pipelines read the latent size from the UNet config: make it the training one.
     c.unet.register_to_config(sample_size=resolution // codec.downsample)
     if args.gradient_checkpointing:

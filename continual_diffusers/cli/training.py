@@ -16,12 +16,13 @@ from ..models.conditioning import (
 )
 from ..models.denoiser import make_denoiser
 from ..models.slots import SlotEncoder
-from ..models.unet import UNetSpec, build_unet
+from ..models.unet import UNetSpec, build_unet, check_unet_config
 from ..training.config import TrainConfig
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from .base import new_parser
 from .evaluation import add_evaluation_args
-from .sampling import add_sampler_args, check_sampler_ranges
+from .sampling import add_sampler_args, check_inference_steps, check_sampler_ranges
 from .strategy import add_strategy_args
 
 
@@ -32,7 +33,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="task file (.npz, safe or legacy format); default: the bundled split digits (5 tasks)",
     )
-    g.add_argument("--resolution", type=int, default=None, help="training resolution; default: the data's size")
+    g.add_argument(
+        "--resolution", type=b.RESOLUTION, default=None, help="training resolution; default: the data's size"
+    )
     g.add_argument("--center_crop", action="store_true", help="center crop (default: random crop, as upstream)")
     g.add_argument("--random_flip", action="store_true", help="random horizontal flip")
 
@@ -40,9 +43,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Model", "UNet and conditioning")
     g.add_argument("--model_config_name_or_path", default=None, help="diffusers UNet config.json (file or folder)")
-    g.add_argument("--block_out_channels", type=int, nargs="+", default=None, help="UNet widths per level")
-    g.add_argument("--layers_per_block", type=int, default=None)
-    g.add_argument("--norm_num_groups", type=int, default=None)
+    g.add_argument("--block_out_channels", type=b.CHANNELS, nargs="+", default=None, help="UNet widths per level")
+    g.add_argument("--layers_per_block", type=b.LAYERS_PER_BLOCK, default=None)
+    g.add_argument("--norm_num_groups", type=b.CHANNELS, default=None)
     g.add_argument(
         "--conditioning",
         choices=["auto", "none", "class", "text", "slots"],
@@ -52,7 +55,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--num_class_labels",
-        type=int,
+        type=b.NUM_CLASSES,
         default=None,
         help="number of classes over all tasks (implies class conditioning); default: from the data",
     )
@@ -69,14 +72,14 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="train with condition dropout (--uncond_p) so samples can use --guidance_scale",
     )
-    g.add_argument("--uncond_p", type=float, default=0.1, help="CFG condition-dropout probability")
+    g.add_argument("--uncond_p", type=b.PROBABILITY, default=0.1, help="CFG condition-dropout probability")
     g = parser.add_argument_group(
         "Slots", "--conditioning slots: CNN + Slot Attention encoder trained with the UNet (Locatello et al. 2020)"
     )
-    g.add_argument("--num_slots", type=int, default=4, help="K slots per image (objects + background)")
-    g.add_argument("--slot_dim", type=int, default=64, help="slot width D (the UNet's cross_attention_dim)")
-    g.add_argument("--slot_iters", type=int, default=3, help="T Slot Attention iterations")
-    g.add_argument("--slot_encoder_channels", type=int, default=32, help="width of the slot encoder's CNN")
+    g.add_argument("--num_slots", type=b.NUM_SLOTS, default=4, help="K slots per image (objects + background)")
+    g.add_argument("--slot_dim", type=b.CHANNELS, default=64, help="slot width D (the UNet's cross_attention_dim)")
+    g.add_argument("--slot_iters", type=b.SLOT_ITERATIONS, default=3, help="T Slot Attention iterations")
+    g.add_argument("--slot_encoder_channels", type=b.CHANNELS, default=32, help="width of the slot encoder's CNN")
     g.add_argument(
         "--slot_init",
         choices=["sampled", "learned"],
@@ -85,7 +88,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--slot_decoder_weight",
-        type=float,
+        type=b.NON_NEGATIVE,
         default=1.0,
         help="λ of the auxiliary spatial-broadcast decoder loss that makes slots segment objects (0: the "
         "denoising loss alone, which let one slot describe several objects: FG-ARI 0.55 vs 0.85, see README)",
@@ -102,46 +105,54 @@ def add_objective_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--energy_based_training", action="store_true", help="ε̂ = ∇ₓE (double backward)")
     g.add_argument("--energy_score_type", choices=["dae", "l2"], default="dae", help="dae: E=½‖x−f‖²; l2: E=½‖f‖²")
     g.add_argument("--prediction_type", choices=["epsilon", "sample", "v_prediction"], default="epsilon")
-    g.add_argument("--ddpm_num_steps", type=int, default=1000, help="training timesteps T")
+    g.add_argument("--ddpm_num_steps", type=b.TIMESTEPS, default=1000, help="training timesteps T")
     g.add_argument("--ddpm_beta_schedule", default="linear", choices=["linear", "scaled_linear", "squaredcos_cap_v2"])
-    g.add_argument("--snr_gamma", type=float, default=None, help="min-SNR-γ loss weighting (e.g. 5.0)")
-    g.add_argument("--noise_offset", type=float, default=0.0, help="offset noise ε + c·ξ(B, C, 1, 1) (e.g. 0.05)")
+    g.add_argument("--snr_gamma", type=b.POSITIVE, default=None, help="min-SNR-γ loss weighting (e.g. 5.0)")
+    g.add_argument(
+        "--noise_offset", type=b.NON_NEGATIVE, default=0.0, help="offset noise ε + c·ξ(B, C, 1, 1) (e.g. 0.05)"
+    )
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig(output_dir="")
     g = parser.add_argument_group("Training", "budget, optimiser, EMA, checkpoints, logging")
     g.add_argument("--output_dir", default="outputs/ddpm", help="checkpoints, task_k/ exports, logs, config.json")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--train_batch_size", type=int, default=d.train_batch_size, help="per device")
-    g.add_argument("--num_epochs", type=int, default=50, help="epochs per task")
-    g.add_argument("--max_train_steps", type=int, default=None, help="optimizer steps per task (overrides epochs)")
-    g.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    g.add_argument("--learning_rate", type=float, default=d.learning_rate)
+    g.add_argument("--seed", type=b.SEED, default=d.seed)
+    g.add_argument("--train_batch_size", type=b.BATCH_SIZE, default=d.train_batch_size, help="per device")
+    g.add_argument("--num_epochs", type=b.STEPS, default=50, help="epochs per task")
+    g.add_argument("--max_train_steps", type=b.STEPS, default=None, help="optimizer steps per task (overrides epochs)")
+    g.add_argument("--gradient_accumulation_steps", type=b.GRAD_ACCUMULATION, default=1)
+    g.add_argument("--learning_rate", type=b.POSITIVE, default=d.learning_rate)
     g.add_argument(
         "--lr_scheduler",
         default=d.lr_scheduler,
         choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"],
     )
-    g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps, help="optimizer steps, per task")
-    g.add_argument("--adam_beta1", type=float, default=d.adam_beta1)
-    g.add_argument("--adam_beta2", type=float, default=d.adam_beta2)
-    g.add_argument("--adam_weight_decay", type=float, default=d.adam_weight_decay)
-    g.add_argument("--adam_epsilon", type=float, default=d.adam_epsilon)
+    g.add_argument(
+        "--lr_warmup_steps", type=b.STEPS_OR_ZERO, default=d.lr_warmup_steps, help="optimizer steps, per task"
+    )
+    g.add_argument("--adam_beta1", type=b.PROBABILITY, default=d.adam_beta1)
+    g.add_argument("--adam_beta2", type=b.PROBABILITY, default=d.adam_beta2)
+    g.add_argument("--adam_weight_decay", type=b.NON_NEGATIVE, default=d.adam_weight_decay)
+    g.add_argument("--adam_epsilon", type=b.POSITIVE, default=d.adam_epsilon)
     g.add_argument("--use_8bit_adam", action="store_true", help="bitsandbytes AdamW8bit (pip install '.[bnb]')")
-    g.add_argument("--clip_grad_norm", "--max_grad_norm", dest="max_grad_norm", type=float, default=d.max_grad_norm)
+    g.add_argument(
+        "--clip_grad_norm", "--max_grad_norm", dest="max_grad_norm", type=b.POSITIVE, default=d.max_grad_norm
+    )
     g.add_argument("--use_ema", action="store_true", help="EMA weights for exports and validation")
-    g.add_argument("--ema_inv_gamma", type=float, default=d.ema_inv_gamma)
-    g.add_argument("--ema_power", type=float, default=d.ema_power)
-    g.add_argument("--ema_max_decay", type=float, default=d.ema_max_decay)
+    g.add_argument("--ema_inv_gamma", type=b.POSITIVE, default=d.ema_inv_gamma)
+    g.add_argument("--ema_power", type=b.POSITIVE, default=d.ema_power)
+    g.add_argument("--ema_max_decay", type=b.DECAY, default=d.ema_max_decay)
     g.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
     g.add_argument(
         "--checkpointing_steps",
-        type=int,
+        type=b.STEPS_OR_ZERO,
         default=d.checkpointing_steps,
         help="resumable checkpoint every N optimizer steps (0: only at task ends)",
     )
-    g.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep at most this many checkpoints")
+    g.add_argument(
+        "--checkpoints_total_limit", type=b.CHECKPOINT_LIMIT, default=None, help="keep at most this many checkpoints"
+    )
     g.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint-N folder")
     g.add_argument(
         "--on_nonfinite",
@@ -172,48 +183,13 @@ def ddpm_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------------ Namespace → objects
 def check_ranges(args: argparse.Namespace) -> None:
-    """One clear message per out-of-range flag."""
+    """Flags that must agree with each other (each flag's own bounds are checked when it is parsed:
+    utils/bounds.py)."""
     check_sampler_ranges(args)
-    positive = ["train_batch_size", "num_epochs", "gradient_accumulation_steps", "ddpm_num_steps"]
-    for name in positive:
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    for name in (
-        "max_train_steps",
-        "resolution",
-        "num_class_labels",
-        "checkpoints_total_limit",
-        "num_slots",
-        "slot_dim",
-        "slot_iters",
-        "slot_encoder_channels",
-    ):
-        if getattr(args, name, None) is not None and getattr(args, name) < 1:
-            raise UserInputError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if not 0.0 <= args.uncond_p < 1.0:
-        raise UserInputError(f"--uncond_p must be in [0, 1), got {args.uncond_p}")
-    if args.learning_rate <= 0:
-        raise UserInputError(f"--learning_rate must be > 0, got {args.learning_rate}")
-    if args.checkpointing_steps is not None and args.checkpointing_steps < 0:
-        raise UserInputError(f"--checkpointing_steps must be >= 0, got {args.checkpointing_steps}")
-    decoder_weight = getattr(args, "slot_decoder_weight", 0.0)  # main_ldm has no slot flags
-    checks = [
-        (args.max_grad_norm <= 0, f"--max_grad_norm must be > 0, got {args.max_grad_norm}"),
-        (args.lr_warmup_steps < 0, f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}"),
-        (not 0 <= args.adam_beta1 < 1, f"--adam_beta1 must be in [0, 1), got {args.adam_beta1}"),
-        (not 0 <= args.adam_beta2 < 1, f"--adam_beta2 must be in [0, 1), got {args.adam_beta2}"),
-        (args.adam_epsilon <= 0, f"--adam_epsilon must be > 0, got {args.adam_epsilon}"),
-        (args.adam_weight_decay < 0, f"--adam_weight_decay must be >= 0, got {args.adam_weight_decay}"),
-        (not 0 < args.ema_max_decay <= 1, f"--ema_max_decay must be in (0, 1], got {args.ema_max_decay}"),
-        (args.snr_gamma is not None and args.snr_gamma <= 0, f"--snr_gamma must be > 0, got {args.snr_gamma}"),
-        (args.noise_offset < 0, f"--noise_offset must be >= 0, got {args.noise_offset}"),
-        (decoder_weight < 0, f"--slot_decoder_weight must be >= 0, got {decoder_weight}"),
-    ]
-    for failed, message in checks:
-        if failed:
-            raise UserInputError(message)
     if args.energy_based_training and args.prediction_type != "epsilon":
         raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE, so it needs --prediction_type epsilon")
+    if args.ddpm_num_steps is not None:  # main_ldm: the pretrained scheduler's T, checked once it is loaded
+        check_inference_steps(args, args.ddpm_num_steps, "--ddpm_num_steps")
 
 
 def load_training_tasks(args: argparse.Namespace) -> TaskSequence:
@@ -226,6 +202,10 @@ def load_training_tasks(args: argparse.Namespace) -> TaskSequence:
 
 def conditioning_kind(args: argparse.Namespace, tasks: TaskSequence) -> str:
     kind = "text" if args.text_conditioning else args.conditioning
+    if args.num_class_labels is not None and kind not in ("auto", "class"):
+        raise UserInputError(
+            f"--num_class_labels sets the classes of a class-conditional model, not of --conditioning {kind}"
+        )
     if kind == "auto":
         kind = "class" if args.num_class_labels else {"class": "class", "text": "text"}.get(tasks.label_kind, "none")
     if kind == "class" and tasks.label_kind != "class":
@@ -321,17 +301,32 @@ def _unet_from_config(path: str, conditioning, tasks: TaskSequence, resolution: 
     try:
         with open(file) as fh:
             config = json.load(fh)
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:
         raise UserInputError(f"--model_config_name_or_path {path}: cannot read a JSON config ({err})") from err
     cls = UNet2DConditionModel if conditioning.kind == "text" else UNet2DModel
-    config.setdefault("sample_size", resolution)
-    checks = {"in_channels": tasks.num_channels, "sample_size": resolution}
-    if conditioning.kind == "class":
-        checks["num_class_embeds"] = conditioning.num_classes + int(conditioning.supports_null)
-    for key, want in checks.items():
-        if config.get(key) != want:
-            raise UserInputError(f"--model_config_name_or_path: {key}={config.get(key)} but this run needs {want}")
+    where = f"--model_config_name_or_path {file}"
+    if isinstance(config, dict):
+        config.setdefault("sample_size", resolution)
+    check_unet_config(cls, config, where, resolution, tasks.num_channels)
+    check_conditioning_fits(config, conditioning, where)
     return cls.from_config(config)
+
+
+def check_conditioning_fits(config: dict, conditioning, where: str) -> None:
+    """The UNet must take the run's condition: as many class embeddings as classes (+ the CFG null class), none
+    for unconditional models, the text encoder's width as cross_attention_dim for text models."""
+    kind = conditioning.kind
+    want_embeds = conditioning.num_classes + int(conditioning.supports_null) if kind == "class" else None
+    if config.get("num_class_embeds") != want_embeds or config.get("class_embed_type") is not None:
+        raise UserInputError(
+            f"{where}: num_class_embeds={config.get('num_class_embeds')} (class_embed_type="
+            f"{config.get('class_embed_type')}) but this run needs num_class_embeds={want_embeds}"
+        )
+    if kind == "text" and config.get("cross_attention_dim") != conditioning.hidden_size:
+        raise UserInputError(
+            f"{where}: cross_attention_dim={config.get('cross_attention_dim')} but the text encoder's width is "
+            f"{conditioning.hidden_size}"
+        )
 
 
 def build_ddpm(args: argparse.Namespace) -> dict:

@@ -1,33 +1,102 @@
 """Load an exported task model (output_dir/task_{k}/, written by training) back into a denoiser + conditioning
-(+ the VAE decoder of latent models). Slot-conditioned models also have `slot_encoder/` [`slot_encoder_ema/`]."""
+(+ the VAE decoder of latent models). Slot-conditioned models also have `slot_encoder/` [`slot_encoder_ema/`].
+
+An export folder is input: its JSON files are checked before anything is built from them (types, sizes within
+utils/bounds.py, the UNet and schedule consistent with the metadata), and its weights must be finite, so an edited
+or mixed-up folder is refused with one line instead of a traceback, a huge allocation or black samples.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 
+import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from .conditioning import ClassConditioning, SlotConditioning, TextConditioning, Unconditional, load_text_encoder
 from .denoiser import make_denoiser
 from .slots import SlotEncoder
+from .unet import CONFIG_SIZES, check_model_config, check_unet_config
 
 METADATA_FILE = "continual_diffusers.json"
+CONDITIONINGS = ("none", "class", "text", "slots")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+# The noise schedule's config (scheduler/scheduler_config.json).
+SCHEDULE_BOUNDS = {"num_train_timesteps": b.TIMESTEPS, "beta_start": b.OPEN_UNIT, "beta_end": b.OPEN_UNIT}
+SLOT_ENCODER_SIZES = {
+    "in_channels": b.CHANNELS,
+    "resolution": b.RESOLUTION,
+    "num_slots": b.NUM_SLOTS,
+    "slot_dim": b.CHANNELS,
+    "num_iterations": b.SLOT_ITERATIONS,
+    "hidden_channels": b.CHANNELS,
+    "num_conv_layers": b.LAYERS_PER_BLOCK,
+    "kernel_size": b.Bounds(int, 1, 15),
+}
+
+
+def read_json_object(file: str) -> dict:
+    """A JSON object from `file` (`UserInputError` for a missing file, bad JSON or another JSON type)."""
+    try:
+        with open(file) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"{file} is not valid JSON ({err})".splitlines()[0]) from err
+    if not isinstance(data, dict):
+        raise UserInputError(f"{file}: holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def read_metadata(task_dir: str) -> dict:
     path = os.path.join(task_dir, METADATA_FILE)
     if not os.path.isfile(path):
         raise UserInputError(f"{task_dir}: not an exported task model (no {METADATA_FILE}); pass output_dir/task_<k>")
-    try:
-        with open(path) as fh:
-            meta = json.load(fh)
-    except (OSError, ValueError) as err:
-        raise UserInputError(f"{path} is not valid JSON ({err}); re-export the model or restore the file") from err
-    if not isinstance(meta, dict) or "conditioning" not in meta:
+    meta = read_json_object(path)
+    if "conditioning" not in meta:
         raise UserInputError(f"{path} is not a task model's metadata (no 'conditioning' key)")
+    check_metadata(meta, path)
     return meta
+
+
+def check_metadata(meta: dict, path: str) -> None:
+    """The fields sampling and evaluation read, with their types and bounds."""
+
+    def refuse(what: str) -> UserInputError:
+        return UserInputError(f"{path}: {what}; re-export the model or restore the file")
+
+    if meta["conditioning"] not in CONDITIONINGS:
+        raise refuse(f"conditioning must be one of {list(CONDITIONINGS)}, got {meta['conditioning']!r}")
+    kind, num_classes = meta["conditioning"], meta.get("num_classes", 0)
+    (b.NUM_CLASSES if kind == "class" else b.Bounds(int, 0, 0)).check(f"{path}: num_classes", num_classes)
+    null_index = meta.get("null_class_index")
+    if null_index is not None and (kind != "class" or isinstance(null_index, bool) or null_index != num_classes):
+        raise refuse(f"null_class_index must be null or num_classes ({num_classes}), got {meta['null_class_index']!r}")
+    if meta.get("energy_type") not in (None, "l2", "dae"):
+        raise refuse(f"energy_type must be null, 'l2' or 'dae', got {meta['energy_type']!r}")
+    if meta.get("prediction_type", "epsilon") not in PREDICTION_TYPES:
+        raise refuse(f"prediction_type must be one of {list(PREDICTION_TYPES)}, got {meta['prediction_type']!r}")
+    if not isinstance(meta.get("classifier_free_guidance", False), bool):
+        raise refuse("classifier_free_guidance must be true or false")
+    b.RESOLUTION.check(f"{path}: resolution", meta.get("resolution"))
+    b.CHANNELS.check(f"{path}: in_channels", meta.get("in_channels"))
+    per_task, seen = meta.get("classes_per_task", {}), meta.get("seen_tasks", [])
+    if not isinstance(per_task, dict) or not all(
+        isinstance(v, list) and all(b.Bounds(int, 0, max(num_classes - 1, 0)).contains(c) for c in v)
+        for v in per_task.values()
+    ):
+        raise refuse(f"classes_per_task must map task ids to lists of class ids in [0, {num_classes})")
+    if not isinstance(seen, list) or not all(isinstance(t, int) and str(t) in per_task for t in seen):
+        raise refuse("seen_tasks must list task ids of classes_per_task")
+    prompts = meta.get("validation_prompts", [])
+    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+        raise refuse("validation_prompts must be a list of strings")
+    if meta.get("latent") is not None:
+        latent = meta["latent"]
+        if not isinstance(latent, dict) or not b.Bounds(int, 1, 64).contains(latent.get("downsample")):
+            raise refuse("latent.downsample must be an integer in [1, 64]")
 
 
 def check_unet_matches(meta: dict, unet, task_dir: str) -> None:
@@ -42,6 +111,10 @@ def check_unet_matches(meta: dict, unet, task_dir: str) -> None:
                 f"classes{' + the CFG null class' if meta.get('null_class_index') is not None else ''}; the folder "
                 "mixes files of different runs"
             )
+    elif getattr(unet.config, "num_class_embeds", None) is not None:
+        raise UserInputError(
+            f"{task_dir}: the UNet has class embeddings but its metadata says {meta['conditioning']!r} conditioning"
+        )
     if meta.get("in_channels") not in (None, unet.config.in_channels) and not meta.get("latent"):
         raise UserInputError(
             f"{task_dir}: the UNet takes {unet.config.in_channels} channels but its metadata says "
@@ -59,11 +132,8 @@ def load_task_model(task_dir: str, use_ema: bool | None = None, device="cpu"):
     if use_ema and not has_ema:
         raise UserInputError(f"{task_dir}: --use_ema asked for, but the model was trained without EMA")
     sub = "unet_ema" if (has_ema if use_ema is None else use_ema) else "unet"
-    cls = UNet2DConditionModel if meta["conditioning"] in ("text", "slots") else UNet2DModel
-    try:
-        unet = cls.from_pretrained(task_dir, subfolder=sub)
-    except (OSError, ValueError) as err:
-        raise UserInputError(f"{task_dir}/{sub}: cannot load the UNet ({err})".splitlines()[0]) from err
+    scheduler = load_schedule(task_dir, meta)
+    unet = _load_unet(task_dir, sub, meta)
     check_unet_matches(meta, unet, task_dir)
     # The EMA UNet was averaged together with its slot encoder: load the matching pair.
     slot_encoder = (
@@ -73,15 +143,79 @@ def load_task_model(task_dir: str, use_ema: bool | None = None, device="cpu"):
     conditioning = _conditioning(meta, task_dir, denoiser)
     if meta["conditioning"] == "text":
         conditioning.text_encoder.to(device)
-    scheduler = DDPMScheduler.from_pretrained(task_dir, subfolder="scheduler")
+        if unet.config.cross_attention_dim != conditioning.hidden_size:
+            raise UserInputError(
+                f"{task_dir}: the UNet attends to {unet.config.cross_attention_dim}-wide states but the text encoder "
+                f"is {conditioning.hidden_size} wide; the folder mixes files of different runs"
+            )
     return denoiser, conditioning, scheduler, meta
 
 
-def _slot_encoder(task_dir: str, sub: str) -> SlotEncoder:
+def _load_unet(task_dir: str, sub: str, meta: dict):
+    cls = UNet2DConditionModel if meta["conditioning"] in ("text", "slots") else UNet2DModel
+    file = os.path.join(task_dir, sub, "config.json")
+    if not os.path.isfile(file):
+        raise UserInputError(f"{task_dir}/{sub}: cannot load the UNet (no config.json)")
+    latent = meta.get("latent")
+    if latent:  # the UNet works on VAE latents; their channels come from the VAE
+        config = read_json_object(file)
+        check_model_config(cls, config, file, CONFIG_SIZES)
+        if config.get("sample_size") != meta["resolution"] // latent["downsample"]:
+            raise UserInputError(f"{file}: sample_size={config.get('sample_size')} does not fit the metadata")
+    else:
+        check_unet_config(cls, read_json_object(file), file, meta["resolution"], meta["in_channels"])
     try:
-        return SlotEncoder.from_pretrained(task_dir, subfolder=sub)
-    except (OSError, ValueError) as err:
+        unet = cls.from_pretrained(task_dir, subfolder=sub)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
+        raise UserInputError(f"{task_dir}/{sub}: cannot load the UNet ({err})".splitlines()[0]) from err
+    _check_finite(unet, f"{task_dir}/{sub}")
+    return unet
+
+
+def _check_finite(module: torch.nn.Module, where: str) -> None:
+    """NaN or infinite weights would sample black images without a word."""
+    for name, param in module.named_parameters():
+        if not bool(torch.isfinite(param).all()):
+            raise UserInputError(f"{where}: weight {name} holds NaN or infinite values")
+
+
+def load_schedule(task_dir: str, meta: dict) -> DDPMScheduler:
+    """The training noise schedule of an export (scheduler/), checked: bounds of its config, the metadata's
+    prediction type, every β_t in (0, 1)."""
+    file = os.path.join(task_dir, "scheduler", "scheduler_config.json")
+    if not os.path.isfile(file):
+        raise UserInputError(f"{task_dir}: no scheduler/scheduler_config.json (an incomplete export)")
+    config = read_json_object(file)
+    for key, bounds in SCHEDULE_BOUNDS.items():
+        if key in config:
+            bounds.check(f"{file}: {key}", config[key])
+    if config.get("trained_betas") is not None:
+        raise UserInputError(f"{file}: trained_betas is not supported (exports never write it)")
+    if config.get("prediction_type", "epsilon") != meta.get("prediction_type", "epsilon"):
+        raise UserInputError(
+            f"{file}: prediction_type {config.get('prediction_type')!r} but the metadata says "
+            f"{meta.get('prediction_type')!r}; the folder mixes files of different runs"
+        )
+    try:
+        scheduler = DDPMScheduler.from_pretrained(task_dir, subfolder="scheduler")
+    except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as err:
+        raise UserInputError(f"{file}: not a usable noise schedule ({err})".splitlines()[0]) from err
+    betas = scheduler.betas
+    if not bool(torch.isfinite(betas).all() and (betas > 0).all() and (betas < 1).all()):
+        raise UserInputError(f"{file}: the noise schedule's betas must lie in (0, 1)")
+    return scheduler
+
+
+def _slot_encoder(task_dir: str, sub: str) -> SlotEncoder:
+    file = os.path.join(task_dir, sub, "config.json")
+    if os.path.isfile(file):
+        check_model_config(SlotEncoder, read_json_object(file), file, SLOT_ENCODER_SIZES)
+    try:
+        encoder = SlotEncoder.from_pretrained(task_dir, subfolder=sub)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
         raise UserInputError(f"{task_dir}/{sub}: cannot load the slot encoder ({err})".splitlines()[0]) from err
+    _check_finite(encoder, f"{task_dir}/{sub}")
+    return encoder
 
 
 def _conditioning(meta: dict, task_dir: str, denoiser):
