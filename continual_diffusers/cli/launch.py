@@ -16,7 +16,8 @@ logger = get_logger(__name__)
 def train(
     args: argparse.Namespace, cfg: TrainConfig, built: dict, strategy, objective, test_tasks=None, **trainer_kwargs
 ) -> None:
-    """Dry run, or: accelerator, config.json, trackers, optional end-of-task evaluation, then `ContinualTrainer.fit`.
+    """Dry run, or: accelerator, trainer (restored from the checkpoint), oracle check, config.json, trackers,
+    optional end-of-task evaluation, then `ContinualTrainer.fit`. Nothing is written before every check passed.
 
     `built` holds tasks, conditioning, denoiser, make_dataset, metadata and text (see cli.training.build_ddpm)."""
     from accelerate import Accelerator
@@ -26,15 +27,17 @@ def train(
     from ..training.checkpoint import check_compatible, check_writable, resolve_resume
     from ..training.trainer import ContinualTrainer
     from ..training.validation import validation_options
-    from .evaluation import build_end_of_task_eval
+    from .evaluation import build_end_of_task_eval, existing_oracle
     from .training import tracker_config
 
     resolved = {"args": vars(args), "train_config": cfg.to_dict(), "model": built["metadata"]}
     if args.dry_run:
         print(json.dumps(resolved, indent=2, default=str))
         return
+    # Everything that can be refused is checked before the first write: the flags and the data (already), the
+    # checkpoint, the oracle, then the output dir.
     resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
-    if resume is not None:  # before anything is written: a checkpoint of another model or strategy is refused
+    if resume is not None:  # the safetensors header first: another architecture or strategy is named as such
         check_compatible(resume, denoiser_state_dict(built["denoiser"]), strategy.name)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -44,6 +47,13 @@ def train(
             project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
         ),
     )
+    trainer = ContinualTrainer(
+        accelerator, built["denoiser"].to(accelerator.device), built["conditioning"], objective, strategy, cfg,
+        built["make_dataset"], built["metadata"], built["text"], None, **trainer_kwargs,
+    )  # fmt: skip
+    if resume is not None:
+        trainer.restore(resume, built["tasks"])
+    oracle = existing_oracle(args, test_tasks, args.output_dir) if test_tasks is not None else None
     if accelerator.is_main_process:
         check_writable(args.output_dir)  # one clear error instead of a traceback from the first write
         with open(os.path.join(args.output_dir, "config.json"), "w") as fh:
@@ -54,13 +64,12 @@ def train(
     if trainer_kwargs.get("vae") is not None:  # latent models: the frozen VAE decodes samples on the device
         trainer_kwargs["vae"].to(accelerator.device)
     with accelerator.main_process_first():  # the oracle is trained once, by the main process
-        task_eval = build_end_of_task_eval(args, built, test_tasks, objective.scheduler, validation_options(cfg))
-    trainer = ContinualTrainer(
-        accelerator, built["denoiser"].to(accelerator.device), built["conditioning"], objective, strategy, cfg,
-        built["make_dataset"], built["metadata"], built["text"], task_eval, **trainer_kwargs,
-    )  # fmt: skip
+        task_eval = build_end_of_task_eval(
+            args, built, test_tasks, objective.scheduler, validation_options(cfg), oracle
+        )
+    trainer.attach_evaluation(task_eval)
     tasks = built["tasks"]
     logger.info("training %d tasks %s; output in %s", len(tasks), tasks.task_ids, args.output_dir)
-    trainer.fit(tasks, resume)
+    trainer.fit(tasks)
     if task_eval is not None and accelerator.is_main_process:
         print(f"report: {os.path.join(task_eval.report_dir, 'report.md')}\n{task_eval.report.headline()}")

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -78,6 +80,8 @@ def write_atomically(final_dir: str, write_fn: Callable[[str], None]) -> str:
 
 def check_writable(output_dir: str) -> None:
     """Create `output_dir` if needed and prove a file can be written there (`UserInputError` otherwise)."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UserInputError(f"--output_dir {output_dir} is a file, not a folder")
     probe = os.path.join(output_dir, ".write_test")
     try:
         os.makedirs(output_dir, exist_ok=True)
@@ -142,35 +146,44 @@ def save_checkpoint(output_dir: str, global_step: int, parts: dict, training_sta
         raise StorageError(f"{err}; {last_good(output_dir)}") from err.__cause__
 
 
+def _load_pt(file: str):
+    """A `.pt` of tensors and numbers; anything else (a pickled object) is refused in one line, never with torch's
+    advice to retry with weights_only=False."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(file, weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserInputError(
+            f"{file} holds pickled objects, not just tensors and numbers: refusing to load it (a checkpoint written "
+            "by this library never does; resume from another checkpoint)"
+        ) from None
+
+
 def load_checkpoint(path: str) -> dict:
-    """Read what `save_checkpoint` wrote (tensors on CPU). A missing or unreadable file is a `UserInputError`."""
+    """Read what `save_checkpoint` wrote (tensors on CPU). A missing or unreadable file is a `UserInputError`;
+    whether the contents fit a run is `check_resume`'s business."""
     try:
         parts = {"model_state": load_file(os.path.join(path, MODEL_FILE))}
         for name in ("ema", "optimizer", "lr_scheduler", "scaler"):
             file = os.path.join(path, name + ".pt")
-            parts[name + "_state"] = torch.load(file, weights_only=True) if os.path.exists(file) else None
+            parts[name + "_state"] = _load_pt(file) if os.path.exists(file) else None
         strategy = dict(load_file(os.path.join(path, "strategy.safetensors")))
-        strategy.update(_read_json(os.path.join(path, "strategy.json")))
+        extra = _read_json(os.path.join(path, "strategy.json"))
+        if not isinstance(extra, dict):
+            raise ValueError("strategy.json is not a JSON object")
+        strategy.update(extra)
         parts["strategy_state"] = strategy
         parts["training_state"] = _read_json(os.path.join(path, STATE_FILE))
+    except UserInputError:
+        raise
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # missing file, bad JSON or tensors
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
     return parts
 
 
-def check_compatible(path: str, model_state: dict[str, torch.Tensor], strategy_name: str) -> None:
-    """Refuse (`UserInputError`) to resume a run from a checkpoint of another architecture or strategy, before the
-    run writes anything. Reads the safetensors header and the JSON state only."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(os.path.join(path, MODEL_FILE), framework="pt") as fh:
-            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-        state = _read_json(os.path.join(path, STATE_FILE))
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
+def _check_shapes(path: str, shapes: dict[str, tuple], model_state: dict[str, torch.Tensor]) -> None:
     want = {k: tuple(v.shape) for k, v in model_state.items()}
     missing, extra = sorted(set(want) - set(shapes)), sorted(set(shapes) - set(want))
     if missing or extra:
@@ -185,9 +198,25 @@ def check_compatible(path: str, model_state: dict[str, torch.Tensor], strategy_n
             f"{path} holds a different architecture: {k} has shape {list(shapes[k])} but this model needs "
             f"{list(want[k])}; resume with the model flags the run was started with"
         )
-    if state.get("strategy") not in (None, strategy_name):
+
+
+def check_compatible(path: str, model_state: dict[str, torch.Tensor], strategy_name: str) -> None:
+    """Refuse (`UserInputError`) to resume a run from a checkpoint of another architecture or strategy, before the
+    run writes anything. Reads the safetensors header and the JSON state only."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.path.join(path, MODEL_FILE), framework="pt") as fh:
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+        state = _read_json(os.path.join(path, STATE_FILE))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
+    _check_shapes(path, shapes, model_state)
+    strategy = state.get("strategy") if isinstance(state, dict) else None
+    if strategy not in (None, strategy_name):
         raise UserInputError(
-            f"{path} was written by strategy {state.get('strategy')!r}, this run uses {strategy_name!r}; "
+            f"{path} was written by strategy {strategy!r}, this run uses {strategy_name!r}; "
             "resume with the strategy flags the run was started with"
         )
 
@@ -207,8 +236,10 @@ def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
 
 def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     """`latest` → newest complete checkpoint (or None: start fresh); a path must be a complete checkpoint."""
-    if not resume:
+    if resume is None:
         return None
+    if not resume.strip():  # e.g. an unset shell variable: starting over silently would be wrong
+        raise UserInputError("--resume_from_checkpoint is empty: pass 'latest' or a checkpoint-N folder")
     if resume == "latest":
         found = list_checkpoints(output_dir)
         if not found:

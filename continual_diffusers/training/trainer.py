@@ -22,7 +22,7 @@ from ..data import TaskDataset, TaskSequence
 from ..models.denoiser import denoiser_state_dict, export_modules, load_denoiser_state_dict
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
-from ..utils.errors import NonFiniteError
+from ..utils.errors import NonFiniteError, UserInputError
 from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 from ..utils.seed import make_generator
@@ -30,6 +30,7 @@ from . import checkpoint as ckpt
 from .batches import BatchSchedule
 from .config import TrainConfig
 from .optim import build_ema, build_lr_schedule, build_optimizer
+from .resume import RunSpec, check_resume
 from .validation import ValidationSampler
 
 logger = get_logger(__name__)
@@ -71,6 +72,7 @@ class ContinualTrainer:
         self.export_metadata = export_metadata
         self.text_components = text_components
         self.task_eval = task_eval  # callable(model, task_id, seen_tasks, device) -> metrics, with state_dict()
+        self._pending_history: list | None = None  # a restored evaluation history waiting for `attach_evaluation`
         self.ema = build_ema(denoiser.unet, cfg, denoiser.parameters())  # slot models: the slot encoder's too
         if self.ema is not None:
             self.ema.to(accelerator.device)
@@ -82,8 +84,10 @@ class ContinualTrainer:
 
     # ----------------------------------------------------------------------------------------------- orchestration
     def fit(self, tasks: TaskSequence, resume_path: str | None = None) -> None:
+        """Train every task from the current position (`resume_path`: restore a checkpoint first; the CLI calls
+        `restore` itself, before the run writes anything)."""
         if resume_path:
-            self._restore(resume_path)
+            self.restore(resume_path, tasks)
         self._tasks = tasks
         for index, task in enumerate(tasks):
             if index < self.position.task_index:
@@ -97,9 +101,7 @@ class ContinualTrainer:
     def _train_task(self, task) -> None:
         cfg, acc = self.cfg, self.accelerator
         dataset = self.make_dataset(task)
-        schedule = BatchSchedule(
-            len(dataset), cfg.train_batch_size, acc.num_processes, acc.process_index, cfg.seed, task.task_id
-        )
+        schedule = self.task_schedule(task)
         num_steps = self.steps_for_task(schedule)
         self.strategy.before_task(self.model, task.task_id, apply_ema=self.apply_ema if self.ema else None)
         self._check_ema_pairing()
@@ -132,6 +134,12 @@ class ContinualTrainer:
         self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
         self._end_task(task, dataset, optimizer, lr_schedule)
         acc.free_memory()
+
+    def task_schedule(self, task) -> BatchSchedule:
+        acc, cfg = self.accelerator, self.cfg
+        return BatchSchedule(
+            len(task), cfg.train_batch_size, acc.num_processes, acc.process_index, cfg.seed, task.task_id
+        )
 
     def steps_for_task(self, schedule: BatchSchedule) -> int:
         """Optimizer steps for one task: --max_train_steps, or num_epochs passes over the task's data."""
@@ -362,24 +370,70 @@ class ContinualTrainer:
             logger.info("saved %s", path)
         acc.wait_for_everyone()
 
-    def _restore(self, path: str) -> None:
+    def restore(self, path: str, tasks: TaskSequence) -> None:
+        """Load checkpoint `path` into the model, EMA, scaler, strategy and position. Every part is first checked
+        against this run (`resume.check_resume`: `UserInputError` naming the file and the field), so call this
+        before the run writes anything. The evaluation history waits for `attach_evaluation` when the end-of-task
+        evaluation is not built yet."""
         parts = ckpt.load_checkpoint(path)
+        check_resume(path, parts, self._run_spec(tasks, parts["training_state"]))
         state = parts["training_state"]
         load_denoiser_state_dict(self.model, parts["model_state"])
-        if self.ema is not None and parts["ema_state"] is not None:
-            self.ema.load_state_dict(parts["ema_state"])
-            self.ema.to(self.accelerator.device)
-        if self.accelerator.scaler is not None and parts["scaler_state"] is not None:
-            self.accelerator.scaler.load_state_dict(parts["scaler_state"])
-        self.strategy.load_state_dict(parts["strategy_state"])
+        try:
+            if self.ema is not None:
+                self.ema.load_state_dict(parts["ema_state"])
+                self.ema.to(self.accelerator.device)
+            if self.accelerator.scaler is not None and parts["scaler_state"] is not None:
+                self.accelerator.scaler.load_state_dict(parts["scaler_state"])
+            self.strategy.load_state_dict(parts["strategy_state"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            if isinstance(err, UserInputError):
+                raise
+            raise UserInputError(
+                f"{path}: the checkpoint does not load into this run ({err})".splitlines()[0]
+            ) from err
+        self._pending_history = list(state.get("evaluation", []))
         if self.task_eval is not None:
-            self.task_eval.load_state_dict(state.get("evaluation", []))
+            self.attach_evaluation(self.task_eval)
         self.position = Position(
             state["task_index"], state["step_in_task"], state["global_step"], list(state["seen_tasks"])
         )
         self._pending = {k: parts[k] for k in ("optimizer_state", "lr_scheduler_state")}
         logger.info(
             "resumed from %s at task index %d, step %d", path, self.position.task_index, self.position.step_in_task
+        )
+
+    def attach_evaluation(self, task_eval) -> None:
+        """Set the end-of-task evaluation (built after `restore` when it trains an oracle, which writes) and give it
+        the restored history."""
+        self.task_eval = task_eval
+        if task_eval is not None and self._pending_history is not None:
+            task_eval.load_state_dict(self._pending_history)
+        self._pending_history = None
+
+    def _run_spec(self, tasks: TaskSequence, state) -> RunSpec:
+        """What this run would write into a checkpoint, from fresh objects (the templates `check_resume` compares
+        a checkpoint with)."""
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        steps = [self.steps_for_task(self.task_schedule(task)) for task in tasks]
+        index = state.get("task_index") if isinstance(state, dict) else None
+        task_steps = steps[index] if isinstance(index, int) and 0 <= index < len(steps) else 1
+        optimizer = build_optimizer(trainable, self.cfg)
+        lr_schedule = build_lr_schedule(optimizer, self.cfg, task_steps)
+        scaler = self.accelerator.scaler
+        meta = self.export_metadata
+        return RunSpec(
+            strategy=self.strategy.name,
+            model_state=denoiser_state_dict(self.model),
+            ema_state=None if self.ema is None else self.ema.state_dict(),
+            optimizer_state=optimizer.state_dict(),
+            lr_scheduler_state=lr_schedule.state_dict(),
+            scaler_state=None if scaler is None else scaler.state_dict(),
+            trainable_shapes=[tuple(p.shape) for p in trainable],
+            task_ids=list(tasks.task_ids),
+            steps_per_task=steps,
+            image_shape=(meta["in_channels"], meta["resolution"]),
+            num_classes=meta.get("num_classes") or 0,
         )
 
     def _load_pending(self, optimizer, lr_schedule) -> None:
