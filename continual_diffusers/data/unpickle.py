@@ -139,7 +139,7 @@ class _PendingArray(_Marker):
         self.array = None
 
     def __repr__(self) -> str:
-        return "a numpy array under construction"
+        return "a numpy array under construction" if self.array is None else "a numpy array"
 
 
 _SCALAR_KEYS = (type(None), bool, int, float, complex, str, bytes)
