@@ -119,7 +119,9 @@ def pointer_object() -> bytes:
 
 
 def write_legacy(path: Path, pickle_bytes: bytes) -> str:
-    np.savez(path, data_structure=np.frombuffer(pickle_bytes, dtype=f"S{len(pickle_bytes)}").reshape(()))
+    """np.savez(path, data_structure=pickle_bytes), byte for byte (np.array(bytes) would drop trailing NULs)."""
+    data = np.frombuffer(pickle_bytes, dtype=f"S{len(pickle_bytes)}").reshape(()) if pickle_bytes else np.bytes_(b"")
+    np.savez(path, data_structure=data)
     return str(path)
 
 

@@ -93,8 +93,10 @@ def _check_members(archive: zipfile.ZipFile, max_bytes: int) -> list[zipfile.Zip
             what = "appears twice" if info.filename in names else "is not an .npy array"
             raise NpzError(f"member {info.filename[:100]!r} {what}; a task file holds only <key>.npy arrays")
         names.add(info.filename)
-        if info.flag_bits & 0x1:
+        if info.flag_bits & 0x41:  # bit 0: encrypted, bit 6: strong encryption
             raise NpzError(f"member {info.filename[:100]!r} is encrypted")
+        if info.flag_bits & 0x20:
+            raise NpzError(f"member {info.filename[:100]!r} is compressed patched data, which np.savez never writes")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise NpzError(
                 f"member {info.filename[:100]!r} uses zip compression method {info.compress_type}; np.savez and "
@@ -126,8 +128,9 @@ def _read_header(member, name: str) -> tuple[tuple[int, ...], bool, np.dtype, in
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     try:
         shape, fortran, dtype = read(stream, max_header_size=MAX_HEADER_BYTES)
-    except (ValueError, TypeError, SyntaxError) as error:
-        raise NpzError(f"member {name!r}: invalid .npy header ({' '.join(str(error).split())[:200]})") from None
+    except Exception as error:  # numpy's parser of untrusted text: ValueError, SyntaxError, tokenize.TokenError, ...
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+        raise NpzError(f"member {name!r}: invalid .npy header ({reason})") from None
     return shape, fortran, dtype, stream.tell()
 
 
@@ -198,7 +201,16 @@ def read_npz(path: str | os.PathLike, max_bytes: int | None = None) -> dict[str,
         raise
     except MemoryError:
         raise NpzError("not enough memory to read it") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError, struct.error) as err:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        ValueError,
+        struct.error,
+        NotImplementedError,
+    ) as err:  # zipfile: unsupported zip versions and features
         reason = " ".join(str(err).split())[:200]
         raise NpzError(f"not a readable .npz file ({type(err).__name__}: {reason})") from None
 

@@ -1,0 +1,158 @@
+"""Seeded fuzzing of the task-file readers (slow suite): mutated legacy task files (their pickle), safe task files
+(their .npy members, rezipped with valid CRCs, and their raw zip bytes) and CIFAR-10 batches.
+
+Mutations: byte flips, truncation, opcode splicing (a random opcode with random argument bytes inserted at an opcode
+boundary of the original pickle), segment duplication and deletion. All files are loaded in one subprocess under
+RLIMIT_AS (address space after imports + 1 GiB), so a segfault or a memory blow-up shows: every load must succeed or
+raise the readers' own error (TaskFileError for task files, a UserInputError for CIFAR batches) — never another
+exception, and never through the loader's safety net ("cannot be read: unexpected ...": an unforeseen failure
+caught rather than checked for).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import pickletools
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import hostile_files as h
+import numpy as np
+import pytest
+
+from continual_diffusers.data.tasks import FORMAT
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 20261129
+MUTANTS_PER_SEED = 100
+OPCODES = [op.code.encode("latin-1") for op in pickletools.opcodes]
+
+
+def _tasks() -> dict:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 4, 4, 3), dtype=np.uint8)
+    return {
+        1: {"images": images, "labels": np.array([0, 1, 1])},
+        2: {"images": list(images[:2]), "labels": [2, 3]},
+        3: {"images": np.asfortranarray(images), "labels": (4, 5, 4)},
+    }
+
+
+def pickle_seeds() -> dict[str, bytes]:
+    seeds = {f"legacy_p{protocol}": pickle.dumps(_tasks(), protocol=protocol) for protocol in (0, 2, 4, 5)}
+    captions = {1: {"images": _tasks()[1]["images"], "labels": ["a cat", "a dog", "é"]}}
+    seeds["legacy_captions_p3"] = pickle.dumps(captions, protocol=3)
+    return seeds
+
+
+def npy_seeds() -> dict[str, bytes]:
+    tasks = _tasks()
+    return {
+        "format.npy": h.npy_bytes(np.array(FORMAT)),
+        "task_1/images.npy": h.npy_bytes(tasks[1]["images"]),
+        "task_1/labels.npy": h.npy_bytes(tasks[1]["labels"]),
+        "task_3/images.npy": h.npy_bytes(tasks[3]["images"]),
+    }
+
+
+def cifar_seed() -> bytes:
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+    return h.py2_pickle({b"batch_label": b"batch", b"labels": [0, 9, 3, 3], b"data": data})
+
+
+def opcode_boundaries(data: bytes) -> list[int]:
+    return [position for _, _, position in pickletools.genops(data)]
+
+
+def mutate(data: bytes, rng: np.random.Generator, boundaries: list[int] | None = None) -> bytes:
+    data = bytearray(data)
+    kind = rng.choice(["flip", "truncate", "splice", "duplicate", "delete"])
+    if kind == "flip":
+        for position in rng.integers(0, len(data), rng.integers(1, 5)):
+            data[position] = rng.integers(0, 256)
+    elif kind == "truncate":
+        del data[rng.integers(0, len(data)) :]
+    elif kind == "splice":
+        position = int(rng.choice(boundaries)) if boundaries else int(rng.integers(0, len(data)))
+        insert = (
+            OPCODES[rng.integers(len(OPCODES))] + rng.integers(0, 256, rng.integers(0, 9), dtype=np.uint8).tobytes()
+        )
+        data[position:position] = insert
+    else:
+        start = int(rng.integers(0, len(data)))
+        end = min(len(data), start + int(rng.integers(1, 64)))
+        segment = bytes(data[start:end])
+        if kind == "delete":
+            del data[start:end]
+        else:
+            at = int(rng.integers(0, len(data)))
+            data[at:at] = segment
+    return bytes(data)
+
+
+def _safe_file(path: Path, members: dict[str, bytes]) -> str:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return str(path)
+
+
+def build_corpus(folder: Path) -> list[dict]:
+    rng = np.random.default_rng(SEED)
+    files = []
+    for name, data in pickle_seeds().items():
+        boundaries = opcode_boundaries(data)
+        for i in range(MUTANTS_PER_SEED):
+            path = h.write_legacy(folder / f"{name}_{i}.npz", mutate(data, rng, boundaries))
+            files.append({"kind": "task", "path": path})
+    members = npy_seeds()
+    for name in members:
+        for i in range(MUTANTS_PER_SEED):
+            mutated = {**members, name: mutate(members[name], rng)}
+            files.append(
+                {"kind": "task", "path": _safe_file(folder / f"npy_{name.replace('/', '_')}_{i}.npz", mutated)}
+            )
+    for compress in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compress) as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+        for i in range(MUTANTS_PER_SEED):
+            path = folder / f"zip{compress}_{i}.npz"
+            path.write_bytes(mutate(buffer.getvalue(), rng))
+            files.append({"kind": "task", "path": str(path)})
+    cifar = cifar_seed()
+    boundaries = opcode_boundaries(cifar)
+    for i in range(2 * MUTANTS_PER_SEED):
+        path = folder / f"cifar_{i}"
+        path.write_bytes(mutate(cifar, rng, boundaries))
+        files.append({"kind": "cifar", "path": str(path)})
+    return files
+
+
+def test_mutated_task_files_fail_cleanly_or_load(tmp_path):
+    files = build_corpus(tmp_path)
+    assert len(files) >= 300
+    spec, results = tmp_path / "spec.json", tmp_path / "results.jsonl"
+    spec.write_text(json.dumps({"files": files, "limit_mib": 1024}))
+    command = [sys.executable, str(ROOT / "tests" / "hostile_files.py"), str(spec), str(results)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert proc.returncode == 0 and len(records) == len(files), (proc.returncode, len(records), proc.stderr[-3000:])
+    allowed = {"task": {"ok", "TaskFileError"}, "cifar": {"ok", "UserInputError"}}
+    bad = [
+        r for r in records if r["outcome"] not in allowed[r["kind"]] or "cannot be read: unexpected" in r["message"]
+    ]
+    assert not bad, bad[:5]
+    assert max(r["seconds"] for r in records) < 10
+    outcomes = {r["outcome"] for r in records}
+    assert "ok" in outcomes and "TaskFileError" in outcomes  # the mutations reach both sides
