@@ -97,6 +97,22 @@ def crc_mismatch(path) -> str:
     return zipped(path, data=bytes(data[:-1]) + b"\x01", crc=zipfile.crc32(bytes(data)))
 
 
+def zip64_archive(path, claimed_members: int | None = None) -> str:
+    """A safe task file whose end of central directory is the zip64 record (zipfile writes it for > 65,535
+    members; here for any), optionally claiming `claimed_members` members."""
+    limit, zipfile.ZIP_FILECOUNT_LIMIT = zipfile.ZIP_FILECOUNT_LIMIT, 0
+    try:
+        safe(path, **{"task_1/images": imgs()})
+    finally:
+        zipfile.ZIP_FILECOUNT_LIMIT = limit
+    data = bytearray(path.read_bytes())
+    record = data.rindex(b"PK\x06\x06")
+    if claimed_members is not None:
+        data[record + 24 : record + 40] = struct.pack("<QQ", claimed_members, claimed_members)
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
 def deep_tuple_id(depth: int) -> bytes:
     return h.EMPTY_TUPLE + h.TUPLE1 * depth
 
@@ -190,6 +206,7 @@ CASES = [
     ("member_encrypted", lambda p: zipped(p, flags=1), "member 'task_1/images.npy' is encrypted"),
     ("member_unknown_compression", lambda p: zipped(p, method=99), "uses zip compression method 99"),
     ("member_bzip2", lambda p: zipped(p, method=12), "uses zip compression method 12"),
+    ("zip64_member_count", lambda p: zip64_archive(p, 10**6), "the archive lists 1000000 members"),
     ("member_twice", lambda p: h.write_zip(p, [FORMAT_MEMBER, FORMAT_MEMBER]), "member 'format.npy' appears twice"),
     ("member_crc", crc_mismatch, "Bad CRC-32"),
     ("member_truncated", lambda p: zipped(p, data=h.npy_bytes(imgs())[:-10], file_size=len(h.npy_bytes(imgs()))),
@@ -283,6 +300,10 @@ def test_far_apart_ids_warn_without_expanding_the_range(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert load_tasks(path).task_ids == [1, 10**9]
     assert "not contiguous (missing [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, ...])" in caplog.text
+
+
+def test_zip64_end_record_is_read(tmp_path):
+    assert load_tasks(zip64_archive(tmp_path / "tasks.npz")).task_ids == [1]
 
 
 @pytest.mark.parametrize("writer", [np.savez, np.savez_compressed])
