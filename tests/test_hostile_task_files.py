@@ -225,3 +225,52 @@ def test_data_cli_process_refuses_a_payload(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert_one_error_line(proc.stderr, "object dtypes hold object pointers")
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The payloads are live: against an allow-list unpickler (what this project used before) most of them crash it
+
+ALLOW_LIST_READER = """
+import _compat_pickle, builtins, codecs, collections, io, pickle, sys
+import numpy as np
+try:
+    from numpy._core import multiarray, numeric
+except ImportError:
+    from numpy.core import multiarray, numeric
+ALLOWED = {("builtins", n): getattr(builtins, n) for n in ("set", "frozenset", "bytearray", "complex", "slice",
+                                                            "range", "bytes")}
+ALLOWED.update({("_codecs", "encode"): codecs.encode, ("collections", "OrderedDict"): collections.OrderedDict,
+                ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype})
+for package in ("numpy.core", "numpy._core"):
+    ALLOWED.update({(package + ".multiarray", "_reconstruct"): multiarray._reconstruct,
+                    (package + ".multiarray", "scalar"): multiarray.scalar,
+                    (package + ".numeric", "_frombuffer"): numeric._frombuffer})
+
+class AllowList(pickle.Unpickler):
+    def find_class(self, module, name):
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        return ALLOWED[(_compat_pickle.IMPORT_MAPPING.get(module, module), name)]
+
+from continual_diffusers.data import tasks_from_dict
+try:
+    tasks_from_dict(AllowList(io.BytesIO(open(sys.argv[1], "rb").read())).load())
+except Exception as error:
+    print(type(error).__name__)
+"""
+
+
+@pytest.mark.slow
+def test_payloads_crash_an_allow_list_unpickler(tmp_path):
+    """Not a test of this project's reader: evidence that the payloads above are real. Read by an unpickler that
+    resolves only the globals they use (the previous reader) and then validated, most of them end the process with
+    a signal (an object pointer made from the bytes 0x41414141...): exit 139 from a shell."""
+    crashed = []
+    for name, build, _ in h.CODE_EXEC:
+        path = tmp_path / f"{name}.pickle"
+        path.write_bytes(build(str(tmp_path / "pwned")))
+        command = [sys.executable, "-W", "ignore", "-c", ALLOW_LIST_READER, str(path)]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        if proc.returncode < 0:
+            crashed.append(name)
+    assert len(crashed) >= 8, crashed
+    assert not (tmp_path / "pwned").exists()
