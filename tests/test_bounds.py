@@ -102,3 +102,24 @@ def test_sub_command_parsers_refuse_abbreviated_flags(capsys):
         evaluation_main(["report", "--run_dir", "x", "--oracle_pat", "y"])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and "unrecognized arguments: --oracle_pat y" in err[0]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train-oracle", "--output_dir", "x", "--seed", "-1"], "--seed must be >= 0"),
+        (["train-oracle", "--output_dir", "x", "--resolution", "100000"], "--resolution must be >= 1 and <= 4096"),
+        (["report", "--run_dir", "x", "--eval_num_samples", "1"], "--eval_num_samples must be >= 2"),
+        (["report", "--run_dir", "x", "--sampling_batch_size", "0"], "--sampling_batch_size must be >= 1"),
+    ],
+)
+def test_evaluation_tool_bounds_its_numbers(argv, message, tmp_path, capsys):
+    """`python -m continual_diffusers.evaluation` checks its own numbers like every other entry point, before
+    touching the run or output dir."""
+    from continual_diffusers.evaluation.__main__ import main as evaluation_main
+
+    argv = [str(tmp_path / a) if a == "x" else a for a in argv]
+    assert evaluation_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not any(tmp_path.iterdir())

@@ -16,6 +16,7 @@ from ..cli.base import new_parser
 from ..cli.evaluation import get_oracle, load_test_tasks
 from ..cli.sampling import add_sampler_args, check_sampler_ranges
 from ..data import load_split_digits, load_tasks
+from ..utils import bounds
 from ..utils.entrypoint import run_main
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
@@ -29,17 +30,17 @@ def parser():
     oracle = sub.add_parser("train-oracle", help="train the oracle classifier on all tasks' training data")
     oracle.add_argument("--data_path", default=None, help="training task file (default: bundled digits)")
     oracle.add_argument("--test_data_path", default=None, help="test task file (default: bundled digits)")
-    oracle.add_argument("--resolution", type=int, default=None)
+    oracle.add_argument("--resolution", type=bounds.RESOLUTION, default=None)
     oracle.add_argument("--output_dir", required=True)
-    oracle.add_argument("--seed", type=int, default=0)
+    oracle.add_argument("--seed", type=bounds.SEED, default=0)
     report = sub.add_parser("report", help="evaluate every task_<k>/ of a run and write run_dir/report/")
     report.add_argument("--run_dir", required=True)
     report.add_argument("--data_path", default=None, help="training task file (for training an oracle if needed)")
     report.add_argument("--test_data_path", default=None)
     report.add_argument("--oracle_path", default=None, help="default: run_dir/oracle (trained if absent)")
-    report.add_argument("--eval_num_samples", type=int, default=100)
-    report.add_argument("--seed", type=int, default=0)
-    report.add_argument("--sampling_batch_size", type=int, default=64)
+    report.add_argument("--eval_num_samples", type=bounds.EVAL_SAMPLES, default=100)
+    report.add_argument("--seed", type=bounds.SEED, default=0)
+    report.add_argument("--sampling_batch_size", type=bounds.BATCH_SIZE, default=64)
     add_sampler_args(report)
     return p
 
