@@ -95,14 +95,22 @@ def test_code_execution_attempt_is_refused(case, tmp_path, capsys):
     assert not marker.exists() and snapshot(out) == before
 
 
-def test_cifar_batch_code_execution_is_refused(cifar_script, tmp_path, capsys):
+@pytest.mark.parametrize("target", ["data_batch_1", "batches.meta"])
+def test_cifar_code_execution_is_refused(cifar_script, target, tmp_path, capsys):
+    """A payload in a training batch, or in batches.meta (read first, with --captions)."""
     marker = tmp_path / "pwned"
-    labels = h.call(h.pointer_object(), f"touch {marker}")
-    cifar = cifar_folder(tmp_path / "cifar", h.cifar_batch(h.py2_str(b"x" * 3072), labels))
+    attack = h.call(h.pointer_object(), f"touch {marker}")
+    if target == "data_batch_1":
+        cifar = cifar_folder(tmp_path / "cifar", h.cifar_batch(h.py2_str(b"x" * 3072), attack))
+    else:
+        cifar = cifar_folder(tmp_path / "cifar", h.py2_pickle({b"num_cases_per_batch": 1}))
+        meta = h.PROTO2 + h.EMPTY_DICT + h.py2_str(b"label_names") + attack + h.SETITEM + h.STOP
+        (cifar / "cifar-10-batches-py" / "batches.meta").write_bytes(meta)
     out = output_dir(tmp_path / "out")
     before = snapshot(out)
-    assert cifar_script.main(["--cifar_dir", str(cifar), "--output_dir", str(out)]) == 2
-    assert_one_error_line(capsys.readouterr().err, "object dtypes hold object pointers")
+    captions = ["--captions"] if target == "batches.meta" else []
+    assert cifar_script.main(["--cifar_dir", str(cifar), "--output_dir", str(out), *captions]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"{target}: refusing pickle opcode REDUCE")
     assert not marker.exists() and snapshot(out) == before
 
 

@@ -73,8 +73,9 @@ def _read_bounded(path: Path) -> bytes:
 
 
 def _unpickle(path: Path) -> dict:
+    raw = _read_bounded(path)  # its errors name the path
     try:
-        data = parse_pickle(_read_bounded(path), encoding="bytes")
+        data = parse_pickle(raw, encoding="bytes")
     except UserInputError as error:
         raise UserInputError(f"{path}: {error}") from None
     if type(data) is not dict:
