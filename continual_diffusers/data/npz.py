@@ -56,6 +56,10 @@ def max_task_file_bytes() -> int:
     return int(value)
 
 
+def _quoted(name: str) -> str:
+    return repr(name[:100] + ("..." if len(name) > 100 else ""))
+
+
 def _too_big(what: str, size: int, cap: int) -> NpzError:
     return NpzError(
         f"{what} {size} bytes, more than the cap of {cap} bytes ({cap / 2**30:.1f} GiB); if the file is trusted "
@@ -91,15 +95,15 @@ def _check_members(archive: zipfile.ZipFile, max_bytes: int) -> list[zipfile.Zip
     for info in infos:
         if not info.filename.endswith(".npy") or info.filename in names:
             what = "appears twice" if info.filename in names else "is not an .npy array"
-            raise NpzError(f"member {info.filename[:100]!r} {what}; a task file holds only <key>.npy arrays")
+            raise NpzError(f"member {_quoted(info.filename)} {what}; a task file holds only <key>.npy arrays")
         names.add(info.filename)
         if info.flag_bits & 0x41:  # bit 0: encrypted, bit 6: strong encryption
-            raise NpzError(f"member {info.filename[:100]!r} is encrypted")
+            raise NpzError(f"member {_quoted(info.filename)} is encrypted")
         if info.flag_bits & 0x20:
-            raise NpzError(f"member {info.filename[:100]!r} is compressed patched data, which np.savez never writes")
+            raise NpzError(f"member {_quoted(info.filename)} is compressed patched data, which np.savez never writes")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise NpzError(
-                f"member {info.filename[:100]!r} uses zip compression method {info.compress_type}; np.savez and "
+                f"member {_quoted(info.filename)} uses zip compression method {info.compress_type}; np.savez and "
                 "np.savez_compressed write stored or deflated members"
             )
     total = sum(info.file_size for info in infos)
@@ -112,16 +116,16 @@ def _read_header(member, name: str) -> tuple[tuple[int, ...], bool, np.dtype, in
     """(shape, fortran_order, dtype, header length) of an .npy member, read with bounded reads."""
     start = member.read(8)
     if len(start) < 8 or start[:6] != b"\x93NUMPY":
-        raise NpzError(f"member {name!r} is not an .npy array (no .npy magic)")
+        raise NpzError(f"member {_quoted(name)} is not an .npy array (no .npy magic)")
     if start[6:] not in (b"\x01\x00", b"\x02\x00"):
-        raise NpzError(f"member {name!r} is .npy format {start[6]}.{start[7]}; this reader reads 1.0 and 2.0")
+        raise NpzError(f"member {_quoted(name)} is .npy format {start[6]}.{start[7]}; this reader reads 1.0 and 2.0")
     length_format = "<H" if start[6] == 1 else "<I"
     length_bytes = member.read(struct.calcsize(length_format))
     if len(length_bytes) < struct.calcsize(length_format):
-        raise NpzError(f"member {name!r}: truncated .npy header")
+        raise NpzError(f"member {_quoted(name)}: truncated .npy header")
     length = struct.unpack(length_format, length_bytes)[0]
     if length > MAX_HEADER_BYTES:
-        raise NpzError(f"member {name!r}: .npy header of {length} bytes (at most {MAX_HEADER_BYTES})")
+        raise NpzError(f"member {_quoted(name)}: .npy header of {length} bytes (at most {MAX_HEADER_BYTES})")
     header = member.read(length)
     stream = io.BytesIO(start + length_bytes + header)
     version = np.lib.format.read_magic(stream)
@@ -130,7 +134,7 @@ def _read_header(member, name: str) -> tuple[tuple[int, ...], bool, np.dtype, in
         shape, fortran, dtype = read(stream, max_header_size=MAX_HEADER_BYTES)
     except Exception as error:  # numpy's parser of untrusted text: ValueError, SyntaxError, tokenize.TokenError, ...
         reason = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
-        raise NpzError(f"member {name!r}: invalid .npy header ({reason})") from None
+        raise NpzError(f"member {_quoted(name)}: invalid .npy header ({reason})") from None
     return shape, fortran, dtype, stream.tell()
 
 
@@ -143,18 +147,18 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray 
             return None
         problem = plain_dtype_problem(dtype)
         if problem:
-            raise NpzError(f"member {name!r}: {problem}; task files hold numeric or string arrays")
+            raise NpzError(f"member {_quoted(name)}: {problem}; task files hold numeric or string arrays")
         count = math.prod(shape)
         if header_bytes + count * dtype.itemsize != info.file_size:
             raise NpzError(
-                f"member {name!r}: its header says shape {shape} of {dtype} ({count * dtype.itemsize} bytes), but "
-                f"the archive states {info.file_size - header_bytes} bytes of data"
+                f"member {_quoted(name)}: its header says shape {shape} of {dtype} ({count * dtype.itemsize} "
+                f"bytes), but the archive states {info.file_size - header_bytes} bytes of data"
             )
         array = np.empty(count, dtype)
         _read_into(member, array.view(np.uint8), name)
     problem = unicode_problem(array)
     if problem:
-        raise NpzError(f"member {name!r}: {problem}")
+        raise NpzError(f"member {_quoted(name)}: {problem}")
     return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
 
 
@@ -164,11 +168,11 @@ def _read_into(member, target: np.ndarray, name: str) -> None:
     while done < len(target):
         chunk = member.read(min(_CHUNK, len(target) - done))
         if not chunk:
-            raise NpzError(f"member {name!r} ends after {done} of its {len(target)} data bytes")
+            raise NpzError(f"member {_quoted(name)} ends after {done} of its {len(target)} data bytes")
         target[done : done + len(chunk)] = np.frombuffer(chunk, np.uint8)
         done += len(chunk)
     if member.read(1):  # also makes zipfile check the CRC at the end of the member
-        raise NpzError(f"member {name!r} holds more than its stated size")
+        raise NpzError(f"member {_quoted(name)} holds more than its stated size")
 
 
 def read_npz(path: str | os.PathLike, max_bytes: int | None = None) -> dict[str, np.ndarray | None]:

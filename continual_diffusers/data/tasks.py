@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import os
 import re
-import reprlib
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 
 from continual_diffusers.data.npz import NpzError, read_npz
-from continual_diffusers.data.unpickle import UnsafePickleError, parse_pickle
+from continual_diffusers.data.unpickle import UnsafePickleError, parse_pickle, short_repr
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 
@@ -45,24 +44,7 @@ MAX_TASK_ID = 10**9
 MAX_CLASS_ID = 10**6 - 1  # num_classes = max class id + 1 sizes the class-embedding table
 
 
-class _ShortRepr(reprlib.Repr):
-    """reprlib with huge ints shown by size (their repr raises ValueError past 4300 digits, and is slow before)."""
-
-    def repr_int(self, x: int, level: int) -> str:
-        if abs(x) < 10**30:
-            return repr(x)
-        return f"<an int of about {int(x.bit_length() * 0.30103) + 1} digits>"
-
-
-_short_repr = _ShortRepr()
-_short_repr.maxlevel, _short_repr.maxstring, _short_repr.maxother = 3, 60, 60
-
-
-def _show(value: Any) -> str:
-    """A bounded, recursion-free repr of a task id or key from a file, for error messages."""
-    if isinstance(value, np.integer):
-        value = int(value)
-    return _short_repr.repr(value)
+_show = short_repr  # task ids and keys from a file in messages: bounded, never recursing deeply
 
 
 class TaskFileError(UserInputError):

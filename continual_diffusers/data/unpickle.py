@@ -39,6 +39,7 @@ import collections
 import math
 import pickletools
 import re
+import reprlib
 import struct
 import sys
 from collections.abc import Callable, Iterable
@@ -145,6 +146,27 @@ class _PendingArray(_Marker):
 _SCALAR_KEYS = (type(None), bool, int, float, complex, str, bytes)
 _CONTAINERS = frozenset({list, tuple, dict, collections.OrderedDict, set, frozenset})
 _VALUE_TYPES = frozenset({*_SCALAR_KEYS, bytearray, np.ndarray, *_CONTAINERS})
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib with huge ints shown by size (their repr raises ValueError past 4300 digits, and is slow before)."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if abs(x) < 10**30:
+            return repr(x)
+        return f"<an int of about {int(x.bit_length() * 0.30103) + 1} digits>"
+
+
+_SHORT = _ShortRepr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxtuple = 3, 60, 60, 8, 8
+
+
+def short_repr(value: Any) -> str:
+    """A bounded, recursion-free repr of a value read from a file, for error messages (at most a few lines' worth
+    whatever the value's size or depth)."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    return _SHORT.repr(value)
 
 
 def _what(value: Any) -> str:
@@ -441,17 +463,19 @@ class _Parser:
         match = _DTYPE_STR.fullmatch(text) if text else None
         if match is None or int(match[2]) == 0 or int(match[2]) > 2**31 or (match[1] == "b" and match[2] != "1"):
             hint = "object dtypes hold object pointers: " if text and text.startswith("O") else ""
-            self.refuse(f"only plain dtypes (bool, int, uint, float, complex, 'S', 'U') are read; {hint}got {text!r}")
+            plain = "only plain dtypes (bool, int, uint, float, complex, 'S', 'U') are read"
+            self.refuse(f"{plain}; {hint}got {short_repr(text)}")
         return text
 
     def make_dtype(self, pending: _PendingDtype, state: Any) -> np.dtype:
         """numpy's dtype state for plain dtypes: `(3, byteorder, None, None, None, elsize, alignment, flags)`."""
         if type(state) is not tuple or len(state) != 8 or not _is_int(state[0], 3):
-            self.refuse(f"a dtype state must be (3, byteorder, None, None, None, elsize, align, flags), got {state!r}")
+            layout = "(3, byteorder, None, None, None, elsize, align, flags)"
+            self.refuse(f"a dtype state must be {layout}, got {short_repr(state)}")
         order = _text(state[1])
         plain = all(x is None for x in state[2:5]) and all(map(_is_int, state[5:]))
         if order not in ("<", ">", "|", "=") or not plain:
-            self.refuse(f"not the state of a plain dtype: {state!r}")
+            self.refuse(f"not the state of a plain dtype: {short_repr(state)}")
         try:
             dtype = np.dtype(pending.typestr if order == "|" else order + pending.typestr)
         except TypeError:
