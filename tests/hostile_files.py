@@ -400,6 +400,13 @@ def _bomb_colliding_keys(folder: Path) -> str:
     return write_legacy(folder / "keys.npz", task_file_pickle(EMPTY_DICT + MARK + keys + SETITEMS))
 
 
+def _bomb_opcode_flood(folder: Path) -> str:
+    """Ten million NONE/POP pairs: 20 MB of pickle (20 KB deflated) that only burns time."""
+    pickled = PROTO2 + b"N0" * 5_000_001 + EMPTY_DICT + STOP
+    np.savez_compressed(folder / "flood.npz", data_structure=np.frombuffer(pickled, f"S{len(pickled)}").reshape(()))
+    return str(folder / "flood.npz")
+
+
 def _bomb_npy_header(folder: Path) -> str:
     """A safe-format member whose .npy header claims 10^12 images over 12 bytes."""
     members = [
@@ -465,6 +472,7 @@ BOMBS = [
     ("bytes8_length_2_62", _bomb_bytes8_length, "truncated"),
     ("deep_tuple_key", _bomb_deep_tuple_key, "containers nested deeper than 100 levels"),
     ("colliding_keys", _bomb_colliding_keys, "more than 10000 entries in one dict or set"),
+    ("opcode_flood", _bomb_opcode_flood, "more than 10000000 pickle opcodes"),
     ("npy_header_10_12", _bomb_npy_header, "but the archive states 12 bytes of data"),
     ("zip_8gib", _bomb_zip_8gb, "more than the cap of 4294967296 bytes"),
     ("zip_8gib_stated_small", _bomb_zip_8gb_stated_small, "Bad CRC-32"),

@@ -286,7 +286,7 @@ def test_refused(case):
 
 def test_limits_are_parameters():
     data = pickle.dumps(list(range(1000)), protocol=2)
-    with pytest.raises(PickleLimitError, match="more than 20000000 pickle opcodes|opcodes"):
+    with pytest.raises(PickleLimitError, match="more than 100 pickle opcodes"):
         parse_pickle(data, max_opcodes=100)
     with pytest.raises(PickleLimitError, match="would take more than 0 MiB"):
         parse_pickle(pickle.dumps(b"x" * 10**6, protocol=3), max_memory=10**5)

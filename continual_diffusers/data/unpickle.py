@@ -50,7 +50,7 @@ import numpy as np
 from continual_diffusers.utils.errors import UserInputError
 
 MAX_DEPTH = 100  # containers nested deeper than this are refused (task data nests 3 levels)
-MAX_OPCODES = 20_000_000  # ≈ 10 s of parsing; a list of 10 million labels takes ≈ 10 million opcodes
+MAX_OPCODES = 10_000_000  # ≈ 5 s of parsing; a list of 10 million labels (a 10-million-image task) takes as many
 MAX_KEYS_PER_CONTAINER = 10_000  # entries of one dict or set (a task dict has one per task)
 MAX_KEYS = 50_000  # entries of all dicts and sets together (colliding hashes: ≈ 5 s at these caps)
 MEMORY_BASE = 64 * 2**20  # bytes any pickle may make the parser allocate, plus
@@ -204,7 +204,8 @@ class _Parser:
         self.pos, self.end, self.op_start, self.proto = 0, len(self.buf), 0, 0
         self.encoding = encoding
         self.memory_left, self.max_memory = max_memory, max_memory
-        self.max_depth, self.opcodes_left, self.keys_left = max_depth, max_opcodes, MAX_KEYS
+        self.max_depth, self.max_opcodes, self.opcodes_left = max_depth, max_opcodes, max_opcodes
+        self.keys_left = MAX_KEYS
         self.stack: list = []
         self.metastack: list[list] = []
         self.memo: dict[int, Any] = {}
@@ -649,7 +650,7 @@ class _Parser:
             handler(self)
 
     def too_many_opcodes(self) -> NoReturn:
-        raise PickleLimitError(f"more than {MAX_OPCODES} pickle opcodes ({self.where()})")
+        raise PickleLimitError(f"more than {self.max_opcodes} pickle opcodes ({self.where()})")
 
     def stop(self) -> Any:
         if self.pos != self.end:
