@@ -29,6 +29,9 @@ class TrainConfig:
     ema_inv_gamma: float = 1.0
     ema_power: float = 0.75
     ema_max_decay: float = 0.9999
+    # Restart the EMA's warm-up at every task start, so the average covers the current task only (otherwise its
+    # horizon grows over the whole sequence and task k's exports still carry earlier tasks' weights).
+    ema_per_task: bool = False
     # Classifier-free guidance dropout (0 disables CFG training).
     uncond_p: float = 0.0
     # Checkpoints: resumable state every N optimizer steps (global count) and at each task end.
