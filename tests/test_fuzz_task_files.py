@@ -2,11 +2,12 @@
 (their .npy members, rezipped with valid CRCs, and their raw zip bytes) and CIFAR-10 batches.
 
 Mutations: byte flips, truncation, opcode splicing (a random opcode with random argument bytes inserted at an opcode
-boundary of the original pickle), segment duplication and deletion. All files are loaded in one subprocess under
-RLIMIT_AS (address space after imports + 1 GiB), so a segfault or a memory blow-up shows: every load must succeed or
-raise the readers' own error (TaskFileError for task files, a UserInputError for CIFAR batches) — never another
-exception, and never through the loader's safety net ("cannot be read: unexpected ...": an unforeseen failure
-caught rather than checked for).
+boundary of the original pickle), segment duplication and deletion; and random programs from the reader's own
+vocabulary (its globals, dtypes, arrays, structural and memo opcodes), which reach its pattern checks more often.
+All files are loaded in one subprocess under RLIMIT_AS (address space after imports + 1 GiB), so a segfault or a
+memory blow-up shows: every load must succeed or raise the readers' own error (TaskFileError for task files, a
+UserInputError for CIFAR batches), never another exception, and never through the loader's safety net ("cannot be
+read: unexpected ...": an unforeseen failure caught rather than checked for).
 """
 
 from __future__ import annotations
@@ -98,6 +99,40 @@ def mutate(data: bytes, rng: np.random.Generator, boundaries: list[int] | None =
     return bytes(data)
 
 
+GLOBALS = [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("collections", "OrderedDict"),
+           ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytes"), ("builtins", "bytearray"),
+           ("builtins", "complex"), (h.MULTIARRAY, "_reconstruct"), (h.MULTIARRAY, "scalar"),
+           ("numpy._core.numeric", "_frombuffer")]  # fmt: skip
+STRUCTURE = [h.MARK, h.TUPLE, h.TUPLE1, h.TUPLE2, h.TUPLE3, h.REDUCE, h.BUILD, h.EMPTY_LIST, h.EMPTY_DICT,
+             h.EMPTY_SET, h.APPEND, h.APPENDS, h.SETITEM, h.SETITEMS, h.ADDITEMS, h.DUP, h.POP, h.NONE, h.TRUE,
+             h.EMPTY_TUPLE, b"\x91", b"l", b"d", b"1"]  # fmt: skip
+
+
+def random_program(rng: np.random.Generator) -> bytes:
+    """A pickle of 1-40 random pieces of the reader's own vocabulary: its globals, odd ints, dtype strings, bytes,
+    whole dtypes and arrays, and structural opcodes (memo included)."""
+    pieces = []
+    for _ in range(rng.integers(1, 41)):
+        kind = rng.integers(0, 8)
+        if kind == 0:
+            pieces.append(h.glob(*GLOBALS[rng.integers(len(GLOBALS))]))
+        elif kind == 1:
+            pieces.append(h.integer(int(rng.choice([0, 1, -1, 3, 8, 2**31, 10**12, -(10**12), 2**64, 10**40]))))
+        elif kind == 2:
+            pieces.append(h.text(str(rng.choice(["b", "C", "F", "latin1", "i8", "u1", "U2", "S3", "<", ">", "O8"]))))
+        elif kind == 3:
+            pieces.append(h.raw(rng.integers(0, 256, rng.integers(0, 17), dtype=np.uint8).tobytes()))
+        elif kind == 4:
+            pieces.append(h.dtype(str(rng.choice(["i8", "u1", "U2", "S3", "f4", "b1"])), str(rng.choice(["<", ">"]))))
+        elif kind == 5:
+            pieces.append(h.images_ops())
+        elif kind == 6:
+            pieces.append((h.put if rng.integers(2) else h.get)(int(rng.integers(0, 4))))
+        else:
+            pieces.append(STRUCTURE[rng.integers(len(STRUCTURE))])
+    return h.PROTO2 + b"".join(pieces) + h.STOP
+
+
 def _safe_file(path: Path, members: dict[str, bytes]) -> str:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for name, data in members.items():
@@ -129,6 +164,8 @@ def build_corpus(folder: Path) -> list[dict]:
             path = folder / f"zip{compress}_{i}.npz"
             path.write_bytes(mutate(buffer.getvalue(), rng))
             files.append({"kind": "task", "path": str(path)})
+    for i in range(5 * MUTANTS_PER_SEED):
+        files.append({"kind": "task", "path": h.write_legacy(folder / f"program_{i}.npz", random_program(rng))})
     cifar = cifar_seed()
     boundaries = opcode_boundaries(cifar)
     for i in range(2 * MUTANTS_PER_SEED):
@@ -140,7 +177,7 @@ def build_corpus(folder: Path) -> list[dict]:
 
 def test_mutated_task_files_fail_cleanly_or_load(tmp_path):
     files = build_corpus(tmp_path)
-    assert len(files) >= 300
+    assert len(files) >= 1500
     spec, results = tmp_path / "spec.json", tmp_path / "results.jsonl"
     spec.write_text(json.dumps({"files": files, "limit_mib": 1024}))
     command = [sys.executable, str(ROOT / "tests" / "hostile_files.py"), str(spec), str(results)]
