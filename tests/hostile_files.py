@@ -237,7 +237,7 @@ CODE_EXEC = [
     ("scalar_pointer_call", _exec_scalar_pointer_call, "object dtypes hold object pointers"),
     ("scalar_pointer_protocol4", _exec_scalar_pointer_protocol4, "object dtypes hold object pointers"),
     ("object_array_reconstruct", _exec_object_array_reconstruct, "object dtypes hold object pointers"),
-    ("forged_flags_scalar", _exec_forged_flags_scalar, "REDUCE calls only recognised globals, not a int64"),
+    ("forged_flags_scalar", _exec_forged_flags_scalar, "REDUCE calls only recognised globals, not an int64"),
     ("forged_flags_array", _exec_forged_flags_array, "class ids must be at most 999999"),
     ("object_array_frombuffer", _exec_object_array_frombuffer, "object dtypes hold object pointers"),
     ("ndarray_buffer", _exec_ndarray_buffer, "object dtypes hold object pointers"),

@@ -203,7 +203,7 @@ REFUSED = [
      "builtins.complex is called only"),
     ("build_on_list", _p(EMPTY_LIST, EMPTY_DICT, BUILD), UnsafePickleError, "not of a list"),
     ("build_on_ordered_dict", _p(glob("collections", "OrderedDict"), EMPTY_TUPLE, REDUCE, EMPTY_DICT, BUILD),
-     UnsafePickleError, "not of a OrderedDict"),
+     UnsafePickleError, "not of an OrderedDict"),
     ("build_twice", _p(dtype("i8", "<"), MARK, integer(3), text(">"), NONE * 3, integer(-1), integer(-1),
                        integer(0), TUPLE, BUILD), UnsafePickleError, "not of numpy.dtype('i8')"),
     ("setitems_on_list", _p(EMPTY_LIST, MARK, integer(1), integer(2), SETITEMS), UnsafePickleError,

@@ -176,7 +176,8 @@ def _what(value: Any) -> str:
     if type(value) is tuple:  # name what makes an argument tuple unusable as a value (depth is bounded)
         inner = next((_what(item) for item in value if isinstance(item, _Marker | tuple)), "")
         return f"a tuple holding {inner.removeprefix('a tuple holding ')}" if inner else "a tuple"
-    return f"a {type(value).__name__}"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _text(value: Any) -> str | None:
@@ -469,7 +470,10 @@ class _Parser:
         return text
 
     def make_dtype(self, pending: _PendingDtype, state: Any) -> np.dtype:
-        """numpy's dtype state for plain dtypes: `(3, byteorder, None, None, None, elsize, alignment, flags)`."""
+        """numpy's dtype state for plain dtypes: `(3, byteorder, None, None, None, elsize, alignment, flags)`.
+
+        The dtype is made from the type string and byte order alone; alignment and flags are not used (forged
+        object flags cannot reach numpy)."""
         if type(state) is not tuple or len(state) != 8 or not _is_int(state[0], 3):
             layout = "(3, byteorder, None, None, None, elsize, align, flags)"
             self.refuse(f"a dtype state must be {layout}, got {short_repr(state)}")
