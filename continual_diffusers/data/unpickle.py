@@ -177,7 +177,7 @@ def _what(value: Any) -> str:
         inner = next((_what(item) for item in value if isinstance(item, _Marker | tuple)), "")
         return f"a tuple holding {inner.removeprefix('a tuple holding ')}" if inner else "a tuple"
     name = type(value).__name__
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _text(value: Any) -> str | None:
