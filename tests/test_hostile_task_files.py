@@ -20,12 +20,14 @@ import io
 import json
 import os
 import pickletools
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import hostile_files as h
+import numpy as np
 import pytest
 from conftest import TINY_FLAGS
 
@@ -282,3 +284,25 @@ def test_payloads_crash_an_allow_list_unpickler(tmp_path):
             crashed.append(name)
     assert len(crashed) >= 8, crashed
     assert not (tmp_path / "pwned").exists()
+
+
+MASK_CASES = [  # (name, member name, member bytes, message fragment)
+    ("header_claims_10_12", "task_1/masks.npy", h.npy_header((10**12, 4, 4), "|u1") + bytes(16),
+     "its header says shape (1000000000000, 4, 4)"),
+    ("object_array", "task_1/masks.npy", h.npy_header((2,), "|O") + b"a pickle", "unexpected key 'task_1/masks'"),
+    ("id_of_5000_digits", f"task_{'7' * 5000}/masks.npy", h.npy_bytes(np.zeros((1, 4, 4), np.uint8)),
+     "unexpected key 'task_777"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", MASK_CASES, ids=[case[0] for case in MASK_CASES])
+def test_hostile_mask_files_are_one_error(tmp_path, case):
+    """The object masks next to a shapes task file (read by slot evaluation) go through the same bounded reader."""
+    from continual_diffusers.data import TaskFileError
+    from continual_diffusers.data.shapes import MASKS_FORMAT, load_masks
+
+    name, member, data, expected = case
+    header = {"name": "format.npy", "data": h.npy_bytes(np.array(MASKS_FORMAT))}
+    path = h.write_zip(tmp_path / f"{name}.masks.npz", [header, {"name": member, "data": data}])
+    with pytest.raises(TaskFileError, match=re.escape(expected)):
+        load_masks(path)

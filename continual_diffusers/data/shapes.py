@@ -19,7 +19,9 @@ from typing import Literal
 
 import numpy as np
 
+from continual_diffusers.data.npz import NpzError, read_npz
 from continual_diffusers.data.tasks import Task, TaskFileError, TaskSequence, save_tasks
+from continual_diffusers.data.unpickle import short_repr
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 
@@ -186,16 +188,20 @@ def load_masks(path: str | os.PathLike, tasks: TaskSequence | None = None) -> di
     """Read masks written by `save_masks`; with `tasks`, check one (H, W) mask per image of every task."""
     if not os.path.isfile(path):
         raise UserInputError(f"{path}: no mask file (write one with python -m continual_diffusers.data shapes)")
-    with np.load(path, allow_pickle=False) as npz:
-        if "format" not in npz.files or str(npz["format"]) != MASKS_FORMAT:
-            raise TaskFileError(f"{path}: not a mask file (expected format {MASKS_FORMAT!r})")
-        masks = {}
-        for key in npz.files:
-            match = _MASK_KEY.fullmatch(key)
-            if key != "format" and match is None:
-                raise TaskFileError(f"{path}: unexpected key {key!r}; expected 'task_<id>/masks'")
-            if match:
-                masks[int(match.group(1))] = npz[key]
+    try:  # the bounded reader of task files (sizes checked before allocating, no pickle)
+        arrays = read_npz(path)
+    except NpzError as error:
+        raise TaskFileError(f"{path}: {error}") from None
+    version = arrays.get("format")
+    if version is None or version.ndim != 0 or version.dtype.kind != "U" or str(version) != MASKS_FORMAT:
+        raise TaskFileError(f"{path}: not a mask file (expected format {MASKS_FORMAT!r})")
+    masks = {}
+    for key, value in arrays.items():
+        match = _MASK_KEY.fullmatch(key)
+        if key != "format" and (match is None or len(match.group(1)) > 12 or value is None):
+            raise TaskFileError(f"{path}: unexpected key {short_repr(key)}; expected 'task_<id>/masks' uint8 arrays")
+        if match:
+            masks[int(match.group(1))] = value
     for task in tasks or ():
         got = masks.get(task.task_id)
         want = task.images.shape[:3]
