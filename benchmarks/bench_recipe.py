@@ -173,6 +173,7 @@ def run_one(recipe: str, setting: str, seed: int, args) -> dict:
         sys.executable, os.path.join(ROOT, "main_ddpm.py"), "--output_dir", out, "--seed", str(seed),
         "--max_train_steps", str(args.steps_per_task), "--train_batch_size", str(args.batch_size),
         "--eval_num_samples", str(args.eval_num_samples), "--oracle_path", args.oracle_path,
+        "--scheduler", args.scheduler, "--num_inference_steps", str(args.num_inference_steps),
         *setting_flags(setting, os.path.join(args.output_dir, "data")), *recipe_flags(recipe),
     ]  # fmt: skip
     print("$", " ".join(cmd[1:]), flush=True)
@@ -225,6 +226,8 @@ def main() -> None:
     p.add_argument("--steps_per_task", type=int, default=NUM_STEPS_DEFAULT, help="optimizer steps per task")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--eval_num_samples", type=int, default=60, help="oracle-judged samples per task")
+    p.add_argument("--scheduler", default="ddpm", help="sampler of the evaluation samples (main_ddpm --scheduler)")
+    p.add_argument("--num_inference_steps", type=int, default=25, help="its steps")
     p.add_argument("--output_dir", default=os.path.join(ROOT, "outputs", "bench_recipe"))
     p.add_argument("--oracle_path", default=None, help="default: <output_dir>/oracle (trained if absent)")
     p.add_argument("--merge", nargs="+", default=None, help="print the table of earlier results.json files")
