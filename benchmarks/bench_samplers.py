@@ -1,9 +1,14 @@
-"""Few-step samplers vs DDPM-1000 on a trained task model: network evaluations, wall time and, when an oracle
-classifier is given (continual_diffusers.evaluation.classifier), the accuracy of the samples' labels; per-class
-grids are always written. Do not run on shared CPUs with large settings: 1000 DDPM steps is the slow baseline.
+"""Few-step samplers vs DDPM-1000 on trained task models: oracle accuracy of the samples' labels and feature FID
+against the real test images of the classes sampled, over several sampling seeds, plus network evaluations and
+wall time. Per-class grids of the first seed are written for every sampler.
 
-    python benchmarks/bench_samplers.py outputs/demo/task_5 --num_samples 16
-    python benchmarks/bench_samplers.py outputs/demo/task_5 --oracle outputs/oracle.safetensors --output_dir bench
+    python benchmarks/bench_samplers.py outputs/demo/task_1 --oracle outputs/demo/oracle
+    python benchmarks/bench_samplers.py run_a/task_1 run_b/task_1 --oracle oracle --seeds 0 1 2 \
+        --configs ddpm:1000 ddpm:25 ddim:25 dpm++:25 unipc:25 --output_dir bench
+
+With several model dirs (e.g. one trained per seed) each sampler's numbers are the mean ± std over models × seeds.
+Default test images: the held-out split of the bundled digits (`--test_data_path` for other data). Do not run the
+1000-step baseline on shared CPUs with large settings.
 """
 
 from __future__ import annotations
@@ -11,80 +16,117 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 
 import torch
 
+from continual_diffusers.data import ImageTransform, TaskDataset, load_split_digits, load_tasks
+from continual_diffusers.evaluation.classifier import load_oracle, predict
+from continual_diffusers.evaluation.metrics import frechet_distance
 from continual_diffusers.models.loading import load_task_model
+from continual_diffusers.sampling.ancestral import SCHEDULERS
 from continual_diffusers.sampling.generate import SamplerOptions, generate_samples
 from continual_diffusers.utils.images import save_grid
 
-CONFIGS = [("ddpm", 1000), ("ddim", 25), ("ddim", 10), ("dpm++", 25), ("dpm++", 10), ("euler_a", 25)]
+CONFIGS = [
+    "ddpm:1000", "ddpm:25", "ddpm:10", "ddim:25", "ddim:10", "dpm++:25", "dpm++:10", "dpm++_karras:25",
+    "dpm++_sde:25", "unipc:25", "unipc:10", "euler:25", "euler_a:25",
+]  # fmt: skip
 
 
-def _accuracy_fn(path: str | None):
-    if path is None:
-        return None
-    try:
-        from continual_diffusers.evaluation.classifier import load_oracle, oracle_accuracy
-    except ImportError:
-        return None
-    oracle, _ = load_oracle(path)
-    return lambda images, labels: oracle_accuracy(oracle, images, torch.tensor(labels))
+def parse_config(text: str) -> tuple[str, int]:
+    name, _, steps = text.partition(":")
+    if name not in SCHEDULERS or not steps.isdigit() or int(steps) < 1:
+        raise argparse.ArgumentTypeError(f"expected <scheduler>:<steps> with a scheduler of {sorted(SCHEDULERS)}")
+    return name, int(steps)
 
 
-def bench(model_dir: str, num_samples: int, guidance: float, output_dir: str, oracle: str | None) -> list[dict]:
+def real_features(oracle, test_tasks, classes: list[int], resolution: int) -> torch.Tensor:
+    """Oracle features (N, D) of the test images whose label is in `classes`."""
+    feats = []
+    for task in test_tasks:
+        batch = TaskDataset(task, ImageTransform(resolution, center_crop=True)).batch(torch.arange(len(task)))
+        keep = torch.isin(batch["labels"], torch.tensor(classes))
+        if keep.any():
+            feats.append(predict(oracle, batch["images"][keep])[1])
+    return torch.cat(feats)
+
+
+def bench_model(model_dir: str, configs, seeds, args, oracle, test_tasks) -> dict[str, list[dict]]:
     model, conditioning, scheduler, meta = load_task_model(model_dir)
+    if meta["conditioning"] != "class":
+        raise SystemExit(f"{model_dir}: the sampler benchmark needs a class-conditional model")
     classes = sorted({c for t in meta["seen_tasks"] for c in meta["classes_per_task"][str(t)]})
-    per_class = meta["conditioning"] == "class"
-    labels = [c for c in classes for _ in range(num_samples)] if per_class else [None] * num_samples
-    calls = {"n": 0, "rows": 0}
-
-    def count(_module, args, kwargs):
-        calls["n"] += 1
-        calls["rows"] += args[0].shape[0] if args else kwargs["sample"].shape[0]
-
-    model.unet.register_forward_pre_hook(count, with_kwargs=True)
-    accuracy = _accuracy_fn(oracle)
-    rows = []
-    for name, steps in CONFIGS:
-        calls.update(n=0, rows=0)
-        start = time.perf_counter()
-        images = generate_samples(
-            model,
-            conditioning,
-            scheduler,
-            labels,
-            SamplerOptions(name, steps, guidance if meta["classifier_free_guidance"] else 1.0, batch_size=len(labels)),
-            "cpu",
-        )
-        row = {
-            "scheduler": name,
-            "steps": steps,
-            "unet_calls": calls["n"],
-            "unet_rows": calls["rows"],
-            "seconds": round(time.perf_counter() - start, 2),
-        }
-        if accuracy is not None and meta["conditioning"] == "class":
-            row["accuracy"] = accuracy(images, labels)
-        save_grid(images, os.path.join(output_dir, f"{name}_{steps}.png"), nrow=num_samples)
-        rows.append(row)
-        print(json.dumps(row))
+    labels = [c for c in classes for _ in range(args.num_samples)]
+    real = real_features(oracle, test_tasks, classes, meta["resolution"])
+    guidance = args.guidance_scale if meta["classifier_free_guidance"] else 1.0
+    calls = {"n": 0}
+    model.unet.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    rows: dict[str, list[dict]] = {}
+    for name, steps in configs:
+        for seed in seeds:
+            calls["n"] = 0
+            start = time.perf_counter()
+            options = SamplerOptions(name, steps, guidance, batch_size=len(labels), seed=seed)
+            images = generate_samples(model, conditioning, scheduler, labels, options, "cpu")
+            seconds = time.perf_counter() - start
+            predicted, features = predict(oracle, images.float())
+            row = {
+                "accuracy": float((predicted == torch.tensor(labels)).float().mean()),
+                "frechet": frechet_distance(features, real),
+                "unet_calls": calls["n"],
+                "seconds": seconds,
+            }
+            rows.setdefault(f"{name}:{steps}", []).append(row)
+            print(json.dumps({"model": model_dir, "sampler": f"{name}:{steps}", "seed": seed, **row}), flush=True)
+            if seed == seeds[0]:
+                tag = os.path.basename(os.path.normpath(model_dir))
+                save_grid(images, os.path.join(args.output_dir, f"{tag}_{name}_{steps}.png"), nrow=args.num_samples)
     return rows
 
 
+def fmt(values: list[float], digits: int = 3) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    lines = [
+        "| sampler | UNet calls | oracle accuracy ↑ | feature FID ↓ | seconds / batch |",
+        "|---|---|---|---|---|",
+    ]
+    for sampler, rows in results.items():
+        lines.append(
+            f"| {sampler} | {rows[0]['unet_calls']} | {fmt([r['accuracy'] for r in rows])} | "
+            f"{fmt([r['frechet'] for r in rows], 1)} | {statistics.median(r['seconds'] for r in rows):.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model_dir", help="an exported task folder (output_dir/task_<k>)")
-    p.add_argument("--num_samples", type=int, default=8, help="images per class")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    p.add_argument("model_dirs", nargs="+", help="exported task folders (output_dir/task_<k>) of class models")
+    p.add_argument("--oracle", required=True, help="oracle folder (python -m continual_diffusers.evaluation)")
+    p.add_argument("--test_data_path", default=None, help="real test images (default: the bundled digits' split)")
+    p.add_argument("--configs", nargs="+", type=parse_config, default=[parse_config(c) for c in CONFIGS])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds")
+    p.add_argument("--num_samples", type=int, default=50, help="images per class")
     p.add_argument("--guidance_scale", type=float, default=2.0)
-    p.add_argument("--oracle", default=None, help="oracle classifier file (evaluation.classifier.save_oracle)")
     p.add_argument("--output_dir", default="bench_samplers")
     args = p.parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
-    rows = bench(args.model_dir, args.num_samples, args.guidance_scale, args.output_dir, args.oracle)
+    oracle, _ = load_oracle(args.oracle)
+    test_tasks = load_tasks(args.test_data_path) if args.test_data_path else load_split_digits()[1]
+    results: dict[str, list[dict]] = {}
+    for model_dir in args.model_dirs:
+        for sampler, rows in bench_model(model_dir, args.configs, args.seeds, args, oracle, test_tasks).items():
+            results.setdefault(sampler, []).extend(rows)
     with open(os.path.join(args.output_dir, "results.json"), "w") as fh:
-        json.dump(rows, fh, indent=2)
+        json.dump({"args": {k: v for k, v in vars(args).items() if k != "configs"}, "results": results}, fh, indent=2)
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,18 @@ TRAIN = DDPMScheduler(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, cl
 
 
 @pytest.mark.parametrize(
-    "name, steps, tol", [("ddpm", 100, 0.06), ("ddim", 25, 0.1), ("dpm++", 20, 0.1), ("euler_a", 50, 0.1)]
+    "name, steps, tol",
+    [
+        ("ddpm", 100, 0.06),
+        ("ddpm", 25, 0.1),
+        ("ddim", 25, 0.1),
+        ("dpm++", 20, 0.1),
+        ("dpm++_karras", 20, 0.1),
+        ("dpm++_sde", 25, 0.1),
+        ("unipc", 20, 0.1),
+        ("euler", 25, 0.1),
+        ("euler_a", 50, 0.1),
+    ],
 )
 def test_schedulers_sample_the_mixture(name, steps, tol):
     scheduler = make_sampling_scheduler(name, TRAIN.config)

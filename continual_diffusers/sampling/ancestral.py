@@ -8,21 +8,37 @@ models run through the same loop: their forward returns ε̂ = ∇ₓE.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 from tqdm.auto import tqdm
 
 from .composition import DenoiseFn
 
 SchedulerName = str  # one of SCHEDULERS' keys
-SCHEDULERS = {
-    "ddpm": DDPMScheduler,
-    "ddim": DDIMScheduler,
-    "dpm++": DPMSolverMultistepScheduler,
-    "euler_a": EulerAncestralDiscreteScheduler,
+# name -> (diffusers scheduler class, config overrides). "ddpm" with fewer steps than T is strided ancestral
+# sampling (DDIM with η = 1 up to the variance choice); the ODE solvers are deterministic given x_T.
+SCHEDULERS: dict[str, tuple[type, dict]] = {
+    "ddpm": (DDPMScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "dpm++": (DPMSolverMultistepScheduler, {}),  # DPM-Solver++(2M), Lu et al. 2022
+    "dpm++_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+    "dpm++_sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++"}),  # stochastic 2M
+    "unipc": (UniPCMultistepScheduler, {}),  # Zhao et al. 2023
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
 }
+# Solvers whose x₀ bound is diffusers' dynamic thresholding (DDPM/DDIM clip x₀ themselves; Euler has neither).
+_THRESHOLDING = (DPMSolverMultistepScheduler, UniPCMultistepScheduler)
 # (x at noise level t in variance-preserving coordinates (B, C, H, W), training timestep t) -> new x
 LevelHook = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -31,14 +47,16 @@ def make_sampling_scheduler(name: SchedulerName, train_scheduler_config) -> obje
     """A fresh sampling scheduler of kind `name` sharing the training noise schedule.
 
     DDPM/DDIM clip the predicted x₀ to ±clip_sample_range when the training config asks for it (pixel models);
-    DPM-Solver++ has no such option, so it gets the equivalent bound through its x₀ thresholding (without it,
-    its extrapolated x₀ of a not fully trained pixel model leaves the data range and quality drops sharply)."""
+    DPM-Solver++ and UniPC have no such option, so they get the equivalent bound through their x₀ thresholding
+    (without it, the extrapolated x₀ of a not fully trained pixel model leaves the data range and quality drops
+    sharply)."""
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
-    extra = {}
-    if name == "dpm++" and train_scheduler_config.get("clip_sample", False):
-        extra = {"thresholding": True, "sample_max_value": train_scheduler_config.get("clip_sample_range", 1.0)}
-    return SCHEDULERS[name].from_config(train_scheduler_config, **extra)
+    cls, extra = SCHEDULERS[name]
+    extra = dict(extra)
+    if cls in _THRESHOLDING and train_scheduler_config.get("clip_sample", False):
+        extra.update(thresholding=True, sample_max_value=train_scheduler_config.get("clip_sample_range", 1.0))
+    return cls.from_config(train_scheduler_config, **extra)
 
 
 def _at_level(hook: LevelHook, scheduler, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -71,6 +89,8 @@ def sample_ancestral(
         (B, C, H, W) samples.
     """
     scheduler.set_timesteps(num_inference_steps, device=device)
+    # Stochastic steps draw from our generator; deterministic solvers (UniPC) take none.
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     x = torch.randn(shape, generator=generator, device=device) * scheduler.init_noise_sigma
     for t in tqdm(scheduler.timesteps, desc="sampling", leave=False, disable=not progress):
         # 1. optional MCMC on p_t, the distribution x currently targets
@@ -80,5 +100,5 @@ def sample_ancestral(
         t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
         pred = denoise_fn(scheduler.scale_model_input(x, t), t_batch).prediction
         # 3. x_t -> x_{t_prev}
-        x = scheduler.step(pred, t, x, generator=generator).prev_sample
+        x = scheduler.step(pred, t, x, **step_kwargs).prev_sample
     return x.clamp(-1, 1) if clamp else x
