@@ -61,6 +61,7 @@ RECIPES: dict[str, list[str]] = {
     "no_ema": ["--no_use_ema"],
     "ema_power_2/3": ["--ema_power", "0.6667"],
     "ema_max_0.995": ["--ema_max_decay", "0.995"],
+    "ema_per_task": ["--ema_per_task"],
     # UNet capacity and layout.
     "wide": ["--block_out_channels", "64", "128", "128"],
     "two_levels": ["--block_out_channels", "32", "64"],
