@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..sampling.ancestral import SCHEDULERS
+from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER, SCHEDULERS
 from ..sampling.mcmc import KERNELS
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
@@ -14,9 +14,20 @@ from ..utils.errors import UserInputError
 def add_sampler_args(parser: argparse.ArgumentParser) -> None:
     """Sampling flags shared by end-of-task validation (main_ddpm) and evaluate.py."""
     g = parser.add_argument_group("Sampling", "ancestral sampling over a diffusers scheduler")
-    g.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddim", help="sampling scheduler")
     g.add_argument(
-        "--num_inference_steps", "--ddpm_num_inference_steps", dest="num_inference_steps", type=b.TIMESTEPS, default=50
+        "--scheduler",
+        choices=sorted(SCHEDULERS),
+        default=DEFAULT_SCHEDULER,
+        help="sampling scheduler (ddpm with few steps is strided ancestral sampling; the others are ODE solvers "
+        "except euler_a and dpm++_sde)",
+    )
+    g.add_argument(
+        "--num_inference_steps",
+        "--ddpm_num_inference_steps",
+        dest="num_inference_steps",
+        type=b.TIMESTEPS,
+        default=DEFAULT_NUM_INFERENCE_STEPS,
+        help="sampling steps",
     )
     g.add_argument(
         "--guidance_scale",

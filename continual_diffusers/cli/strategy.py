@@ -12,7 +12,7 @@ from functools import partial
 
 from ..data.buffer import AllData, NoData, ReplayBuffer, Reservoir, TaskBalanced
 from ..data.transforms import ImageTransform
-from ..sampling.ancestral import SCHEDULERS
+from ..sampling.ancestral import DEFAULT_SCHEDULER, SCHEDULERS
 from ..strategies import (
     EWC,
     STRATEGIES,
@@ -54,7 +54,7 @@ OWNED_DEFAULTS = {
     "si": {"si_lambda": 1.0, "si_epsilon": 0.1},
     "generative_replay": {
         "gr_num_inference_steps": 10,
-        "gr_scheduler": "ddim",
+        "gr_scheduler": DEFAULT_SCHEDULER,
         "gr_pool_size": 0,
         "gr_replay_ratio": 0.5,
         "gr_loss_weight": 1.0,

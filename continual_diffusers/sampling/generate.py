@@ -18,7 +18,13 @@ from ..models.denoiser import EnergyModel
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.seed import make_generator
-from .ancestral import SchedulerName, make_sampling_scheduler, sample_ancestral
+from .ancestral import (
+    DEFAULT_NUM_INFERENCE_STEPS,
+    DEFAULT_SCHEDULER,
+    SchedulerName,
+    make_sampling_scheduler,
+    sample_ancestral,
+)
 from .annealed import AnnealedMCMC, MCMCConfig
 from .composition import CompositionMode, compose
 
@@ -35,8 +41,8 @@ class CompositionOptions:
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    scheduler: SchedulerName = "ddim"
-    num_inference_steps: int = 50
+    scheduler: SchedulerName = DEFAULT_SCHEDULER
+    num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
     guidance_scale: float = 1.0  # used only when the model was trained with CFG (it has a null condition)
     batch_size: int = 64  # images per chunk
     seed: int = 0

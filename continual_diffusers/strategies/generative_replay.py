@@ -1,9 +1,9 @@
 """Generative replay and generative distillation for diffusion models.
 
 Before task k (k ≥ 2) a frozen copy of the current model becomes the *teacher*. During task k, replay samples are
-drawn from the teacher with a fast sampler (DDIM by default, `num_inference_steps` small), with labels drawn
-uniformly from the classes seen so far (class models), from the captions seen so far (text models) or none
-(unconditional models), either on the fly or from a pool generated once per task.
+drawn from the teacher with a fast sampler (strided ancestral DDPM by default, `num_inference_steps` small), with
+labels drawn uniformly from the classes seen so far (class models), from the captions seen so far (text models) or
+none (unconditional models), either on the fly or from a pool generated once per task.
 
 - Generative replay (Shin et al. 2017; CLoG "GR"): the replayed images join the batch and are trained on with the
   ordinary denoising loss (weight `loss_weight`).
@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from ..objectives import LossOutput
+from ..sampling.ancestral import DEFAULT_SCHEDULER
 from ..sampling.generate import SamplerOptions, generate_samples
 from .base import ContinualStrategy, TaskContext
 
@@ -71,7 +72,7 @@ class GenerativeReplay(ContinualStrategy):
         loss_weight: weight of the replays' noise-regression loss (generative replay). Ignored (0) when distilling.
         distillation_weight: λ of the distillation term; 0 = plain generative replay.
         num_inference_steps: teacher sampling steps.
-        scheduler: teacher sampling scheduler ("ddim", "dpm++", ...).
+        scheduler: teacher sampling scheduler (a key of `sampling.ancestral.SCHEDULERS`).
         guidance_scale: CFG scale for teacher sampling (models trained with CFG only).
         pool_size: 0 → generate replays on the fly every step; N > 0 → generate N once per task and draw from it.
         latent: the model works on VAE latents: replays stay latents (not clamped to [-1, 1], not decoded).
@@ -90,7 +91,7 @@ class GenerativeReplay(ContinualStrategy):
         loss_weight: float = 1.0,
         distillation_weight: float = 0.0,
         num_inference_steps: int = 10,
-        scheduler: str = "ddim",
+        scheduler: str = DEFAULT_SCHEDULER,
         guidance_scale: float = 1.0,
         pool_size: int = 0,
         latent: bool = False,

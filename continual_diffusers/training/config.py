@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER
+
 
 @dataclass
 class TrainConfig:
@@ -41,8 +43,8 @@ class TrainConfig:
     on_nonfinite: str = "stop"
     # Validation samples written at the end of each task.
     eval_batch_size: int = 8  # images per seen class / per prompt
-    validation_scheduler: str = "ddim"
-    num_inference_steps: int = 50
+    validation_scheduler: str = DEFAULT_SCHEDULER
+    num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
     guidance_scale: float = 1.0
     validation_prompts: list[str] = field(default_factory=list)
 
