@@ -159,10 +159,10 @@ def read_metrics(out: str) -> dict:
     """R[1][1], the mean diagonal R[k][k] and the final average accuracy from the run's report."""
     with open(os.path.join(out, "report", "metrics.json")) as fh:
         data = json.load(fh)
-    matrix = np.array(data["matrices"]["accuracy"], dtype=float)  # rows: after task k; NaN above the diagonal
+    rows = data["matrices"]["accuracy"]  # row k: R[k][1..k], the tasks seen after training task k
     return {
-        "r11": float(matrix[0, 0]),
-        "diagonal": float(np.mean(np.diag(matrix))),
+        "r11": float(rows[0][0]),
+        "diagonal": float(np.mean([row[-1] for row in rows])),
         "final": data["summary"]["accuracy"]["average_final"],
         "frechet": data["summary"]["frechet"]["average_final"],
     }
@@ -178,11 +178,17 @@ def run_one(recipe: str, setting: str, seed: int, args) -> dict:
         *setting_flags(setting, os.path.join(args.output_dir, "data")), *recipe_flags(recipe),
     ]  # fmt: skip
     print("$", " ".join(cmd[1:]), flush=True)
+    done = os.path.join(out, "finished.json")  # a rerun of the study reuses finished runs
+    if os.path.isfile(done):
+        with open(done) as fh:
+            return json.load(fh)
     start = time.time()
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{recipe} / {setting} / seed {seed} failed:\n{result.stderr[-3000:]}")
     row = {**read_metrics(out), "seconds": time.time() - start}
+    with open(done, "w") as fh:
+        json.dump(row, fh)
     print(f"  {recipe} / {setting} / seed {seed}: {json.dumps(row)}", flush=True)
     return row
 
