@@ -67,6 +67,7 @@ METHODS = {
     "joint": ["--buffer_type", "all_data"],
 }
 COMMON = [
+    "--ema_per_task",
     "--classifier_free_guidance",
     "--uncond_p",
     "0.1",
@@ -109,17 +110,29 @@ def run_one(method: str, seed: int, args) -> dict:
         *flags,
     ]
     print("$", " ".join(cmd[1:]), flush=True)
+    done = os.path.join(out, "finished.json")  # a rerun reuses finished runs
+    if os.path.isfile(done):
+        with open(done) as fh:
+            return json.load(fh)
     start = time.time()
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{method} seed {seed} failed:\n{result.stderr[-3000:]}")
+    row = summarize_run(out, time.time() - start)
+    with open(done, "w") as fh:
+        json.dump(row, fh)
+    return row
+
+
+def summarize_run(out: str, seconds: float) -> dict:
+    """The table's numbers of one finished run (its report/metrics.json and last checkpoint)."""
     with open(os.path.join(out, "report", "metrics.json")) as fh:
         summary = json.load(fh)["summary"]
     return {
         "accuracy": summary["accuracy"]["average_final"],
         "forgetting": summary["accuracy"]["forgetting"],
         "frechet": summary["frechet"]["average_final"],
-        "seconds": time.time() - start,
+        "seconds": seconds,
         "teacher_seconds_per_task": teacher_seconds_per_task(out),
     }
 
@@ -191,9 +204,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps_per_task", type=int, default=200)
+    p.add_argument("--steps_per_task", type=int, default=300)
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--eval_num_samples", type=int, default=100)
+    p.add_argument("--eval_num_samples", type=int, default=60)
     p.add_argument("--output_dir", default=os.path.join(ROOT, "outputs", "compare_strategies"))
     p.add_argument("--oracle_path", default=None, help="default: <output_dir>/oracle (trained if absent)")
     p.add_argument(
