@@ -35,10 +35,10 @@ from compare_strategies import ensure_oracle, fmt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The README strategies protocol (before this study): CFG, EMA, lr 1e-3 with 20 warm-up steps, linear betas,
-# ε-prediction, DDIM-50 at guidance 2 for the evaluation samples.
+# The README strategies protocol before this study: CFG, one EMA over the sequence, lr 1e-3 with 20 warm-up steps,
+# linear betas, ε-prediction, guidance 2 (the evaluation sampler is this script's --scheduler; it was DDIM-50).
 BASE = [
-    "--classifier_free_guidance", "--uncond_p", "0.1", "--guidance_scale", "2", "--use_ema",
+    "--classifier_free_guidance", "--uncond_p", "0.1", "--guidance_scale", "2", "--use_ema", "--ema_scope", "sequence",
     "--learning_rate", "1e-3", "--lr_warmup_steps", "20", "--eval_every_task", "--checkpointing_steps", "0",
     "--logger", "none", "--num_samples", "4",
 ]  # fmt: skip
@@ -61,7 +61,7 @@ RECIPES: dict[str, list[str]] = {
     "no_ema": ["--no_use_ema"],
     "ema_power_2/3": ["--ema_power", "0.6667"],
     "ema_max_0.995": ["--ema_max_decay", "0.995"],
-    "ema_per_task": ["--ema_per_task"],
+    "ema_per_task": ["--ema_scope", "task"],  # the CLI default since this study
     # UNet capacity and layout.
     "wide": ["--block_out_channels", "64", "128", "128"],
     "two_levels": ["--block_out_channels", "32", "64"],
@@ -148,11 +148,13 @@ def setting_flags(setting: str, data_dir: str) -> list[str]:
 
 
 def recipe_flags(name: str) -> list[str]:
-    """BASE with the recipe's changes (a `--no_<flag>` entry removes a store_true flag of BASE)."""
+    """BASE with the recipe's changes (`--no_use_ema` removes the EMA flags of BASE; a later flag overrides)."""
     changes = RECIPES[name]
-    removed = {c[len("--no_") :] for c in changes if c.startswith("--no_")}
-    base = [f for f in BASE if f.lstrip("-") not in removed]
-    return [*base, *(c for c in changes if not c.startswith("--no_"))]
+    base = BASE
+    if "--no_use_ema" in changes:
+        i = BASE.index("--use_ema")
+        base = BASE[:i] + BASE[i + 3 :]  # --use_ema --ema_scope sequence
+    return [*base, *(c for c in changes if c != "--no_use_ema")]
 
 
 def read_metrics(out: str) -> dict:

@@ -67,7 +67,6 @@ METHODS = {
     "joint": ["--buffer_type", "all_data"],
 }
 COMMON = [
-    "--ema_per_task",
     "--classifier_free_guidance",
     "--uncond_p",
     "0.1",

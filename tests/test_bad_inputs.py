@@ -309,7 +309,7 @@ FLAG_CASES = [
     ("noise_offset_inf", _flags("--noise_offset", "inf"), "--noise_offset must be >= 0 and finite, got inf"),
     ("snr_gamma_nan", _flags("--snr_gamma", "nan"), "--snr_gamma must be > 0 and finite, got nan"),
     ("ema_power_nan", _flags("--use_ema", "--ema_power", "nan"), "--ema_power must be > 0 and finite, got nan"),
-    ("ema_per_task_no_ema", _flags("--ema_per_task"), "--ema_per_task restarts the EMA at each task, so it needs"),
+    ("ema_scope_no_ema", _flags("--ema_scope", "task"), "--ema_scope task sets how the EMA spans tasks, so it needs"),
     ("ema_inv_gamma_zero", _flags("--use_ema", "--ema_inv_gamma", "0"), "--ema_inv_gamma must be > 0 and finite"),
     ("guidance_nan", _flags("--guidance_scale", "nan"), "--guidance_scale must be >= 0 and finite, got nan"),
     ("uncond_p_nan", _flags("--classifier_free_guidance", "--uncond_p", "nan"),

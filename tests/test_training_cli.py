@@ -206,13 +206,14 @@ def test_text_model_export_is_a_condition_model(tmp_path, task_file, tiny_clip_d
     assert unet.config.cross_attention_dim == 16
 
 
-@pytest.mark.parametrize("per_task", [False, True])
-def test_ema_per_task_restarts_the_average_at_each_task(tmp_path, task_file, per_task):
-    """--ema_per_task: diffusers' EMA decay is 0 at its first update, so after the one step of task 2 the restarted
-    EMA equals the training weights exactly; the default EMA (decay 1 − 2^−0.75 ≈ 0.41 at global step 2) still
-    holds 41 % of task 1's weights."""
+@pytest.mark.parametrize("scope", [None, "task", "sequence"])
+def test_ema_scope_task_restarts_the_average_at_each_task(tmp_path, task_file, scope):
+    """--ema_scope task (the default): diffusers' EMA decay is 0 at its first update, so after the one step of task 2
+    the restarted EMA equals the training weights exactly; a sequence-wide EMA (decay 1 − 2^−0.75 ≈ 0.41 at global
+    step 2) still holds 41 % of task 1's weights."""
     out = tmp_path / "run"
-    flags = ["--ema_per_task"] if per_task else []
+    per_task = scope != "sequence"
+    flags = ["--ema_scope", scope] if scope else []
     argv = ["--data_path", task_file(), "--output_dir", out, "--max_train_steps", 1, "--use_ema", *flags, *TINY_FLAGS]
     assert main_ddpm.main([str(a) for a in argv]) == 0
     trained = load_file(out / "task_2" / "unet" / "diffusion_pytorch_model.safetensors")

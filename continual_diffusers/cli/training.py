@@ -144,9 +144,11 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ema_power", type=b.POSITIVE, default=d.ema_power)
     g.add_argument("--ema_max_decay", type=b.DECAY, default=d.ema_max_decay)
     g.add_argument(
-        "--ema_per_task",
-        action="store_true",
-        help="restart the EMA warm-up at every task start (the average then covers the current task only)",
+        "--ema_scope",
+        choices=["task", "sequence"],
+        default=None,
+        help="task (default with --use_ema): restart the EMA warm-up at every task, so task k's EMA averages task "
+        "k's training only; sequence: one EMA over the whole task sequence",
     )
     g.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
     g.add_argument(
@@ -193,8 +195,8 @@ def check_ranges(args: argparse.Namespace) -> None:
     check_sampler_ranges(args)
     if args.energy_based_training and args.prediction_type != "epsilon":
         raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE, so it needs --prediction_type epsilon")
-    if args.ema_per_task and not args.use_ema:
-        raise UserInputError("--ema_per_task restarts the EMA at each task, so it needs --use_ema")
+    if args.ema_scope is not None and not args.use_ema:
+        raise UserInputError(f"--ema_scope {args.ema_scope} sets how the EMA spans tasks, so it needs --use_ema")
     if args.ddpm_num_steps is not None:  # main_ldm: the pretrained scheduler's T, checked once it is loaded
         check_inference_steps(args, args.ddpm_num_steps, "--ddpm_num_steps")
 
@@ -381,6 +383,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     values["validation_scheduler"] = args.scheduler
     values["uncond_p"] = args.uncond_p if args.classifier_free_guidance else 0.0
     values["validation_prompts"] = args.validation_prompts or []
+    values["ema_scope"] = args.ema_scope or "task"
     return TrainConfig(**values)
 
 

@@ -105,7 +105,7 @@ class ContinualTrainer:
         num_steps = self.steps_for_task(schedule)
         self.strategy.before_task(self.model, task.task_id, apply_ema=self.apply_ema if self.ema else None)
         self._check_ema_pairing()
-        if self.ema is not None and cfg.ema_per_task and self.position.step_in_task == 0:
+        if self.ema is not None and cfg.ema_scope == "task" and self.position.step_in_task == 0:
             # diffusers' EMA decay is 0 at optimization step 0: the next update copies the weights, then warms up.
             self.ema.optimization_step = 0
         optimizer = build_optimizer(self.model.parameters(), cfg)
