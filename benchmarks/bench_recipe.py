@@ -26,12 +26,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
-from compare_strategies import ensure_oracle, fmt
+from compare_strategies import ensure_oracle, fmt, run_cached
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,20 +40,24 @@ BASE = [
     "--learning_rate", "1e-3", "--lr_warmup_steps", "20", "--eval_every_task", "--checkpointing_steps", "0",
     "--logger", "none", "--num_samples", "4",
 ]  # fmt: skip
+V_PRED = ["--prediction_type", "v_prediction"]
+CONSTANT_LR = ["--lr_scheduler", "constant_with_warmup"]
+COSINE = ["--ddpm_beta_schedule", "squaredcos_cap_v2"]
+LR_2E3 = ["--learning_rate", "2e-3"]
 # One change at a time against BASE (the axes of the study), and combinations of the changes that helped.
 RECIPES: dict[str, list[str]] = {
     "baseline": [],
     # Noise schedule.
-    "cosine": ["--ddpm_beta_schedule", "squaredcos_cap_v2"],
+    "cosine": COSINE,
     "scaled_linear": ["--ddpm_beta_schedule", "scaled_linear"],
     # Prediction type and loss weighting.
-    "v_pred": ["--prediction_type", "v_prediction"],
+    "v_pred": V_PRED,
     "x0_pred": ["--prediction_type", "sample"],
     "min_snr_5": ["--snr_gamma", "5"],
     # Optimiser.
-    "lr_2e-3": ["--learning_rate", "2e-3"],
+    "lr_2e-3": LR_2E3,
     "lr_5e-4": ["--learning_rate", "5e-4"],
-    "constant_lr": ["--lr_scheduler", "constant_with_warmup"],
+    "constant_lr": CONSTANT_LR,
     "no_warmup": ["--lr_warmup_steps", "0"],
     # EMA: off, or a shorter memory (the default decay 1 − (1+n)^−0.75 averages over ~250 steps by step 1500).
     "no_ema": ["--no_use_ema"],
@@ -72,57 +74,13 @@ RECIPES: dict[str, list[str]] = {
     "guidance_1": ["--guidance_scale", "1"],
     # Combinations of the single changes that helped most in the screen (v-prediction, a constant LR, a higher LR,
     # cosine betas, no EMA).
-    "v_const": ["--prediction_type", "v_prediction", "--lr_scheduler", "constant_with_warmup"],
-    "v_const_lr2e-3": [
-        "--prediction_type",
-        "v_prediction",
-        "--lr_scheduler",
-        "constant_with_warmup",
-        "--learning_rate",
-        "2e-3",
-    ],
-    "v_const_cos": [
-        "--prediction_type",
-        "v_prediction",
-        "--lr_scheduler",
-        "constant_with_warmup",
-        "--ddpm_beta_schedule",
-        "squaredcos_cap_v2",
-    ],
-    "v_const_cos_lr2e-3": [
-        "--prediction_type",
-        "v_prediction",
-        "--lr_scheduler",
-        "constant_with_warmup",
-        "--ddpm_beta_schedule",
-        "squaredcos_cap_v2",
-        "--learning_rate",
-        "2e-3",
-    ],
-    "v_const_cos_lr2e-3_no_ema": [
-        "--prediction_type",
-        "v_prediction",
-        "--lr_scheduler",
-        "constant_with_warmup",
-        "--ddpm_beta_schedule",
-        "squaredcos_cap_v2",
-        "--learning_rate",
-        "2e-3",
-        "--no_use_ema",
-    ],
+    "v_const": [*V_PRED, *CONSTANT_LR],
+    "v_const_lr2e-3": [*V_PRED, *CONSTANT_LR, *LR_2E3],
+    "v_const_cos": [*V_PRED, *CONSTANT_LR, *COSINE],
+    "v_const_cos_lr2e-3": [*V_PRED, *CONSTANT_LR, *COSINE, *LR_2E3],
+    "v_const_cos_lr2e-3_no_ema": [*V_PRED, *CONSTANT_LR, *COSINE, *LR_2E3, "--no_use_ema"],
     # The independent ~150-line DDPM of the recipe issue: cosine betas, AdamW 2e-3 constant, no EMA, attention at 4×4.
-    "independent": [
-        "--ddpm_beta_schedule",
-        "squaredcos_cap_v2",
-        "--learning_rate",
-        "2e-3",
-        "--lr_scheduler",
-        "constant_with_warmup",
-        "--no_use_ema",
-        "--block_out_channels",
-        "32",
-        "64",
-    ],  # fmt: skip
+    "independent": [*COSINE, *LR_2E3, *CONSTANT_LR, "--no_use_ema", "--block_out_channels", "32", "64"],
 }
 SETTINGS = ("single", "naive", "joint")
 NUM_STEPS_DEFAULT = 300
@@ -179,19 +137,9 @@ def run_one(recipe: str, setting: str, seed: int, args) -> dict:
         "--scheduler", args.scheduler, "--num_inference_steps", str(args.num_inference_steps),
         *setting_flags(setting, os.path.join(args.output_dir, "data")), *recipe_flags(recipe),
     ]  # fmt: skip
-    print("$", " ".join(cmd[1:]), flush=True)
-    done = os.path.join(out, "finished.json")  # a rerun of the study reuses finished runs
-    if os.path.isfile(done):
-        with open(done) as fh:
-            return json.load(fh)
-    start = time.time()
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{recipe} / {setting} / seed {seed} failed:\n{result.stderr[-3000:]}")
-    row = {**read_metrics(out), "seconds": time.time() - start}
-    with open(done, "w") as fh:
-        json.dump(row, fh)
-    print(f"  {recipe} / {setting} / seed {seed}: {json.dumps(row)}", flush=True)
+    what = f"{recipe} / {setting} / seed {seed}"
+    row = run_cached(cmd, out, lambda run, seconds: {**read_metrics(run), "seconds": seconds}, what)
+    print(f"  {what}: {json.dumps(row)}", flush=True)
     return row
 
 

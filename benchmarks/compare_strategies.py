@@ -108,16 +108,22 @@ def run_one(method: str, seed: int, args) -> dict:
         *COMMON,
         *flags,
     ]
+    return run_cached(cmd, out, summarize_run, f"{method} seed {seed}")
+
+
+def run_cached(cmd: list[str], out: str, summarize, what: str) -> dict:
+    """Run `cmd` (a main_ddpm.py call writing to `out`) and return `summarize(out, seconds)`; a finished run's row
+    is kept in out/finished.json, so rerunning a study reuses it instead of training again."""
     print("$", " ".join(cmd[1:]), flush=True)
-    done = os.path.join(out, "finished.json")  # a rerun reuses finished runs
+    done = os.path.join(out, "finished.json")
     if os.path.isfile(done):
         with open(done) as fh:
             return json.load(fh)
     start = time.time()
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"{method} seed {seed} failed:\n{result.stderr[-3000:]}")
-    row = summarize_run(out, time.time() - start)
+        raise SystemExit(f"{what} failed:\n{result.stderr[-3000:]}")
+    row = summarize(out, time.time() - start)
     with open(done, "w") as fh:
         json.dump(row, fh)
     return row

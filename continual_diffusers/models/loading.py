@@ -164,12 +164,17 @@ def _load_unet(task_dir: str, sub: str, meta: dict):
             raise UserInputError(f"{file}: sample_size={config.get('sample_size')} does not fit the metadata")
     else:
         check_unet_config(cls, read_json_object(file), file, meta["resolution"], meta["in_channels"])
+    return _load_checked(cls, task_dir, sub, "the UNet")
+
+
+def _load_checked(cls, task_dir: str, sub: str, what: str) -> torch.nn.Module:
+    """`cls.from_pretrained(task_dir/sub)` with one-line errors, refusing non-finite weights."""
     try:
-        unet = cls.from_pretrained(task_dir, subfolder=sub)
+        module = cls.from_pretrained(task_dir, subfolder=sub)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
-        raise UserInputError(f"{task_dir}/{sub}: cannot load the UNet ({err})".splitlines()[0]) from err
-    _check_finite(unet, f"{task_dir}/{sub}")
-    return unet
+        raise UserInputError(f"{task_dir}/{sub}: cannot load {what} ({err})".splitlines()[0]) from err
+    _check_finite(module, f"{task_dir}/{sub}")
+    return module
 
 
 def _check_finite(module: torch.nn.Module, where: str) -> None:
@@ -210,12 +215,7 @@ def _slot_encoder(task_dir: str, sub: str) -> SlotEncoder:
     file = os.path.join(task_dir, sub, "config.json")
     if os.path.isfile(file):
         check_model_config(SlotEncoder, read_json_object(file), file, SLOT_ENCODER_SIZES)
-    try:
-        encoder = SlotEncoder.from_pretrained(task_dir, subfolder=sub)
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
-        raise UserInputError(f"{task_dir}/{sub}: cannot load the slot encoder ({err})".splitlines()[0]) from err
-    _check_finite(encoder, f"{task_dir}/{sub}")
-    return encoder
+    return _load_checked(SlotEncoder, task_dir, sub, "the slot encoder")
 
 
 def _conditioning(meta: dict, task_dir: str, denoiser):
