@@ -389,9 +389,9 @@ class ContinualTrainer:
             if self.accelerator.scaler is not None and parts["scaler_state"] is not None:
                 self.accelerator.scaler.load_state_dict(parts["scaler_state"])
             self.strategy.load_state_dict(parts["strategy_state"])
+        except UserInputError:
+            raise
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
-            if isinstance(err, UserInputError):
-                raise
             raise UserInputError(
                 f"{path}: the checkpoint does not load into this run ({err})".splitlines()[0]
             ) from err
