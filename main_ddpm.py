@@ -32,9 +32,12 @@ def run(args) -> None:
         num_train_timesteps=args.ddpm_num_steps,
         beta_schedule=args.ddpm_beta_schedule,
         prediction_type=args.prediction_type,
+        rescale_betas_zero_snr=args.rescale_betas_zero_snr,
     )
     strategy = cli.build_strategy(args, built["tasks"], built["conditioning"], scheduler)
-    objective = DenoisingObjective(scheduler, args.prediction_type, args.snr_gamma, args.noise_offset)
+    objective = DenoisingObjective(
+        scheduler, args.prediction_type, args.snr_gamma, args.noise_offset, args.timestep_sampling
+    )
     train(args, cfg, built, strategy, objective, test_tasks)
 
 

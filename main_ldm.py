@@ -34,7 +34,9 @@ def run(args) -> None:
     test_tasks = check_evaluation(args, built)
     strategy = ldm_cli.build_ldm_strategy(args, built)
     scheduler = built["components"].scheduler
-    objective = DenoisingObjective(scheduler, scheduler.config.prediction_type, args.snr_gamma, args.noise_offset)
+    objective = DenoisingObjective(
+        scheduler, scheduler.config.prediction_type, args.snr_gamma, args.noise_offset, args.timestep_sampling
+    )
     train(
         args, cfg, built, strategy, objective, test_tasks, decode_fn=built["codec"].decode, vae=built["components"].vae
     )

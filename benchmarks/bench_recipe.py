@@ -40,10 +40,12 @@ BASE = [
     "--learning_rate", "1e-3", "--lr_warmup_steps", "20", "--eval_every_task", "--checkpointing_steps", "0",
     "--logger", "none", "--num_samples", "4",
 ]  # fmt: skip
+NEW = ["--ema_scope", "task"]  # the CLI default since this study
 V_PRED = ["--prediction_type", "v_prediction"]
 CONSTANT_LR = ["--lr_scheduler", "constant_with_warmup"]
 COSINE = ["--ddpm_beta_schedule", "squaredcos_cap_v2"]
 LR_2E3 = ["--learning_rate", "2e-3"]
+ENERGY = ["--energy_based_training", "--energy_score_type", "dae"]
 # One change at a time against BASE (the axes of the study), and combinations of the changes that helped.
 RECIPES: dict[str, list[str]] = {
     "baseline": [],
@@ -63,7 +65,7 @@ RECIPES: dict[str, list[str]] = {
     "no_ema": ["--no_use_ema"],
     "ema_power_2/3": ["--ema_power", "0.6667"],
     "ema_max_0.995": ["--ema_max_decay", "0.995"],
-    "ema_per_task": ["--ema_scope", "task"],  # the CLI default since this study
+    "ema_per_task": NEW,
     # UNet capacity and layout.
     "wide": ["--block_out_channels", "64", "128", "128"],
     "two_levels": ["--block_out_channels", "32", "64"],
@@ -81,6 +83,18 @@ RECIPES: dict[str, list[str]] = {
     "v_const_cos_lr2e-3_no_ema": [*V_PRED, *CONSTANT_LR, *COSINE, *LR_2E3, "--no_use_ema"],
     # The independent ~150-line DDPM of the recipe issue: cosine betas, AdamW 2e-3 constant, no EMA, attention at 4×4.
     "independent": [*COSINE, *LR_2E3, *CONSTANT_LR, "--no_use_ema", "--block_out_channels", "32", "64"],
+    # Axes added after the sampler change, on the new default recipe (BASE with one EMA per task).
+    "zero_snr_v": [*NEW, *V_PRED, "--rescale_betas_zero_snr"],  # Lin et al. 2024: needs v-prediction
+    "v_pred_new": [*NEW, *V_PRED],  # the control of zero_snr_v
+    "stratified_t": [*NEW, "--timestep_sampling", "stratified"],
+    "logit_normal_t": [*NEW, "--timestep_sampling", "logit_normal"],
+    "attn_4x4_new": [*NEW, "--block_out_channels", "32", "64"],  # two levels: attention at 4×4 instead of 2×2
+    # Energy models (ε̂ = ∇ₓE, double backward) on the new default recipe, and changes for them.
+    "energy_dae": [*NEW, *ENERGY],
+    "energy_dae_no_ema": [*ENERGY, "--no_use_ema"],
+    "energy_dae_lr2e-3": [*NEW, *ENERGY, *LR_2E3],
+    "energy_dae_const": [*NEW, *ENERGY, *CONSTANT_LR],
+    "energy_dae_cos": [*NEW, *ENERGY, *COSINE],
 }
 SETTINGS = ("single", "naive", "joint")
 NUM_STEPS_DEFAULT = 300

@@ -4,7 +4,9 @@ wall time. Per-class grids of the first seed are written for every sampler.
 
     python benchmarks/bench_samplers.py outputs/demo/task_1 --oracle outputs/demo/oracle
     python benchmarks/bench_samplers.py run_a/task_1 run_b/task_1 --oracle oracle --seeds 0 1 2 \
-        --configs ddpm:1000 ddpm:25 ddim:25 dpm++:25 unipc:25 --output_dir bench
+        --configs ddpm:1000 ddpm:25 ddim:25 ddim:25:0.5 dpm++:25 unipc:25 --output_dir bench
+
+A config is <scheduler>:<steps>[:<η>] (η: DDIM's eta, `SamplerOptions.eta`).
 
 With several model dirs (e.g. one trained per seed) each sampler's numbers are the mean ± std over models × seeds.
 Default test images: the held-out split of the bundled digits (`--test_data_path` for other data). Do not run the
@@ -30,16 +32,27 @@ from continual_diffusers.sampling.generate import SamplerOptions, generate_sampl
 from continual_diffusers.utils.images import save_grid
 
 CONFIGS = [
-    "ddpm:1000", "ddpm:25", "ddpm:10", "ddim:25", "ddim:10", "dpm++:25", "dpm++:10", "dpm++_karras:25",
-    "dpm++_sde:25", "unipc:25", "unipc:10", "euler:25", "euler_a:25",
+    "ddpm:1000", "ddpm:25", "ddpm:10", "ddim:25", "ddim:10", "ddim:25:0.5", "ddim:25:1", "dpm++:25", "dpm++:10",
+    "dpm++_karras:25", "dpm++_sde:25", "unipc:25", "unipc:10", "euler:25", "euler_a:25",
 ]  # fmt: skip
 
 
-def parse_config(text: str) -> tuple[str, int]:
-    name, _, steps = text.partition(":")
-    if name not in SCHEDULERS or not steps.isdigit() or int(steps) < 1:
-        raise argparse.ArgumentTypeError(f"expected <scheduler>:<steps> with a scheduler of {sorted(SCHEDULERS)}")
-    return name, int(steps)
+def parse_config(text: str) -> tuple[str, int, float]:
+    """<scheduler>:<steps>[:<η>] → (scheduler, steps, η)."""
+    name, steps, *eta = text.split(":")
+    try:
+        config = (name, int(steps), float(eta[0]) if eta else 0.0)
+    except ValueError:
+        config = None
+    if config is None or name not in SCHEDULERS or config[1] < 1 or len(eta) > 1 or not 0 <= config[2] <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected <scheduler>:<steps>[:<η in [0, 1]>] with a scheduler of {sorted(SCHEDULERS)}, got {text!r}"
+        )
+    return config
+
+
+def config_name(name: str, steps: int, eta: float) -> str:
+    return f"{name}:{steps}" + (f":{eta:g}" if eta else "")
 
 
 def real_features(oracle, test_tasks, classes: list[int], resolution: int) -> torch.Tensor:
@@ -64,11 +77,11 @@ def bench_model(model_dir: str, configs, seeds, args, oracle, test_tasks) -> dic
     calls = {"n": 0}
     model.unet.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
     rows: dict[str, list[dict]] = {}
-    for name, steps in configs:
+    for name, steps, eta in configs:
         for seed in seeds:
             calls["n"] = 0
             start = time.perf_counter()
-            options = SamplerOptions(name, steps, guidance, batch_size=len(labels), seed=seed)
+            options = SamplerOptions(name, steps, guidance, batch_size=len(labels), seed=seed, eta=eta)
             images = generate_samples(model, conditioning, scheduler, labels, options, "cpu")
             seconds = time.perf_counter() - start
             predicted, features = predict(oracle, images.float())
@@ -78,11 +91,13 @@ def bench_model(model_dir: str, configs, seeds, args, oracle, test_tasks) -> dic
                 "unet_calls": calls["n"],
                 "seconds": seconds,
             }
-            rows.setdefault(f"{name}:{steps}", []).append(row)
-            print(json.dumps({"model": model_dir, "sampler": f"{name}:{steps}", "seed": seed, **row}), flush=True)
+            key = config_name(name, steps, eta)
+            rows.setdefault(key, []).append(row)
+            print(json.dumps({"model": model_dir, "sampler": key, "seed": seed, **row}), flush=True)
             if seed == seeds[0]:
                 tag = os.path.basename(os.path.normpath(model_dir))
-                save_grid(images, os.path.join(args.output_dir, f"{tag}_{name}_{steps}.png"), nrow=args.num_samples)
+                grid = f"{tag}_{key.replace(':', '_')}.png"
+                save_grid(images, os.path.join(args.output_dir, grid), nrow=args.num_samples)
     return rows
 
 

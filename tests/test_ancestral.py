@@ -10,7 +10,7 @@ from diffusers import DDPMScheduler
 from test_mcmc import DiffusedMixture, assert_matches, gen
 
 from continual_diffusers.models.conditioning import ClassConditioning
-from continual_diffusers.models.denoiser import EnergyModel, ScoreModel
+from continual_diffusers.models.denoiser import DenoiserOutput, EnergyModel, ScoreModel
 from continual_diffusers.sampling.ancestral import make_sampling_scheduler, sample_ancestral
 from continual_diffusers.sampling.annealed import MCMCConfig
 from continual_diffusers.sampling.generate import CompositionOptions, SamplerOptions, generate, generate_samples
@@ -38,6 +38,60 @@ def test_schedulers_sample_the_mixture(name, steps, tol):
     mix = DiffusedMixture(TRAIN.alphas_cumprod)
     x = sample_ancestral(mix, scheduler, (2000, 2), steps, gen(0), clamp=False)
     assert_matches(x, mix.sample(2000, gen(1)), mean_tol=tol, std_tol=tol)
+
+
+class VelocityMixture(DiffusedMixture):
+    """The exact v = √ᾱ_t ε − σ_t x₀ of the mixture, from its posterior mean (defined at ᾱ_t = 0 too, where ε
+    and Tweedie's formula are not): E[x₀ | x_t, k] = μ_k + s_k²√ᾱ (x_t − √ᾱ μ_k)/(ᾱ s_k² + σ²), weighted by the
+    responsibilities; v = (√ᾱ x_t − E[x₀ | x_t])/σ."""
+
+    def __call__(self, x, t, **cond):
+        xd, ab = x.double(), self.alphas_cumprod[t.long()].double()[:, None]
+        var = ab * self.stds**2 + (1 - ab)  # (B, K)
+        diff = xd[:, None, :] - ab.sqrt()[..., None] * self.means  # (B, K, 2)
+        logc = self.log_pi - diff.pow(2).sum(-1) / (2 * var) - torch.log(var)
+        post = self.means + (self.stds**2 * ab.sqrt() / var)[..., None] * diff  # (B, K, 2)
+        x0 = (logc.softmax(1)[..., None] * post).sum(1)
+        v = (ab.sqrt() * xd - x0) / (1 - ab).sqrt()
+        return DenoiserOutput(v.to(x.dtype), None)
+
+
+@pytest.mark.parametrize("name, steps", [("ddpm", 25), ("ddim", 25), ("dpm++", 20), ("unipc", 20), ("euler_a", 50)])
+def test_zero_terminal_snr_schedules_sample_the_mixture_from_t_max(name, steps):
+    """ᾱ_T = 0 (Lin et al. 2024): sampling starts at t = T−1 (trailing) and draws the mixture from the exact v."""
+    train = DDPMScheduler(
+        num_train_timesteps=100,
+        beta_start=1e-3,
+        beta_end=0.2,
+        clip_sample=False,
+        rescale_betas_zero_snr=True,
+        prediction_type="v_prediction",
+    )
+    assert train.alphas_cumprod[-1] == 0
+    scheduler = make_sampling_scheduler(name, train.config)
+    scheduler.set_timesteps(steps)
+    assert int(scheduler.timesteps[0]) == 99
+    mix = VelocityMixture(train.alphas_cumprod)
+    x = sample_ancestral(mix, scheduler, (2000, 2), steps, gen(0), clamp=False)
+    assert_matches(x, mix.sample(2000, gen(1)), mean_tol=0.1, std_tol=0.1)
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_ddim_eta_samples_the_mixture(eta):
+    """With the exact ε every η gives the same marginals (Song et al. 2021, Eq. 12 holds for any σ_t)."""
+    scheduler = make_sampling_scheduler("ddim", TRAIN.config)
+    mix = DiffusedMixture(TRAIN.alphas_cumprod)
+    x = sample_ancestral(mix, scheduler, (2000, 2), 25, gen(0), clamp=False, eta=eta)
+    assert_matches(x, mix.sample(2000, gen(1)), mean_tol=0.1, std_tol=0.1)
+
+
+def test_eta_changes_ddim_and_is_refused_by_schedulers_without_it():
+    mix = DiffusedMixture(TRAIN.alphas_cumprod)
+    a = sample_ancestral(mix, make_sampling_scheduler("ddim", TRAIN.config), (8, 2), 10, gen(0), clamp=False)
+    b = sample_ancestral(mix, make_sampling_scheduler("ddim", TRAIN.config), (8, 2), 10, gen(0), clamp=False, eta=1.0)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="applies to DDIM"):
+        sample_ancestral(mix, make_sampling_scheduler("ddpm", TRAIN.config), (8, 2), 10, gen(0), eta=0.5)
 
 
 def test_hook_sees_variance_preserving_coordinates_under_euler():
@@ -94,6 +148,8 @@ def test_energy_model_with_mcmc_and_composition_records_acceptance(tiny_class_mo
     [
         (SamplerOptions(mcmc=MCMCConfig("MALA")), "needs log p̃"),
         (SamplerOptions(guidance_scale=-1.0), "guidance_scale must be >= 0"),
+        (SamplerOptions(eta=0.5), "applies to the ddim scheduler, not ddpm"),
+        (SamplerOptions("ddim", eta=1.5), r"eta must be in \[0, 1\]"),
         (SamplerOptions(composition=CompositionOptions((0, 1), (1.0, 1.0), "mixture")), "needs an energy model"),
     ],
 )

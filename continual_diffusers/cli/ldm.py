@@ -24,7 +24,14 @@ from .base import new_parser
 from .evaluation import add_evaluation_args
 from .sampling import add_sampler_args, check_inference_steps
 from .strategy import add_strategy_args, build_strategy
-from .training import add_data_args, add_objective_args, add_training_args, check_ranges, train_config
+from .training import (
+    add_data_args,
+    add_objective_args,
+    add_training_args,
+    check_ranges,
+    check_zero_snr_prediction,
+    train_config,
+)
 
 
 def add_ldm_model_args(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +139,10 @@ def _components(args: argparse.Namespace, resolution: int) -> tuple[LatentCompon
         args.prediction_type,
         args.unet_scratch,
         args.model_config_name_or_path,
+        args.rescale_betas_zero_snr,
     )
+    if args.rescale_betas_zero_snr:
+        check_zero_snr_prediction(c.scheduler.config.prediction_type)
     codec = LatentCodec(c.vae)
     if resolution % codec.downsample:
         raise UserInputError(f"--resolution {resolution} is not divisible by the VAE's factor {codec.downsample}")

@@ -30,6 +30,12 @@ def add_sampler_args(parser: argparse.ArgumentParser) -> None:
         help="sampling steps",
     )
     g.add_argument(
+        "--ddim_eta",
+        type=b.UNIT,
+        default=0.0,
+        help="DDIM's η in [0, 1] (--scheduler ddim only): 0 deterministic, 1 the ancestral DDPM variance",
+    )
+    g.add_argument(
         "--guidance_scale",
         type=b.NON_NEGATIVE,
         default=2.0,
@@ -112,6 +118,8 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
 def check_sampler_ranges(args: argparse.Namespace) -> None:
     """Sampling flags that must agree with each other (each flag's own bounds are checked when it is parsed:
     utils/bounds.py)."""
+    if args.ddim_eta and args.scheduler != "ddim":
+        raise UserInputError(f"--ddim_eta {args.ddim_eta:g} applies to --scheduler ddim, not {args.scheduler}")
     start, stop = getattr(args, "mcmc_sampler_start_timestep", 0), getattr(args, "mcmc_sampler_max_timestep", None)
     if stop is not None and stop < start:
         raise UserInputError(
@@ -234,4 +242,5 @@ def sampler_options(args: argparse.Namespace, meta: dict):
         mcmc_config(args, meta),
         composition,
         progress=getattr(args, "progress", False),
+        eta=args.ddim_eta,
     )

@@ -17,6 +17,7 @@ from ..models.conditioning import (
 from ..models.denoiser import make_denoiser
 from ..models.slots import SlotEncoder
 from ..models.unet import UNetSpec, build_unet, check_unet_config
+from ..objectives import TIMESTEP_SAMPLINGS
 from ..training.config import TrainConfig
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
@@ -107,6 +108,19 @@ def add_objective_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--prediction_type", choices=["epsilon", "sample", "v_prediction"], default="epsilon")
     g.add_argument("--ddpm_num_steps", type=b.TIMESTEPS, default=1000, help="training timesteps T")
     g.add_argument("--ddpm_beta_schedule", default="linear", choices=["linear", "scaled_linear", "squaredcos_cap_v2"])
+    g.add_argument(
+        "--rescale_betas_zero_snr",
+        action="store_true",
+        help="rescale β so that ᾱ_T = 0, a zero SNR at the last step (Lin et al. 2024); needs --prediction_type "
+        "v_prediction or sample, and samplers then start at t = T−1 (trailing timesteps)",
+    )
+    g.add_argument(
+        "--timestep_sampling",
+        choices=list(TIMESTEP_SAMPLINGS),
+        default="uniform",
+        help="training t: uniform; stratified (one draw spread evenly over the batch: same loss, lower variance); "
+        "logit_normal (SD3: more weight on middle noise levels)",
+    )
     g.add_argument("--snr_gamma", type=b.POSITIVE, default=None, help="min-SNR-γ loss weighting (e.g. 5.0)")
     g.add_argument(
         "--noise_offset", type=b.NON_NEGATIVE, default=0.0, help="offset noise ε + c·ξ(B, C, 1, 1) (e.g. 0.05)"
@@ -195,10 +209,21 @@ def check_ranges(args: argparse.Namespace) -> None:
     check_sampler_ranges(args)
     if args.energy_based_training and args.prediction_type != "epsilon":
         raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE, so it needs --prediction_type epsilon")
+    if args.rescale_betas_zero_snr:
+        check_zero_snr_prediction(args.prediction_type)
     if args.ema_scope is not None and not args.use_ema:
         raise UserInputError(f"--ema_scope {args.ema_scope} sets how the EMA spans tasks, so it needs --use_ema")
     if args.ddpm_num_steps is not None:  # main_ldm: the pretrained scheduler's T, checked once it is loaded
         check_inference_steps(args, args.ddpm_num_steps, "--ddpm_num_steps")
+
+
+def check_zero_snr_prediction(prediction_type: str | None) -> None:
+    """A zero-terminal-SNR schedule needs a prediction that defines x₀ at ᾱ_T = 0 (None: not known yet)."""
+    if prediction_type == "epsilon":
+        raise UserInputError(
+            "--rescale_betas_zero_snr makes ᾱ_T = 0, where ε-prediction cannot recover x₀ (0/0; energy models "
+            "predict ε too): use --prediction_type v_prediction (or sample)"
+        )
 
 
 def load_training_tasks(args: argparse.Namespace) -> TaskSequence:

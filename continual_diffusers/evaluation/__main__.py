@@ -91,7 +91,12 @@ def report_cmd(args) -> str:
             oracle, oracle_meta = get_oracle(args, train, test, meta["resolution"], args.run_dir)
             guidance = args.guidance_scale if meta.get("classifier_free_guidance") else 1.0
             options = SamplerOptions(
-                args.scheduler, args.num_inference_steps, guidance, args.sampling_batch_size, args.seed
+                args.scheduler,
+                args.num_inference_steps,
+                guidance,
+                args.sampling_batch_size,
+                args.seed,
+                eta=args.ddim_eta,
             )
             evaluator = ContinualEvaluator(oracle, oracle_meta["resolution"], test, args.eval_num_samples, options)
             evaluation = EndOfTaskEvaluation(

@@ -79,12 +79,14 @@ def load_sd_components(
     prediction_type: str | None = None,
     unet_scratch: bool = False,
     unet_config_path: str | None = None,
+    rescale_betas_zero_snr: bool = False,
 ) -> LatentComponents:
     """Load and cross-check the SD components of `path` (hub id or local dir).
 
     Args:
         prediction_type: "epsilon" | "v_prediction" overrides the scheduler config's; None keeps it.
         unet_scratch: random-init UNet from the repo's unet config, or from `unet_config_path` (e.g. a smaller one).
+        rescale_betas_zero_snr: rescale the repo's betas to ᾱ_T = 0 (Lin et al. 2024); needs v-prediction.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -94,6 +96,8 @@ def load_sd_components(
     _check_layout(path, need_unet=not (unet_scratch and unet_config_path))
     rev = {"revision": revision}
     sched_kw = {"prediction_type": prediction_type} if prediction_type else {}
+    if rescale_betas_zero_snr:  # Lin et al. 2024: ᾱ_T = 0 (fine-tuning SD 2.x with v-prediction)
+        sched_kw["rescale_betas_zero_snr"] = True
     scheduler = _load("scheduler", DDPMScheduler.from_pretrained, path, subfolder="scheduler", **rev, **sched_kw)
     tokenizer = _load("tokenizer", CLIPTokenizer.from_pretrained, path, subfolder="tokenizer", **rev)
     text_encoder = _load(

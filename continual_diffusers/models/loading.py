@@ -206,8 +206,10 @@ def load_schedule(task_dir: str, meta: dict) -> DDPMScheduler:
     except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as err:
         raise UserInputError(f"{file}: not a usable noise schedule ({err})".splitlines()[0]) from err
     betas = scheduler.betas
-    if not bool(torch.isfinite(betas).all() and (betas > 0).all() and (betas < 1).all()):
-        raise UserInputError(f"{file}: the noise schedule's betas must lie in (0, 1)")
+    if not bool(torch.isfinite(betas).all() and (betas > 0).all() and (betas[:-1] < 1).all() and betas[-1] <= 1):
+        raise UserInputError(f"{file}: the noise schedule's betas must lie in (0, 1) (or β_T = 1: zero terminal SNR)")
+    if float(betas[-1]) == 1.0 and config.get("prediction_type", "epsilon") == "epsilon":
+        raise UserInputError(f"{file}: a zero-terminal-SNR schedule (β_T = 1) with ε-prediction cannot be sampled")
     return scheduler
 
 

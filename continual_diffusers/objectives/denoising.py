@@ -16,6 +16,33 @@ from diffusers import DDPMScheduler
 from ..models.slots import pop_auxiliary_loss
 
 PredictionType = Literal["epsilon", "sample", "v_prediction"]
+TimestepSampling = Literal["uniform", "stratified", "logit_normal"]
+TIMESTEP_SAMPLINGS: tuple[str, ...] = ("uniform", "stratified", "logit_normal")
+
+
+def sample_timesteps(
+    kind: TimestepSampling, batch_size: int, num_steps: int, generator: torch.Generator | None, device
+) -> torch.Tensor:
+    """Training timesteps t ∈ {0, …, T−1}, shape (B,).
+
+    - `uniform`: t ~ U{0, …, T−1} independently (Ho et al. 2020, Algorithm 1).
+    - `stratified`: one shared u ~ U[0, 1) and t_i = ⌊T·((u + i/B) mod 1)⌋, so the batch covers [0, T) evenly
+      (the low-discrepancy sampler of Kingma et al. 2021, VDM, Appendix I.2). Each t_i is still marginally
+      U{0, …, T−1}, so the loss is the same in expectation with a lower variance across batches.
+    - `logit_normal`: t = ⌊T·sigmoid(n)⌋ with n ~ N(0, 1) (Esser et al. 2024, SD3 §3.1): more weight on the middle
+      noise levels, less on the nearly clean and the nearly pure-noise ends. This changes the objective's
+      weighting over t, not only its variance.
+    """
+    if kind == "uniform":
+        return torch.randint(0, num_steps, (batch_size,), generator=generator, device=device)
+    if kind == "stratified":
+        u = torch.rand((), generator=generator, device=device, dtype=torch.float32)
+        offsets = torch.arange(batch_size, device=device, dtype=torch.float32) / batch_size
+        return ((u + offsets) % 1.0 * num_steps).floor().long().clamp(max=num_steps - 1)
+    if kind == "logit_normal":
+        n = torch.randn((batch_size,), generator=generator, device=device, dtype=torch.float32)
+        return (torch.sigmoid(n) * num_steps).floor().long().clamp(max=num_steps - 1)
+    raise ValueError(f"unknown timestep sampling {kind!r}; choose one of {TIMESTEP_SAMPLINGS}")
 
 
 @dataclass
@@ -40,6 +67,7 @@ class DenoisingObjective:
         snr_gamma: min-SNR-γ weight w(t) = min(SNR_t, γ)/SNR_t for ε, min(SNR_t, γ)/(SNR_t + 1) for v, and
             min(SNR_t, γ) for x₀. `None` means the unweighted loss for ε and v; for x₀ we keep the reference's
             SNR weighting ᾱ/(1−ᾱ), which makes the x₀ loss equal to the ε loss in expectation.
+        timestep_sampling: how t is drawn per batch (`sample_timesteps`).
     """
 
     def __init__(
@@ -48,7 +76,16 @@ class DenoisingObjective:
         prediction_type: PredictionType,
         snr_gamma: float | None = None,
         noise_offset: float = 0.0,
+        timestep_sampling: TimestepSampling = "uniform",
     ):
+        if timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise ValueError(f"unknown timestep sampling {timestep_sampling!r}; choose one of {TIMESTEP_SAMPLINGS}")
+        if prediction_type == "epsilon" and float(scheduler.alphas_cumprod[-1]) == 0.0:
+            raise ValueError(
+                "a zero-terminal-SNR schedule (ᾱ_T = 0) cannot train ε-prediction: x₀ = (x_T − σ_T ε̂)/√ᾱ_T is 0/0 at "
+                "the last step (Lin et al. 2024); use v_prediction or sample"
+            )
+        self.timestep_sampling = timestep_sampling
         self.scheduler = scheduler
         self.noise_offset = noise_offset
         self.prediction_type = prediction_type
@@ -57,7 +94,7 @@ class DenoisingObjective:
         self._snr = alphas_cumprod / (1.0 - alphas_cumprod)  # (T,)
 
     def __call__(self, model, x0: torch.Tensor, cond: dict, generator: torch.Generator | None = None) -> LossOutput:
-        # 1. Sample ε ~ N(0, I) and t ~ U{0, …, T−1}; form x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε.
+        # 1. Sample ε ~ N(0, I) and t (uniform on {0, …, T−1} by default); form x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε.
         b = x0.shape[0]
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         if self.noise_offset:
@@ -65,7 +102,7 @@ class DenoisingObjective:
             shift = torch.randn((*x0.shape[:2], 1, 1), generator=generator, device=x0.device, dtype=x0.dtype)
             noise = noise + self.noise_offset * shift
         num_steps = self.scheduler.config.num_train_timesteps
-        t = torch.randint(0, num_steps, (b,), generator=generator, device=x0.device)
+        t = sample_timesteps(self.timestep_sampling, b, num_steps, generator, x0.device)
         x_t = self.scheduler.add_noise(x0, noise, t)
         # 2. Predict and regress onto the target.
         out = model(x_t, t, **cond)

@@ -54,11 +54,17 @@ def make_sampling_scheduler(name: SchedulerName, train_scheduler_config) -> obje
     DDPM/DDIM clip the predicted x₀ to ±clip_sample_range when the training config asks for it (pixel models);
     DPM-Solver++ and UniPC have no such option, so they get the equivalent bound through their x₀ thresholding
     (without it, the extrapolated x₀ of a not fully trained pixel model leaves the data range and quality drops
-    sharply)."""
+    sharply).
+
+    A zero-terminal-SNR schedule (`rescale_betas_zero_snr`, ᾱ_T = 0) gets `timestep_spacing="trailing"`, so the
+    first step is t = T − 1, where x_T ~ N(0, I) is exactly right (Lin et al. 2024, §3.3); the default "leading"
+    spacing would start at T − T/n and never use the step the schedule was rescaled for."""
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
     cls, extra = SCHEDULERS[name]
     extra = dict(extra)
+    if train_scheduler_config.get("rescale_betas_zero_snr", False):
+        extra["timestep_spacing"] = "trailing"
     if cls in _THRESHOLDING and train_scheduler_config.get("clip_sample", False):
         extra.update(thresholding=True, sample_max_value=train_scheduler_config.get("clip_sample_range", 1.0))
     return cls.from_config(train_scheduler_config, **extra)
@@ -82,6 +88,7 @@ def sample_ancestral(
     level_hook: LevelHook | None = None,
     clamp: bool = True,
     progress: bool = False,
+    eta: float = 0.0,
 ) -> torch.Tensor:
     """Draw x₀ of `shape` (B, C, H, W) by ancestral sampling with `scheduler` (a diffusers scheduler).
 
@@ -90,12 +97,19 @@ def sample_ancestral(
         level_hook: called at every timestep t *before* the prediction, on the sample at its own noise level t
             (e.g. `annealed.AnnealedMCMC`). It is never called at levels the sample does not visit.
         clamp: clamp the result to [-1, 1] (images); analytic tests turn it off.
+        eta: DDIM's η (Song et al. 2021, Eq. 16): σ_t = η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev); 0 is the
+            deterministic DDIM, 1 the ancestral DDPM variance. Only for schedulers whose `step` takes `eta`.
     Returns:
         (B, C, H, W) samples.
     """
     scheduler.set_timesteps(num_inference_steps, device=device)
     # Stochastic steps draw from our generator; deterministic solvers (UniPC) take none.
-    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    step_params = inspect.signature(scheduler.step).parameters
+    step_kwargs = {"generator": generator} if "generator" in step_params else {}
+    if eta:
+        if "eta" not in step_params:
+            raise ValueError(f"{type(scheduler).__name__} has no η (eta); it applies to DDIM")
+        step_kwargs["eta"] = eta
     x = torch.randn(shape, generator=generator, device=device) * scheduler.init_noise_sigma
     for t in tqdm(scheduler.timesteps, desc="sampling", leave=False, disable=not progress):
         # 1. optional MCMC on p_t, the distribution x currently targets

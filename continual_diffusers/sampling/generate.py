@@ -8,6 +8,7 @@ depend on how the chunks are split across processes.
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from ..utils.seed import make_generator
 from .ancestral import (
     DEFAULT_NUM_INFERENCE_STEPS,
     DEFAULT_SCHEDULER,
+    SCHEDULERS,
     SchedulerName,
     make_sampling_scheduler,
     sample_ancestral,
@@ -50,6 +52,7 @@ class SamplerOptions:
     composition: CompositionOptions | None = None  # replaces per-image labels by K composed concepts
     max_forward_batch: int | None = None  # rows per UNet call for the K(+1)-condition batch; None: one call
     progress: bool = False
+    eta: float = 0.0  # DDIM's η (scheduler "ddim" only): 0 deterministic, 1 the ancestral DDPM variance
 
 
 @dataclass
@@ -72,6 +75,9 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
     b.NON_NEGATIVE.check("guidance_scale", options.guidance_scale)  # NaN guidance would give all-black images
     b.TIMESTEPS.check("num_inference_steps", options.num_inference_steps)
     b.BATCH_SIZE.check("batch_size", options.batch_size)
+    b.UNIT.check("eta", options.eta)
+    if options.eta and "eta" not in inspect.signature(SCHEDULERS[options.scheduler][0].step).parameters:
+        raise UserInputError(f"η (eta) {options.eta:g} applies to the ddim scheduler, not {options.scheduler}")
     if options.mcmc is not None and options.mcmc.needs_energy and not energy:
         raise UserInputError(
             f"--mcmc_sampler {options.mcmc.sampler} needs log p̃ = −E/σ_t, i.e. an energy model; "
@@ -171,6 +177,7 @@ def generate(
             device,
             hook,
             clamp=decode_fn is None,
+            eta=options.eta,
         )
         out.chunks[c] = x if decode_fn is None else decode_fn(x)
         if hook is not None:

@@ -46,6 +46,7 @@ class TrainConfig:
     eval_batch_size: int = 8  # images per seen class / per prompt
     validation_scheduler: str = DEFAULT_SCHEDULER
     num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
+    ddim_eta: float = 0.0  # DDIM's η (validation_scheduler "ddim" only)
     guidance_scale: float = 1.0
     validation_prompts: list[str] = field(default_factory=list)
 

@@ -17,7 +17,7 @@ from .config import TrainConfig
 def validation_options(cfg: TrainConfig) -> SamplerOptions:
     """Sampler settings for end-of-task samples and metrics; guidance only for models trained with CFG."""
     guidance = cfg.guidance_scale if cfg.uncond_p > 0 else 1.0
-    return SamplerOptions(cfg.validation_scheduler, cfg.num_inference_steps, guidance, seed=cfg.seed)
+    return SamplerOptions(cfg.validation_scheduler, cfg.num_inference_steps, guidance, seed=cfg.seed, eta=cfg.ddim_eta)
 
 
 class ValidationSampler:
