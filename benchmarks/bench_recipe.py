@@ -46,6 +46,9 @@ CONSTANT_LR = ["--lr_scheduler", "constant_with_warmup"]
 COSINE = ["--ddpm_beta_schedule", "squaredcos_cap_v2"]
 LR_2E3 = ["--learning_rate", "2e-3"]
 ENERGY = ["--energy_based_training", "--energy_score_type", "dae"]
+NO_CFG, TEXT = "--no_cfg", "--text"  # markers handled by `recipe_flags` / `run_one`, not main_ddpm flags
+CFG_FLAGS = ["--classifier_free_guidance", "--uncond_p", "0.1", "--guidance_scale", "2"]
+EMA_FLAGS = ["--use_ema", "--ema_scope", "sequence"]
 # One change at a time against BASE (the axes of the study), and combinations of the changes that helped.
 RECIPES: dict[str, list[str]] = {
     "baseline": [],
@@ -95,66 +98,163 @@ RECIPES: dict[str, list[str]] = {
     "energy_dae_lr2e-3": [*NEW, *ENERGY, *LR_2E3],
     "energy_dae_const": [*NEW, *ENERGY, *CONSTANT_LR],
     "energy_dae_cos": [*NEW, *ENERGY, *COSINE],
+    # Other conditionings on the new default recipe. "uncond": no labels, judged by the share of samples the oracle
+    # puts in the task's classes (the unconditional R[k][k]). "text": captions "a handwritten digit <c>" through a
+    # random, untrained CLIP text encoder (offline, built like the tests'); the run's samples are judged afterwards
+    # here, one caption per class, because per-task metrics in the trainer need class labels.
+    "uncond": [*NEW, NO_CFG, "--conditioning", "none"],
+    "text": [*NEW, TEXT],
 }
 SETTINGS = ("single", "naive", "joint")
 NUM_STEPS_DEFAULT = 300
 
 
-def task_one_files(data_dir: str) -> tuple[str, str]:
-    """Train/test task files holding only task 1 of the bundled split digits (written once)."""
+def caption_tasks(tasks):
+    """The same images with a caption per image instead of its class id: "a handwritten digit <c>"."""
+    from continual_diffusers.data import Task, TaskSequence
+
+    return TaskSequence(tuple(Task(t.task_id, t.images, [caption(int(c)) for c in t.labels]) for t in tasks))
+
+
+def caption(class_id: int) -> str:
+    return f"a handwritten digit {class_id}"
+
+
+def shapes_tasks(num_per_task: int, seed: int):
+    """The shapes data split by shape (task k draws only shape k), labelled with the shape's index so that an oracle
+    can be trained on it and judge samples (the task files of `continual_diffusers.data.shapes` have no labels)."""
+    from continual_diffusers.data import Task, TaskSequence
+    from continual_diffusers.data.shapes import SHAPES, make_shapes_tasks
+
+    tasks, _ = make_shapes_tasks(len(SHAPES), num_per_task, resolution=16, split="shape", seed=seed)
+    return TaskSequence(tuple(Task(t.task_id, t.images, [t.task_id - 1] * len(t)) for t in tasks))
+
+
+def data_files(dataset: str, data_dir: str, text: bool) -> dict[str, str]:
+    """Train/test task files of the whole sequence ("train", "test") and of task 1 alone ("task1_train", …),
+    written once into `data_dir`: the split digits (as captions for text models) or the labelled shapes."""
     from continual_diffusers.data import TaskSequence, load_split_digits, save_tasks
 
-    paths = tuple(os.path.join(data_dir, f"digits_task1_{split}.npz") for split in ("train", "test"))
-    if not all(os.path.isfile(p) for p in paths):
+    name = "shapes" if dataset == "shapes" else ("digits_captions" if text else "digits")
+    files = {k: os.path.join(data_dir, f"{name}_{k}.npz") for k in ("train", "test", "task1_train", "task1_test")}
+    if not all(os.path.isfile(p) for p in files.values()):
         os.makedirs(data_dir, exist_ok=True)
-        for sequence, path in zip(load_split_digits(), paths, strict=True):
-            save_tasks(path, TaskSequence((sequence[1],)))
-    return paths
+        if dataset == "shapes":
+            sequences = (shapes_tasks(512, seed=0), shapes_tasks(128, seed=1))
+        else:
+            sequences = load_split_digits()
+        for split, sequence in zip(("train", "test"), sequences, strict=True):
+            sequence = caption_tasks(sequence) if text else sequence
+            save_tasks(files[split], sequence)
+            save_tasks(files[f"task1_{split}"], TaskSequence((sequence[1],)))
+    return files
 
 
-def setting_flags(setting: str, data_dir: str) -> list[str]:
-    if setting == "single":
-        train, test = task_one_files(data_dir)
-        return ["--data_path", train, "--test_data_path", test]
-    return ["--buffer_type", "all_data"] if setting == "joint" else []
+def setting_flags(setting: str, files: dict[str, str], text: bool) -> list[str]:
+    prefix = "task1_" if setting == "single" else ""
+    train, test = files[prefix + "train"], files[prefix + "test"]
+    flags = ["--data_path", train] + ([] if text else ["--test_data_path", test])
+    return flags + (["--buffer_type", "all_data"] if setting == "joint" else [])
 
 
 def recipe_flags(name: str) -> list[str]:
-    """BASE with the recipe's changes (`--no_use_ema` removes the EMA flags of BASE; a later flag overrides)."""
+    """BASE with the recipe's changes (a later flag overrides): `--no_use_ema` removes BASE's EMA flags, `--no_cfg`
+    its CFG flags; `--text` is handled by `run_one`."""
     changes = RECIPES[name]
-    base = BASE
-    if "--no_use_ema" in changes:
-        i = BASE.index("--use_ema")
-        base = BASE[:i] + BASE[i + 3 :]  # --use_ema --ema_scope sequence
-    return [*base, *(c for c in changes if c != "--no_use_ema")]
+    base = drop_sequences(BASE, [EMA_FLAGS] * ("--no_use_ema" in changes) + [CFG_FLAGS] * (NO_CFG in changes))
+    return [*base, *(c for c in changes if c not in ("--no_use_ema", NO_CFG, TEXT))]
+
+
+def drop_sequences(flags: list[str], sequences: list[list[str]]) -> list[str]:
+    """`flags` without each of `sequences` (each must occur as a contiguous run)."""
+    for seq in sequences:
+        i = next(i for i in range(len(flags)) if flags[i : i + len(seq)] == seq)
+        flags = flags[:i] + flags[i + len(seq) :]
+    return flags
 
 
 def read_metrics(out: str) -> dict:
-    """R[1][1], the mean diagonal R[k][k] and the final average accuracy from the run's report."""
+    """R[1][1], the mean diagonal R[k][k] and the final average from the run's report: oracle accuracy for class
+    models, the share of samples in the task's classes for unconditional ones."""
     with open(os.path.join(out, "report", "metrics.json")) as fh:
         data = json.load(fh)
-    rows = data["matrices"]["accuracy"]  # row k: R[k][1..k], the tasks seen after training task k
+    metric = "accuracy" if "accuracy" in data["matrices"] else "task_share"
+    return diagonal_metrics(data["matrices"][metric]) | {
+        "frechet": data["summary"].get("frechet", {}).get("average_final"),
+    }
+
+
+def diagonal_metrics(rows: list[list[float]]) -> dict:
+    """rows[k-1] = R[k][1..k] (the tasks seen after training task k) → R[1][1], mean R[k][k], final average."""
     return {
         "r11": float(rows[0][0]),
         "diagonal": float(np.mean([row[-1] for row in rows])),
-        "final": data["summary"]["accuracy"]["average_final"],
-        "frechet": data["summary"]["frechet"]["average_final"],
+        "final": float(np.mean(rows[-1])),
     }
+
+
+def text_metrics(out: str, args, class_test_path: str) -> dict:
+    """Judge a text model's exports like the trainer judges class models: after each task k, `eval_num_samples`
+    samples per seen task from its classes' captions (the classes of the class-labelled test file),
+    accuracy = the oracle's label is the captioned class."""
+    import torch
+
+    from continual_diffusers.data import load_tasks
+    from continual_diffusers.evaluation.classifier import load_oracle, predict
+    from continual_diffusers.models.loading import load_task_model
+    from continual_diffusers.sampling.generate import SamplerOptions, generate_samples
+
+    oracle, _ = load_oracle(args.oracle_path)
+    classes_of = {t.task_id: sorted({int(c) for c in t.labels}) for t in load_tasks(class_test_path)}
+    rows = []
+    for k in range(1, len([d for d in os.listdir(out) if d.startswith("task_")]) + 1):
+        model, conditioning, scheduler, meta = load_task_model(os.path.join(out, f"task_{k}"))
+        options = SamplerOptions(args.scheduler, args.num_inference_steps, 2.0, seed=k)
+        row = []
+        for task in meta["seen_tasks"]:
+            classes = classes_of[task]
+            labels = [classes[j % len(classes)] for j in range(args.eval_num_samples)]
+            images = generate_samples(model, conditioning, scheduler, [caption(c) for c in labels], options, "cpu")
+            predicted, _ = predict(oracle, images.float())
+            row.append(float((predicted == torch.tensor(labels)).float().mean()))
+        rows.append(row)
+    return diagonal_metrics(rows) | {"frechet": None}
 
 
 def run_one(recipe: str, setting: str, seed: int, args) -> dict:
     out = os.path.join(args.output_dir, setting, f"{recipe.replace('/', '_')}_seed{seed}")
+    text = TEXT in RECIPES[recipe]
+    files = data_files(args.dataset, os.path.join(args.output_dir, "data"), text)
     cmd = [
         sys.executable, os.path.join(ROOT, "main_ddpm.py"), "--output_dir", out, "--seed", str(seed),
         "--max_train_steps", str(args.steps_per_task), "--train_batch_size", str(args.batch_size),
-        "--eval_num_samples", str(args.eval_num_samples), "--oracle_path", args.oracle_path,
         "--scheduler", args.scheduler, "--num_inference_steps", str(args.num_inference_steps),
-        *setting_flags(setting, os.path.join(args.output_dir, "data")), *recipe_flags(recipe),
+        *setting_flags(setting, files, text), *recipe_flags(recipe),
     ]  # fmt: skip
+    if text:  # no trainer evaluation (it needs class labels): the exports are judged by `text_metrics`
+        cmd = drop_sequences(cmd, [["--eval_every_task"]])
+        cmd += ["--clip_text_pretrained_path", tiny_clip(args.output_dir), "--validation_prompts", caption(0)]
+        class_files = data_files(args.dataset, os.path.join(args.output_dir, "data"), text=False)
+        test = class_files["task1_test" if setting == "single" else "test"]
+        summarize = lambda run, seconds: {**text_metrics(run, args, test), "seconds": seconds}  # noqa: E731
+    else:
+        cmd += ["--eval_num_samples", str(args.eval_num_samples), "--oracle_path", args.oracle_path]
+        summarize = lambda run, seconds: {**read_metrics(run), "seconds": seconds}  # noqa: E731
     what = f"{recipe} / {setting} / seed {seed}"
-    row = run_cached(cmd, out, lambda run, seconds: {**read_metrics(run), "seconds": seconds}, what)
+    row = run_cached(cmd, out, summarize, what)
     print(f"  {what}: {json.dumps(row)}", flush=True)
     return row
+
+
+def tiny_clip(output_dir: str) -> str:
+    """A random, untrained CLIP text encoder with a byte-level tokenizer (the tests' offline builder), written once."""
+    path = os.path.join(output_dir, "tiny_clip")
+    if not os.path.isdir(os.path.join(path, "text_encoder")):
+        sys.path.insert(0, os.path.join(ROOT, "tests"))
+        from tiny_clip import write_tiny_clip
+
+        write_tiny_clip(path, hidden_size=32, max_length=24)
+    return path
 
 
 def table(results: dict[str, dict[str, list[dict]]]) -> str:
@@ -193,6 +293,12 @@ def main() -> None:
     )
     p.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=["single"])
+    p.add_argument(
+        "--dataset",
+        choices=["digits", "shapes"],
+        default="digits",
+        help="the bundled split digits, or the shapes data split by shape (4 tasks, labelled by shape for the oracle)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps_per_task", type=int, default=NUM_STEPS_DEFAULT, help="optimizer steps per task")
     p.add_argument("--batch_size", type=int, default=32)
@@ -208,7 +314,8 @@ def main() -> None:
         return
     args.oracle_path = args.oracle_path or os.path.join(args.output_dir, "oracle")
     os.makedirs(args.output_dir, exist_ok=True)
-    ensure_oracle(args.oracle_path)
+    data = data_files(args.dataset, os.path.join(args.output_dir, "data"), text=False)
+    ensure_oracle(args.oracle_path, ("--data_path", data["train"], "--test_data_path", data["test"]))
     results: dict[str, dict[str, list[dict]]] = {}
     path = os.path.join(args.output_dir, "results.json")
     for setting in args.settings:

@@ -157,13 +157,12 @@ def teacher_seconds_per_task(run_dir: str) -> float | None:
     return seconds[0] / max(tasks - 1, 1) if seconds else None
 
 
-def ensure_oracle(path: str) -> None:
+def ensure_oracle(path: str, data_flags: tuple[str, ...] = ()) -> None:
+    """Train the oracle into `path` unless it is there (`data_flags`: train-oracle's --data_path/--test_data_path;
+    default: the bundled digits)."""
     if not os.path.isfile(os.path.join(path, "config.json")):
-        subprocess.run(
-            [sys.executable, "-m", "continual_diffusers.evaluation", "train-oracle", "--output_dir", path],
-            cwd=ROOT,
-            check=True,
-        )
+        cmd = [sys.executable, "-m", "continual_diffusers.evaluation", "train-oracle", "--output_dir", path]
+        subprocess.run([*cmd, *data_flags], cwd=ROOT, check=True)
 
 
 def merge(paths: list[str]) -> dict[str, list[dict]]:
