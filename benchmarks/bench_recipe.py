@@ -98,6 +98,7 @@ RECIPES: dict[str, list[str]] = {
     "energy_dae_lr2e-3": [*NEW, *ENERGY, *LR_2E3],
     "energy_dae_const": [*NEW, *ENERGY, *CONSTANT_LR],
     "energy_dae_cos": [*NEW, *ENERGY, *COSINE],
+    "energy_dae_lr2e-3_const": [*NEW, *ENERGY, *LR_2E3, *CONSTANT_LR],
     # Other conditionings on the new default recipe. "uncond": no labels, judged by the share of samples the oracle
     # puts in the task's classes (the unconditional R[k][k]). "text": captions "a handwritten digit <c>" through a
     # random, untrained CLIP text encoder (offline, built like the tests'); the run's samples are judged afterwards
