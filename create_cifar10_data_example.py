@@ -20,16 +20,14 @@ from continual_diffusers.data.cifar10 import (
     split_cifar10,
 )
 from continual_diffusers.data.tasks import save_tasks
-from continual_diffusers.utils.entrypoint import run_main
+from continual_diffusers.utils.entrypoint import new_parser, run_main
 from continual_diffusers.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = new_parser(__doc__.splitlines()[0])
     parser.add_argument("--cifar_dir", required=True, help="folder holding cifar-10-batches-py/ (or the batches)")
     parser.add_argument("--download", action="store_true", help="download the official tarball into --cifar_dir")
     parser.add_argument("--output_dir", default="./data", help="where the task files are written")

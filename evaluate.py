@@ -66,7 +66,9 @@ def parser():
     )
     g = p.add_argument_group("Output")
     g.add_argument("--output_dir", default=None, help="default: <model_path>/eval")
-    g.add_argument("--seed", type=bounds.SEED, default=0)
+    g.add_argument(
+        "--seed", type=bounds.SEED, default=0, help="seeds the sampling noise (the same seed gives the same images)"
+    )
     g.add_argument("--no_progress", dest="progress", action="store_false", help="hide the progress bar")
     return p
 

@@ -1,23 +1,26 @@
-"""Parser construction shared by every entry point."""
+"""Parser construction shared by every entry point: `--help` shows every option's default and the bounds of every
+bounded number (the parser itself lives in utils/entrypoint.py, which the light tools import without the models),
+and `--config` (training entry points) reads a JSON file of flag values."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..utils.bounds import Bounds
+from ..utils.entrypoint import ConfigFileAction, Parser, new_parser, show_default
+
+__all__ = ["Parser", "add_config_arg", "new_parser", "show_default"]
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults, and the bounds of every bounded number, in --help."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = super()._get_help_string(action)
-        return f"{text} [{action.type.describe()}]" if isinstance(action.type, Bounds) else text
-
-
-def _formatter(prog):
-    return _Formatter(prog, max_help_position=40)
-
-
-def new_parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description, formatter_class=_formatter)
+def add_config_arg(parser: argparse.ArgumentParser) -> None:
+    """`--config PATH`: flag values from a JSON file (a run's config.json, or an object of flag values) become the
+    defaults, and the command-line flags apply on top; the file's values are checked like flags (types, choices,
+    bounds). See `utils.entrypoint.ConfigFileAction`."""
+    parser.add_argument(
+        "--config",
+        action=ConfigFileAction,
+        default=None,
+        metavar="PATH",
+        help="JSON file of flag values, used as defaults that the command-line flags override: a run's "
+        'config.json (its "args" are read) or an object {"flag_name": value} with values as in config.json; '
+        "relative paths in it are relative to the working directory, not to the file",
+    )

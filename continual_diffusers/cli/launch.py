@@ -30,7 +30,10 @@ def train(
     from .evaluation import build_end_of_task_eval, existing_oracle
     from .training import tracker_config
 
-    resolved = {"args": vars(args), "train_config": cfg.to_dict(), "model": built["metadata"]}
+    # "args": the flag values (`--config` reads them back; not --config itself, whose values are already in), then
+    # what was derived from them.
+    flags = {k: v for k, v in vars(args).items() if k != "config"}
+    resolved = {"args": flags, "train_config": cfg.to_dict(), "model": built["metadata"]}
     if args.dry_run:
         print(json.dumps(resolved, indent=2, default=str))
         return

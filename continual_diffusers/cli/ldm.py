@@ -20,7 +20,7 @@ from ..strategies.lora import DEFAULT_TARGETS, LoRAAdapters
 from ..training.config import TrainConfig
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
-from .base import new_parser
+from .base import add_config_arg, new_parser
 from .evaluation import add_evaluation_args
 from .sampling import add_sampler_args, check_inference_steps
 from .strategy import add_strategy_args, build_strategy
@@ -41,7 +41,7 @@ def add_ldm_model_args(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="hub id or local dir in the diffusers SD layout (vae/ text_encoder/ tokenizer/ scheduler/ unet/)",
     )
-    g.add_argument("--revision", default=None)
+    g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of the pretrained model")
     g.add_argument("--variant", default=None, help='weights variant, e.g. "fp16"')
     g.add_argument("--unet_scratch", action="store_true", help="random-init UNet from the repo's unet config")
     g.add_argument(
@@ -77,7 +77,16 @@ def ldm_parser() -> argparse.ArgumentParser:
         ddpm_beta_schedule=None,
         output_dir="outputs/ldm",
         num_class_labels=None,
+        # Not a flag here: derived from --uncond_p (_check_ldm_flags), so config.json records it and --config
+        # skips it (utils.entrypoint.ConfigFileAction).
+        classifier_free_guidance=False,
     )
+    for action in parser._actions:  # the shared objective flags, as they apply here
+        if action.dest in ("ddpm_num_steps", "ddpm_beta_schedule"):
+            action.help = "does not apply: the noise schedule comes from <pretrained_model_name_or_path>/scheduler"
+        elif action.dest == "prediction_type":
+            action.help += "; default: the pretrained scheduler's (epsilon with --energy_based_training)"
+    add_config_arg(parser)
     return parser
 
 

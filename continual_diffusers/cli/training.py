@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+from dataclasses import MISSING
+from types import SimpleNamespace
 
 from ..data import ImageTransform, TaskDataset, TaskSequence, load_split_digits, load_tasks
 from ..models.conditioning import (
@@ -21,7 +24,7 @@ from ..objectives import TIMESTEP_SAMPLINGS
 from ..training.config import TrainConfig
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
-from .base import new_parser
+from .base import add_config_arg, new_parser
 from .evaluation import add_evaluation_args
 from .sampling import add_sampler_args, check_inference_steps, check_sampler_ranges
 from .strategy import add_strategy_args
@@ -43,10 +46,31 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Model", "UNet and conditioning")
-    g.add_argument("--model_config_name_or_path", default=None, help="diffusers UNet config.json (file or folder)")
-    g.add_argument("--block_out_channels", type=b.CHANNELS, nargs="+", default=None, help="UNet widths per level")
-    g.add_argument("--layers_per_block", type=b.LAYERS_PER_BLOCK, default=None)
-    g.add_argument("--norm_num_groups", type=b.CHANNELS, default=None)
+    g.add_argument(
+        "--model_config_name_or_path",
+        default=None,
+        help="diffusers UNet config.json (file or folder) instead of the size flags below; default: built from them",
+    )
+    g.add_argument(
+        "--block_out_channels",
+        type=b.CHANNELS,
+        nargs="+",
+        default=None,
+        help="UNet channel widths, one per resolution level; default: by resolution (32 64 64 up to 16 px, "
+        "64 128 128 256 up to 32 px, wider above)",
+    )
+    g.add_argument(
+        "--layers_per_block",
+        type=b.LAYERS_PER_BLOCK,
+        default=None,
+        help="ResNet layers per UNet level; default: 1 up to 16 px, else 2",
+    )
+    g.add_argument(
+        "--norm_num_groups",
+        type=b.CHANNELS,
+        default=None,
+        help="GroupNorm groups (must divide every width); default: min(32, first width)",
+    )
     g.add_argument(
         "--conditioning",
         choices=["auto", "none", "class", "text", "slots"],
@@ -66,8 +90,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="CLIP text encoder + tokenizer: hub id or local dir (SD layout or flat)",
     )
-    g.add_argument("--revision", default=None)
-    g.add_argument("--variant", default=None)
+    g.add_argument(
+        "--revision", default=None, help="hub revision (branch, tag or commit) of --clip_text_pretrained_path"
+    )
+    g.add_argument(
+        "--variant", default=None, help='weights variant of --clip_text_pretrained_path, e.g. "fp16"; default: none'
+    )
     g.add_argument(
         "--classifier_free_guidance",
         action="store_true",
@@ -105,9 +133,19 @@ def add_objective_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Objective", "score- or energy-based denoising")
     g.add_argument("--energy_based_training", action="store_true", help="ε̂ = ∇ₓE (double backward)")
     g.add_argument("--energy_score_type", choices=["dae", "l2"], default="dae", help="dae: E=½‖x−f‖²; l2: E=½‖f‖²")
-    g.add_argument("--prediction_type", choices=["epsilon", "sample", "v_prediction"], default="epsilon")
+    g.add_argument(
+        "--prediction_type",
+        choices=["epsilon", "sample", "v_prediction"],
+        default="epsilon",
+        help="what the UNet predicts: the noise ε, the clean image x₀ (sample) or v = αε − σx₀",
+    )
     g.add_argument("--ddpm_num_steps", type=b.TIMESTEPS, default=1000, help="training timesteps T")
-    g.add_argument("--ddpm_beta_schedule", default="linear", choices=["linear", "scaled_linear", "squaredcos_cap_v2"])
+    g.add_argument(
+        "--ddpm_beta_schedule",
+        default="linear",
+        choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
+        help="noise schedule β_t over the T steps (squaredcos_cap_v2: the cosine schedule)",
+    )
     g.add_argument(
         "--rescale_betas_zero_snr",
         action="store_true",
@@ -128,35 +166,59 @@ def add_objective_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
-    d = TrainConfig(output_dir="")
+    # TrainConfig's defaults, read from the dataclass (building one would validate an output_dir).
+    d = SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not MISSING})
     g = parser.add_argument_group("Training", "budget, optimiser, EMA, checkpoints, logging")
     g.add_argument("--output_dir", default="outputs/ddpm", help="checkpoints, task_k/ exports, logs, config.json")
-    g.add_argument("--seed", type=b.SEED, default=d.seed)
+    g.add_argument(
+        "--seed",
+        type=b.SEED,
+        default=d.seed,
+        help="seeds the model initialisation and every random draw (data order, crops, noise, timesteps)",
+    )
     g.add_argument("--train_batch_size", type=b.BATCH_SIZE, default=d.train_batch_size, help="per device")
     g.add_argument("--num_epochs", type=b.STEPS, default=50, help="epochs per task")
     g.add_argument("--max_train_steps", type=b.STEPS, default=None, help="optimizer steps per task (overrides epochs)")
-    g.add_argument("--gradient_accumulation_steps", type=b.GRAD_ACCUMULATION, default=1)
-    g.add_argument("--learning_rate", type=b.POSITIVE, default=d.learning_rate)
+    g.add_argument(
+        "--gradient_accumulation_steps",
+        type=b.GRAD_ACCUMULATION,
+        default=1,
+        help="micro-batches per optimizer step (an optimizer step sees batch × processes × this samples)",
+    )
+    g.add_argument("--learning_rate", type=b.POSITIVE, default=d.learning_rate, help="AdamW peak learning rate")
     g.add_argument(
         "--lr_scheduler",
         default=d.lr_scheduler,
         choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"],
+        help="diffusers learning-rate schedule after the warm-up; restarts at every task, over its optimizer steps",
     )
     g.add_argument(
         "--lr_warmup_steps", type=b.STEPS_OR_ZERO, default=d.lr_warmup_steps, help="optimizer steps, per task"
     )
-    g.add_argument("--adam_beta1", type=b.PROBABILITY, default=d.adam_beta1)
-    g.add_argument("--adam_beta2", type=b.PROBABILITY, default=d.adam_beta2)
-    g.add_argument("--adam_weight_decay", type=b.NON_NEGATIVE, default=d.adam_weight_decay)
-    g.add_argument("--adam_epsilon", type=b.POSITIVE, default=d.adam_epsilon)
+    g.add_argument("--adam_beta1", type=b.PROBABILITY, default=d.adam_beta1, help="AdamW β₁ (gradient momentum)")
+    g.add_argument(
+        "--adam_beta2", type=b.PROBABILITY, default=d.adam_beta2, help="AdamW β₂ (squared-gradient average)"
+    )
+    g.add_argument(
+        "--adam_weight_decay", type=b.NON_NEGATIVE, default=d.adam_weight_decay, help="AdamW decoupled weight decay"
+    )
+    g.add_argument("--adam_epsilon", type=b.POSITIVE, default=d.adam_epsilon, help="AdamW ε added to the denominator")
     g.add_argument("--use_8bit_adam", action="store_true", help="bitsandbytes AdamW8bit (pip install '.[bnb]')")
     g.add_argument(
-        "--clip_grad_norm", "--max_grad_norm", dest="max_grad_norm", type=b.POSITIVE, default=d.max_grad_norm
-    )
+        "--clip_grad_norm", "--max_grad_norm", dest="max_grad_norm", type=b.POSITIVE, default=d.max_grad_norm,
+        help="clip the global gradient L2 norm to this value before every optimizer step",
+    )  # fmt: skip
     g.add_argument("--use_ema", action="store_true", help="EMA weights for exports and validation")
-    g.add_argument("--ema_inv_gamma", type=b.POSITIVE, default=d.ema_inv_gamma)
-    g.add_argument("--ema_power", type=b.POSITIVE, default=d.ema_power)
-    g.add_argument("--ema_max_decay", type=b.DECAY, default=d.ema_max_decay)
+    g.add_argument(
+        "--ema_inv_gamma",
+        type=b.POSITIVE,
+        default=d.ema_inv_gamma,
+        help="EMA warm-up: decay(s) = min(1 − (1 + s/inv_gamma)^−power, max_decay) after s optimizer steps",
+    )
+    g.add_argument("--ema_power", type=b.POSITIVE, default=d.ema_power, help="EMA warm-up power (see --ema_inv_gamma)")
+    g.add_argument(
+        "--ema_max_decay", type=b.DECAY, default=d.ema_max_decay, help="upper bound of the EMA decay per step"
+    )
     g.add_argument(
         "--ema_scope",
         choices=["task", "sequence"],
@@ -164,7 +226,12 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         help="task (default with --use_ema): restart the EMA warm-up at every task, so task k's EMA averages task "
         "k's training only; sequence: one EMA over the whole task sequence",
     )
-    g.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
+    g.add_argument(
+        "--mixed_precision",
+        choices=["no", "fp16", "bf16"],
+        default="no",
+        help="autocast precision (accelerate); fp16 adds loss scaling; weights stay fp32",
+    )
     g.add_argument(
         "--checkpointing_steps",
         type=b.STEPS_OR_ZERO,
@@ -172,16 +239,28 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         help="resumable checkpoint every N optimizer steps (0: only at task ends)",
     )
     g.add_argument(
-        "--checkpoints_total_limit", type=b.CHECKPOINT_LIMIT, default=None, help="keep at most this many checkpoints"
+        "--checkpoints_total_limit",
+        type=b.CHECKPOINT_LIMIT,
+        default=None,
+        help="keep the newest N checkpoints (older ones are deleted); default: keep all",
     )
-    g.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint-N folder")
+    g.add_argument(
+        "--resume_from_checkpoint",
+        default=None,
+        help="'latest' (the newest in --output_dir) or a checkpoint-N folder; default: start from scratch",
+    )
     g.add_argument(
         "--on_nonfinite",
         choices=["stop", "skip"],
         default=d.on_nonfinite,
         help="a NaN/inf loss or gradient: stop (exit 3, the last good checkpoint kept) or skip that optimizer step",
     )
-    g.add_argument("--logger", choices=["tensorboard", "wandb", "none"], default="tensorboard")
+    g.add_argument(
+        "--logger",
+        choices=["tensorboard", "wandb", "none"],
+        default="tensorboard",
+        help="experiment tracker for losses and hyper-parameters (none: no tracker)",
+    )
     g.add_argument("--logging_dir", default="logs", help="relative to --output_dir")
     g.add_argument("--project_name", default="continual_diffusers", help="tracker project")
     g.add_argument("--dry_run", action="store_true", help="print the resolved configuration and exit")
@@ -199,6 +278,7 @@ def ddpm_parser() -> argparse.ArgumentParser:
         add_evaluation_args,
     ):
         add(parser)
+    add_config_arg(parser)
     return parser
 
 

@@ -13,23 +13,21 @@ import sys
 
 from continual_diffusers.data.digits import write_split_digits
 from continual_diffusers.data.tasks import TaskSequence, convert_legacy, load_tasks
-from continual_diffusers.utils.entrypoint import run_main
+from continual_diffusers.utils.entrypoint import new_parser, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m continual_diffusers.data",
-        description="Convert legacy task files, write the bundled digits tasks, or describe a task file.",
+    parser = new_parser(
+        "Convert legacy task files, write the bundled digits or the shapes tasks, or describe a task file.",
+        "python -m continual_diffusers.data",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="convert, digits, shapes or info"
+    )
     convert = commands.add_parser("convert", help="rewrite a legacy (pickled) task file in the safe format")
     convert.add_argument("src", help="legacy .npz with a pickled 'data_structure'")
     convert.add_argument("dst", help="output .npz (safe format)")
-    digits = commands.add_parser(
-        "digits",
-        help="write the bundled 8x8 digits as train/test task files",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    digits = commands.add_parser("digits", help="write the bundled 8x8 digits as train/test task files")
     digits.add_argument("--output_dir", required=True, help="folder for digits_tasks_{train,test}.npz")
     digits.add_argument("--num_tasks", type=int, default=5, help="tasks; must divide the 10 classes")
     digits.add_argument("--test_fraction", type=float, default=0.2, help="share of each class held out for test")
@@ -42,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_shapes_parser(commands) -> None:
     shapes = commands.add_parser(
-        "shapes",
-        help="write a synthetic multi-object task sequence (coloured shapes on black) with object masks",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "shapes", help="write a synthetic multi-object task sequence (coloured shapes on black) with object masks"
     )
     shapes.add_argument("--output_dir", required=True, help="folder for shapes_tasks_{train,test}.npz (+ .masks.npz)")
     shapes.add_argument("--num_tasks", type=int, default=2, help="tasks")
@@ -52,11 +48,11 @@ def _add_shapes_parser(commands) -> None:
     shapes.add_argument("--num_train", type=int, default=512, help="training images per task")
     shapes.add_argument("--num_test", type=int, default=128, help="test images per task")
     shapes.add_argument("--resolution", type=int, default=16, help="canvas side in pixels")
-    shapes.add_argument("--min_objects", type=int, default=1)
-    shapes.add_argument("--max_objects", type=int, default=3)
+    shapes.add_argument("--min_objects", type=int, default=1, help="fewest objects per image")
+    shapes.add_argument("--max_objects", type=int, default=3, help="most objects per image")
     shapes.add_argument("--min_size", type=int, default=4, help="smallest object box side")
     shapes.add_argument("--max_size", type=int, default=6, help="largest object box side")
-    shapes.add_argument("--seed", type=int, default=0)
+    shapes.add_argument("--seed", type=int, default=0, help="seed of the images and the train/test split")
 
 
 def describe(sequence: TaskSequence) -> str:

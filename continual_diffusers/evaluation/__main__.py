@@ -25,22 +25,35 @@ logger = get_logger("continual_diffusers.evaluation")
 
 
 def parser():
-    p = new_parser("Oracle classifier training and continual-evaluation reports.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = new_parser(
+        "Oracle classifier training and continual-evaluation reports.", "python -m continual_diffusers.evaluation"
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="train-oracle or report")
     oracle = sub.add_parser("train-oracle", help="train the oracle classifier on all tasks' training data")
     oracle.add_argument("--data_path", default=None, help="training task file (default: bundled digits)")
     oracle.add_argument("--test_data_path", default=None, help="test task file (default: bundled digits)")
-    oracle.add_argument("--resolution", type=bounds.RESOLUTION, default=None)
-    oracle.add_argument("--output_dir", required=True)
-    oracle.add_argument("--seed", type=bounds.SEED, default=0)
+    oracle.add_argument(
+        "--resolution",
+        type=bounds.RESOLUTION,
+        default=None,
+        help="side in pixels the oracle classifies at (images are resized); default: the training data's size",
+    )
+    oracle.add_argument("--output_dir", required=True, help="folder for the oracle (config.json, model.safetensors)")
+    oracle.add_argument("--seed", type=bounds.SEED, default=0, help="seeds initialisation and data order")
     report = sub.add_parser("report", help="evaluate every task_<k>/ of a run and write run_dir/report/")
-    report.add_argument("--run_dir", required=True)
+    report.add_argument("--run_dir", required=True, help="a main_ddpm output dir (with task_<k>/ exports)")
     report.add_argument("--data_path", default=None, help="training task file (for training an oracle if needed)")
-    report.add_argument("--test_data_path", default=None)
+    report.add_argument(
+        "--test_data_path",
+        default=None,
+        help="real test images per task; default: the bundled digits' held-out split (when --data_path is unset)",
+    )
     report.add_argument("--oracle_path", default=None, help="default: run_dir/oracle (trained if absent)")
-    report.add_argument("--eval_num_samples", type=bounds.EVAL_SAMPLES, default=100)
-    report.add_argument("--seed", type=bounds.SEED, default=0)
-    report.add_argument("--sampling_batch_size", type=bounds.BATCH_SIZE, default=64)
+    report.add_argument(
+        "--eval_num_samples", type=bounds.EVAL_SAMPLES, default=100, help="generated images per task and evaluation"
+    )
+    report.add_argument("--seed", type=bounds.SEED, default=0, help="seeds the sampling noise (and a new oracle)")
+    report.add_argument("--sampling_batch_size", type=bounds.BATCH_SIZE, default=64, help="images per sampling chunk")
     add_sampler_args(report)
     return p
 
