@@ -1,7 +1,85 @@
 """Continual-Diffusers: continual learning with diffusion models, built on Hugging Face diffusers.
 
-Nothing happens on import: sub-packages are imported by the code that needs them.
+Nothing happens on import: the names below are imported from their sub-package the first time they are used
+(`continual_diffusers.ContinualTrainer`, `from continual_diffusers import ContinualTrainer`), so
+`import continual_diffusers` stays cheap. The public API, by layer (README "Python API" has a runnable example):
+
+- data: `load_split_digits`, `load_tasks`, `save_tasks`, `tasks_from_dict`, `Task`, `TaskSequence` (indexed by task
+  id, not position), `TaskDataset`, `ImageTransform`, `ReplayBuffer` and its policies `TaskBalanced`, `Reservoir`;
+- models: `UNetSpec`, `build_unet`, `make_denoiser`, `ScoreModel`, `EnergyModel`, the conditionings
+  `Unconditional`, `ClassConditioning`, `TextConditioning`, `SlotConditioning`, `load_task_model`;
+- objectives: `DenoisingObjective`;
+- strategies: `Naive`, `Replay`, `EWC`, `SynapticIntelligence`, `GenerativeReplay`, `CombinedStrategy`,
+  `LoRAAdapters`, and `ContinualStrategy` to write your own;
+- sampling: `generate_samples`, `SamplerOptions`, `CompositionOptions`, `MCMCConfig`, `sample_ancestral`;
+- training: `TrainConfig`, `ContinualTrainer` (`ContinualTrainer.build(...)`, then `train_task` per task or `fit`);
+- evaluation: `ContinualEvaluator`, `EndOfTaskEvaluation`, `train_oracle`, `load_oracle`, `save_oracle`;
+- errors: `UserInputError` (bad input, raised before anything is written), `RunError`.
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.2.0.dev0"
-__all__ = ["__version__"]
+
+# public name → the sub-package that defines it (each sub-package's __init__ exports it too)
+_EXPORTS = {
+    "data": (
+        "ImageTransform",
+        "Reservoir",
+        "ReplayBuffer",
+        "Task",
+        "TaskBalanced",
+        "TaskDataset",
+        "TaskFileError",
+        "TaskSequence",
+        "load_split_digits",
+        "load_tasks",
+        "save_tasks",
+        "tasks_from_dict",
+    ),
+    "models": (
+        "ClassConditioning",
+        "EnergyModel",
+        "ScoreModel",
+        "SlotConditioning",
+        "TextConditioning",
+        "UNetSpec",
+        "Unconditional",
+        "build_unet",
+        "load_task_model",
+        "make_denoiser",
+    ),
+    "objectives": ("DenoisingObjective",),
+    "strategies": (
+        "CombinedStrategy",
+        "ContinualStrategy",
+        "EWC",
+        "GenerativeReplay",
+        "LoRAAdapters",
+        "Naive",
+        "Replay",
+        "SynapticIntelligence",
+    ),
+    "sampling": ("CompositionOptions", "MCMCConfig", "SamplerOptions", "generate_samples", "sample_ancestral"),
+    "training": ("ContinualTrainer", "TrainConfig"),
+    "evaluation": ("ContinualEvaluator", "EndOfTaskEvaluation", "load_oracle", "save_oracle", "train_oracle"),
+    "utils": ("RunError", "UserInputError"),
+}
+_WHERE = {name: package for package, names in _EXPORTS.items() for name in names}
+
+__all__ = ["__version__", *sorted(_WHERE)]
+
+
+def __getattr__(name: str):
+    """Import a public name from its sub-package on first use (PEP 562), then keep it in the module."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

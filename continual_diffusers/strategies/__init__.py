@@ -1,10 +1,12 @@
 """Continual-learning strategies behind one hook contract (`base.ContinualStrategy`). `STRATEGIES` maps the CLI
-names to the classes; `CombinedStrategy` runs several of them together."""
+names to the classes; `CombinedStrategy` runs several of them together; `LoRAAdapters` (per-task adapters, needs
+peft) is injected by main_ldm.py."""
 
 from .base import ContinualStrategy, Naive, TaskContext
 from .combined import CombinedStrategy
 from .ewc import EWC, estimate_fisher
 from .generative_replay import GenerativeReplay
+from .lora import LoRAAdapters
 from .replay import Replay
 from .si import SynapticIntelligence
 
@@ -21,6 +23,7 @@ STRATEGIES = {
 __all__ = [
     "EWC",
     "GenerativeReplay",
+    "LoRAAdapters",
     "STRATEGIES",
     "CombinedStrategy",
     "ContinualStrategy",

@@ -1,19 +1,67 @@
-"""`TrainConfig`: the knobs of the continual training loop, as one typed bundle (the CLI fills it)."""
+"""`TrainConfig`: the knobs of the continual training loop, as one typed bundle (the CLI fills it).
+
+Its defaults are the CLI's (main_ddpm.py), and it checks each value against the same bounds as the CLI's flag, so
+`TrainConfig(output_dir=...)` in Python trains what `python main_ddpm.py --output_dir ...` trains.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
-from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER
+from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER, SCHEDULERS
+from ..utils import bounds as b
+from ..utils.errors import UserInputError
+
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+# field → bounds of the CLI flag that sets it; OPTIONAL fields may also be None (no limit / off).
+BOUNDS = {
+    "seed": b.SEED,
+    "train_batch_size": b.BATCH_SIZE,
+    "num_epochs": b.STEPS,
+    "max_train_steps": b.STEPS,
+    "gradient_accumulation_steps": b.GRAD_ACCUMULATION,
+    "learning_rate": b.POSITIVE,
+    "lr_warmup_steps": b.STEPS_OR_ZERO,
+    "adam_beta1": b.PROBABILITY,
+    "adam_beta2": b.PROBABILITY,
+    "adam_weight_decay": b.NON_NEGATIVE,
+    "adam_epsilon": b.POSITIVE,
+    "max_grad_norm": b.POSITIVE,
+    "ema_inv_gamma": b.POSITIVE,
+    "ema_power": b.POSITIVE,
+    "ema_max_decay": b.DECAY,
+    "uncond_p": b.PROBABILITY,
+    "checkpointing_steps": b.STEPS_OR_ZERO,
+    "checkpoints_total_limit": b.CHECKPOINT_LIMIT,
+    "eval_batch_size": b.IMAGES_PER_ROW,
+    "num_inference_steps": b.TIMESTEPS,
+    "ddim_eta": b.UNIT,
+    "guidance_scale": b.NON_NEGATIVE,
+}
+CHOICES = {
+    "lr_scheduler": LR_SCHEDULERS,
+    "ema_scope": ("task", "sequence"),
+    "on_nonfinite": ("stop", "skip"),
+    "validation_scheduler": tuple(sorted(SCHEDULERS)),
+}
+OPTIONAL = ("max_train_steps", "checkpointing_steps", "checkpoints_total_limit")
 
 
 @dataclass
 class TrainConfig:
+    """Settings of the continual training loop (per-task budget, optimiser, EMA, CFG dropout, checkpoints, end-of-task
+    samples). Only `output_dir` is required; the defaults are main_ddpm.py's.
+
+    Raises:
+        UserInputError: a value outside its CLI flag's bounds or choices (one message naming the field).
+    """
+
     output_dir: str
     seed: int = 42
     # Batches and budget (per task). One optimizer step sees train_batch_size × num_processes × grad_accum samples.
     train_batch_size: int = 16
-    num_epochs: int = 1  # epochs per task; ignored when max_train_steps is set
+    num_epochs: int = 50  # epochs per task; ignored when max_train_steps is set
     max_train_steps: int | None = None  # optimizer steps per task
     gradient_accumulation_steps: int = 1
     # Optimiser and schedule (a fresh optimizer and schedule per task, built after the strategy's before_task).
@@ -47,8 +95,24 @@ class TrainConfig:
     validation_scheduler: str = DEFAULT_SCHEDULER
     num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
     ddim_eta: float = 0.0  # DDIM's η (validation_scheduler "ddim" only)
-    guidance_scale: float = 1.0
+    guidance_scale: float = 2.0  # CFG scale of the end-of-task samples; used only when uncond_p > 0
     validation_prompts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.output_dir, os.PathLike):
+            self.output_dir = os.fspath(self.output_dir)
+        if not isinstance(self.output_dir, str):
+            raise UserInputError(f"TrainConfig.output_dir must be a folder path, got {self.output_dir!r}")
+        for name, bounds in BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None or name not in OPTIONAL:
+                bounds.check(f"TrainConfig.{name}", value)
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise UserInputError(f"TrainConfig.{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+        prompts = self.validation_prompts
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise UserInputError("TrainConfig.validation_prompts must be a list of strings")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,6 +1,10 @@
 """`ContinualTrainer`: trains one denoiser task after task under accelerate, calling the strategy hooks.
 
-Per task: strategy.before_task → fresh optimizer + LR schedule → accelerate.prepare → optimizer steps
+    trainer = ContinualTrainer.build(tasks, TrainConfig(output_dir="out"), model=unet, conditioning=..., strategy=...)
+    for task in tasks:              # or trainer.fit(tasks): the same loop, bit for bit
+        trainer.train_task(task)    # tasks in increasing task id order, each once
+
+Per task (`train_task`): strategy.before_task → fresh optimizer + LR schedule → accelerate.prepare → optimizer steps
 (gradient accumulation, clipping, EMA, logging, periodic checkpoints) → strategy.after_task → export task_k/ with
 validation samples → end-of-task checkpoint. Between tasks the model is unwrapped and the accelerator's references
 are freed, so nothing piles up across tasks and every process does the same thing.
@@ -11,14 +15,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ..data import TaskDataset, TaskSequence
+from ..data import Task, TaskDataset, TaskSequence
 from ..models.denoiser import denoiser_state_dict, export_modules, load_denoiser_state_dict
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
@@ -26,6 +30,7 @@ from ..utils.errors import NonFiniteError, UserInputError
 from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 from ..utils.seed import make_generator
+from . import build as builder
 from . import checkpoint as ckpt
 from .batches import BatchSchedule
 from .config import TrainConfig
@@ -40,13 +45,36 @@ logger = get_logger(__name__)
 class Position:
     """Where training stands; saved as training_state.json."""
 
-    task_index: int = 0  # index into the task sequence of the task being (or about to be) trained
+    task_index: int = 0  # tasks finished: the sequence index of the task being (or about to be) trained
     step_in_task: int = 0  # optimizer steps done in that task
     global_step: int = 0  # optimizer steps over all tasks
     seen_tasks: list[int] = field(default_factory=list)
 
 
 class ContinualTrainer:
+    """Continual training of one denoiser over a task sequence; `build` assembles one from library objects.
+
+    Args:
+        accelerator: the `accelerate.Accelerator` that runs training (devices, mixed precision, trackers).
+        denoiser: `ScoreModel` / `EnergyModel` (`make_denoiser`) around the UNet.
+        conditioning: `Unconditional`, `ClassConditioning`, `TextConditioning` or `SlotConditioning`.
+        objective: the denoising loss over a diffusers noise schedule.
+        strategy: the continual-learning strategy (`Naive` for plain fine-tuning).
+        cfg: the training loop's settings.
+        make_dataset: `Task` → `TaskDataset` (the image transform, or latent encoding for latent models).
+        export_metadata: written as `continual_diffusers.json` into every task_k/ export; the keys that
+            `models.loading.check_metadata` reads (conditioning, num_classes, null_class_index,
+            classifier_free_guidance, energy_type, prediction_type, resolution, in_channels, classes_per_task,
+            validation_prompts). `build` writes it for you.
+        text_components: (tokenizer, text_encoder) of text models, exported with each task.
+        task_eval: end-of-task evaluation, `callable(model, task_id, seen_tasks, device)` with `state_dict()`.
+        decode_fn / vae: latent models: latents → images in [-1, 1], and the VAE exported with each task.
+
+    Raises:
+        UserInputError: the UNet does not take the condition (`build.check_model_fits`), e.g. CFG dropout on a
+            class-conditional UNet without the null-class row.
+    """
+
     def __init__(
         self,
         accelerator: Accelerator,
@@ -62,6 +90,7 @@ class ContinualTrainer:
         decode_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
         vae: torch.nn.Module | None = None,
     ):
+        builder.check_model_fits(denoiser, conditioning, cfg)
         self.accelerator = accelerator
         self.model = denoiser
         self.conditioning = conditioning
@@ -81,22 +110,112 @@ class ContinualTrainer:
         # Latent models: decode_fn maps sampled latents to images in [-1, 1]; the VAE is exported with each task.
         self.vae = vae
         self.validator = ValidationSampler(cfg, conditioning, objective.scheduler, decode_fn)
+        self._known_tasks: dict[int, Task] = {}  # task id → task, in sequence order (slot models' references)
+        self._task_in_progress: int | None = None  # a restored mid-task checkpoint's task id
+
+    @classmethod
+    def build(
+        cls,
+        tasks: TaskSequence | Iterable[Task],
+        cfg: TrainConfig,
+        model: torch.nn.Module,
+        *,
+        conditioning=None,
+        strategy: ContinualStrategy | None = None,
+        objective: DenoisingObjective | None = None,
+        transform=None,
+        make_dataset: Callable[[Task], TaskDataset] | None = None,
+        accelerator: Accelerator | None = None,
+        mixed_precision: str = "no",
+        log_with: str | None = None,
+        project_name: str = "continual_diffusers",
+        metadata: dict | None = None,
+        **trainer_kwargs,
+    ) -> ContinualTrainer:
+        """A trainer from library objects, checked as the CLI checks its flags, with the accelerator and the export
+        metadata made for you. Creates `cfg.output_dir` and writes its config.json (nothing else until training).
+
+        Args:
+            tasks: the run's tasks (a `TaskSequence`, or a list of `Task`s): the export metadata lists their classes.
+            cfg: training settings; `cfg.uncond_p > 0` trains classifier-free guidance.
+            model: a diffusers UNet (`build_unet(UNetSpec(...))`, wrapped as `ScoreModel`) or a denoiser from
+                `make_denoiser` (energy or slot models).
+            conditioning: default `Unconditional()`; `ClassConditioning(num_classes, null_class=True)` for CFG.
+            strategy: default `Naive()` (sequential fine-tuning).
+            objective: default ε-prediction over diffusers' `DDPMScheduler()` (1000 linear steps, the CLI's).
+            transform: default `ImageTransform(unet sample_size, center_crop=False)`, the CLI's.
+            make_dataset: default `TaskDataset(task, transform)`.
+            accelerator: default a new one with `mixed_precision` and `log_with` ("tensorboard", "wandb" or None),
+                logging under output_dir/logs; trackers are started under `project_name`.
+            metadata: entries added to (or replacing) the export metadata, e.g. {"data_path": task file}.
+            trainer_kwargs: `text_components`, `task_eval`, `decode_fn`, `vae` (see the class).
+
+        Raises:
+            UserInputError: labels that do not fit the conditioning, a UNet that does not take the condition, an
+                unwritable output_dir, ...
+        """
+        parts = builder.assemble(
+            tasks, cfg, model, conditioning, strategy, objective, transform, make_dataset, accelerator,
+            mixed_precision, log_with, metadata, **trainer_kwargs,
+        )  # fmt: skip
+        trainer = cls(**parts)
+        builder.start_run(trainer, project_name)
+        return trainer
 
     # ----------------------------------------------------------------------------------------------- orchestration
-    def fit(self, tasks: TaskSequence, resume_path: str | None = None) -> None:
-        """Train every task from the current position (`resume_path`: restore a checkpoint first; the CLI calls
-        `restore` itself, before the run writes anything)."""
+    def fit(self, tasks: TaskSequence | Iterable[Task], resume_path: str | None = None) -> None:
+        """`train_task` for every task of `tasks` not trained yet (a restored checkpoint's finished tasks, or those
+        of an earlier `fit` / `train_task`, are skipped), then end the run: `accelerator.end_training()` (trackers,
+        and the process group of a multi-process run, so there call `fit` once, or `train_task` per task).
+
+        `resume_path`: restore that checkpoint first (the CLI calls `restore` itself, before the run writes
+        anything). Raises `UserInputError` for an untrained task whose id is smaller than the last trained one's."""
+        tasks = builder.as_task_sequence(tasks)
         if resume_path:
             self.restore(resume_path, tasks)
-        self._tasks = tasks
-        for index, task in enumerate(tasks):
-            if index < self.position.task_index:
+        self._remember(tasks)
+        for task in tasks:
+            if task.task_id in self.position.seen_tasks:
+                logger.info("task %d already trained: skipped", task.task_id)
                 continue
-            self.position.task_index = index
-            self._train_task(task)
-            self.position = Position(index + 1, 0, self.position.global_step, self.position.seen_tasks)
-            fault_point("between_tasks")
+            self.train_task(task)
         self.accelerator.end_training()
+
+    def train_task(self, task: Task) -> None:
+        """Train one task to the end: optimizer steps, the strategy's `after_task`, task_<id>/ export with samples,
+        end-of-task checkpoint. `for task in tasks: trainer.train_task(task)` equals `fit(tasks)` bit for bit
+        (same weights, exports and checkpoints; `fit` also ends the trackers).
+
+        Raises:
+            UserInputError: the task was trained already, its id is not greater than the last trained task's, or a
+                restored checkpoint stopped in the middle of another task.
+        """
+        self._check_next(task)
+        self._remember([task])
+        self._train_task(task)
+        pos = self.position
+        self.position = Position(pos.task_index + 1, 0, pos.global_step, pos.seen_tasks)
+        self._task_in_progress = None
+        fault_point("between_tasks")
+
+    def _check_next(self, task: Task) -> None:
+        seen = self.position.seen_tasks
+        if task.task_id in seen:
+            raise UserInputError(f"task {task.task_id} was trained already (tasks trained: {seen}); train each once")
+        if seen and task.task_id < max(seen):
+            raise UserInputError(
+                f"task {task.task_id} comes after task {max(seen)} was trained: train tasks in increasing task id "
+                f"order (tasks trained: {seen})"
+            )
+        if self._task_in_progress is not None and task.task_id != self._task_in_progress:
+            raise UserInputError(
+                f"the restored checkpoint stopped in the middle of task {self._task_in_progress}: train that task "
+                f"before task {task.task_id}"
+            )
+
+    def _remember(self, tasks: Iterable[Task]) -> None:
+        for task in tasks:
+            self._known_tasks.setdefault(task.task_id, task)
 
     def _train_task(self, task) -> None:
         cfg, acc = self.cfg, self.accelerator
@@ -328,7 +447,7 @@ class ContinualTrainer:
         export: what a slot model's end-of-task samples reconstruct, so forgetting shows as reconstructions that
         drift from the same images task after task."""
         images = []
-        for task in self._tasks:
+        for task in self._known_tasks.values():
             if task.task_id in self.position.seen_tasks:
                 dataset = self.make_dataset(task)
                 indices = torch.arange(min(per_task, len(dataset)))
@@ -401,6 +520,9 @@ class ContinualTrainer:
         self.position = Position(
             state["task_index"], state["step_in_task"], state["global_step"], list(state["seen_tasks"])
         )
+        self._remember(tasks)
+        mid_task = state["step_in_task"] > 0 and state["task_index"] < len(tasks)
+        self._task_in_progress = tasks.task_ids[state["task_index"]] if mid_task else None
         self._pending = {k: parts[k] for k in ("optimizer_state", "lr_scheduler_state")}
         logger.info(
             "resumed from %s at task index %d, step %d", path, self.position.task_index, self.position.step_in_task

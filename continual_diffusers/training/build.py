@@ -1,0 +1,200 @@
+"""Assembling a `ContinualTrainer` from library objects, with the checks the CLI makes, for `ContinualTrainer.build`.
+
+`check_model_fits` is also run by `ContinualTrainer.__init__`, so a trainer built by hand gets it too: a class-
+conditional model trained with classifier-free guidance needs the UNet's reserved null-class row, and without that
+check the first dropped label fails deep inside the UNet with a bare `IndexError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+
+import torch
+
+from ..data import ImageTransform, Task, TaskDataset, TaskSequence
+from ..models.conditioning import Unconditional
+from ..models.denoiser import EnergyModel, ScoreModel
+from ..objectives import DenoisingObjective
+from ..strategies import ContinualStrategy, Naive
+from ..utils.errors import UserInputError
+from .checkpoint import check_writable
+from .config import TrainConfig
+
+MODEL_FORMAT = "continual-diffusers/model-v1"
+
+
+def as_task_sequence(tasks: TaskSequence | Iterable[Task]) -> TaskSequence:
+    """`tasks` as a `TaskSequence` (a list or tuple of `Task`s is validated and sorted by task id)."""
+    return tasks if isinstance(tasks, TaskSequence) else TaskSequence(tuple(tasks))
+
+
+def as_denoiser(model: torch.nn.Module) -> torch.nn.Module:
+    """A denoiser (`ScoreModel` / `EnergyModel`, see `make_denoiser`) as is; a bare diffusers UNet as `ScoreModel`."""
+    if isinstance(model, (ScoreModel, EnergyModel)):
+        return model
+    if hasattr(model, "config") and hasattr(model.config, "sample_size"):
+        return ScoreModel(model)
+    raise UserInputError(
+        f"model must be a diffusers UNet or a denoiser from make_denoiser(unet, ...), got {type(model).__name__}"
+    )
+
+
+def check_model_fits(denoiser: torch.nn.Module, conditioning, cfg: TrainConfig) -> None:
+    """The UNet must take the condition the trainer will give it; `UserInputError` with what to change otherwise.
+
+    - class conditioning: `num_class_embeds` = classes + 1 when CFG's null class is reserved (`null_class=True`);
+    - CFG dropout (`cfg.uncond_p > 0`) on a class or slot model needs that null condition;
+    - an unconditional model's UNet has no class embeddings; a text model's `cross_attention_dim` is the encoder's.
+    """
+    kind = conditioning.kind
+    config = denoiser.unet.config
+    embeds = getattr(config, "num_class_embeds", None)
+    if cfg.uncond_p > 0 and kind in ("class", "slots") and not conditioning.supports_null:
+        fix = "ClassConditioning(num_classes, null_class=True)" if kind == "class" else "SlotEncoder(null_slots=True)"
+        raise UserInputError(
+            f"TrainConfig.uncond_p={cfg.uncond_p} trains classifier-free guidance, which needs a null condition: "
+            f"use {fix} (or uncond_p=0)"
+        )
+    if kind == "class":
+        want = conditioning.num_classes + int(conditioning.supports_null)
+        if embeds != want:
+            null = " + the CFG null class (null_class=True)" if conditioning.supports_null else ""
+            raise UserInputError(
+                f"the UNet has num_class_embeds={embeds} but the conditioning needs {want} "
+                f"({conditioning.num_classes} classes{null}): build it with UNetSpec(conditioning='class', "
+                f"num_classes={conditioning.num_classes}, null_class={conditioning.supports_null})"
+            )
+    elif embeds is not None:
+        raise UserInputError(
+            f"the UNet has {embeds} class embeddings but the conditioning is {kind!r}: use ClassConditioning, or a "
+            "UNet without class embeddings"
+        )
+    if kind == "text" and getattr(config, "cross_attention_dim", None) != conditioning.hidden_size:
+        raise UserInputError(
+            f"the UNet's cross_attention_dim is {getattr(config, 'cross_attention_dim', None)} but the text encoder "
+            f"is {conditioning.hidden_size} wide"
+        )
+
+
+def check_run(tasks: TaskSequence, denoiser, conditioning, objective: DenoisingObjective, cfg: TrainConfig, vae):
+    """What the CLI checks between its flags and the data, for objects built in Python."""
+    kind = conditioning.kind
+    if kind in ("class", "text") and tasks.label_kind != kind:
+        raise UserInputError(f"{kind} conditioning needs {kind} labels, but the tasks have {tasks.label_kind}")
+    if kind == "class" and tasks.num_classes > conditioning.num_classes:
+        raise UserInputError(
+            f"the tasks have class ids up to {tasks.num_classes - 1} but ClassConditioning has "
+            f"num_classes={conditioning.num_classes}"
+        )
+    if kind == "text" and not cfg.validation_prompts:
+        raise UserInputError("text conditioning needs TrainConfig.validation_prompts for the end-of-task samples")
+    if isinstance(denoiser, EnergyModel) and objective.prediction_type != "epsilon":
+        raise UserInputError("an EnergyModel defines ε̂ = ∇ₓE, so it needs prediction_type 'epsilon'")
+    if objective.scheduler.config.get("rescale_betas_zero_snr") and objective.prediction_type == "epsilon":
+        raise UserInputError(
+            "a zero-terminal-SNR schedule (rescale_betas_zero_snr) cannot recover x₀ from ε at ᾱ_T = 0: use "
+            "prediction_type 'v_prediction' (or 'sample')"
+        )
+    config = denoiser.unet.config
+    if vae is None and config.in_channels != tasks.num_channels:
+        raise UserInputError(f"the UNet takes {config.in_channels} channels but the images have {tasks.num_channels}")
+    check_model_fits(denoiser, conditioning, cfg)
+
+
+def export_metadata(
+    tasks: TaskSequence, denoiser, conditioning, objective: DenoisingObjective, cfg: TrainConfig, resolution: int
+) -> dict:
+    """`continual_diffusers.json` of every task export (what `load_task_model` and evaluate.py read)."""
+    meta = {
+        "format": MODEL_FORMAT,
+        "conditioning": conditioning.kind,
+        "num_classes": getattr(conditioning, "num_classes", 0),
+        "null_class_index": getattr(conditioning, "null_index", None),
+        "classifier_free_guidance": cfg.uncond_p > 0,
+        "energy_type": getattr(denoiser, "energy_type", None),
+        "prediction_type": objective.prediction_type,
+        "resolution": resolution,
+        "in_channels": tasks.num_channels,
+        "classes_per_task": {str(t.task_id): t.classes() for t in tasks},
+        "validation_prompts": list(cfg.validation_prompts),
+        "data_path": "python",  # no task file (evaluate.py --slot_mode asks for --slot_data then)
+    }
+    if conditioning.kind == "slots":
+        meta["slots"] = {k: conditioning.encoder.config[k] for k in ("num_slots", "slot_dim", "num_iterations")}
+    return meta
+
+
+def make_accelerator(cfg: TrainConfig, mixed_precision: str = "no", log_with: str | None = None):
+    """An `Accelerator` as the CLI makes it: gradient accumulation from `cfg`, logs under output_dir/logs."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    return Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=mixed_precision,
+        log_with=log_with,
+        project_config=ProjectConfiguration(
+            project_dir=cfg.output_dir, logging_dir=os.path.join(cfg.output_dir, "logs")
+        ),
+    )
+
+
+def assemble(
+    tasks: TaskSequence | Iterable[Task],
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    conditioning=None,
+    strategy: ContinualStrategy | None = None,
+    objective: DenoisingObjective | None = None,
+    transform: ImageTransform | None = None,
+    make_dataset: Callable[[Task], TaskDataset] | None = None,
+    accelerator=None,
+    mixed_precision: str = "no",
+    log_with: str | None = None,
+    metadata: dict | None = None,
+    **trainer_kwargs,
+) -> dict:
+    """`ContinualTrainer` keyword arguments, validated; nothing is written. See `ContinualTrainer.build`."""
+    from diffusers import DDPMScheduler
+
+    tasks = as_task_sequence(tasks)
+    denoiser = as_denoiser(model)
+    conditioning = Unconditional() if conditioning is None else conditioning
+    objective = DenoisingObjective(DDPMScheduler(), "epsilon") if objective is None else objective
+    check_run(tasks, denoiser, conditioning, objective, cfg, trainer_kwargs.get("vae"))
+    resolution = transform.resolution if transform is not None else denoiser.unet.config.sample_size
+    transform = transform or ImageTransform(resolution, center_crop=False)  # the CLI's default: random crop
+    accelerator = accelerator or make_accelerator(cfg, mixed_precision, log_with)
+    meta = {**export_metadata(tasks, denoiser, conditioning, objective, cfg, resolution), **(metadata or {})}
+    return dict(
+        accelerator=accelerator,
+        denoiser=denoiser.to(accelerator.device),
+        conditioning=conditioning,
+        objective=objective,
+        strategy=Naive() if strategy is None else strategy,
+        cfg=cfg,
+        make_dataset=make_dataset or (lambda task: TaskDataset(task, transform)),
+        export_metadata=meta,
+        **trainer_kwargs,
+    )
+
+
+def start_run(trainer, project_name: str = "continual_diffusers") -> None:
+    """After every check: create output_dir, write its config.json, start the trackers, move text encoder and VAE
+    to the device (what the CLI does before `fit`)."""
+    acc, cfg = trainer.accelerator, trainer.cfg
+    if acc.is_main_process:
+        check_writable(cfg.output_dir)
+        resolved = {"train_config": cfg.to_dict(), "model": trainer.export_metadata}
+        with open(os.path.join(cfg.output_dir, "config.json"), "w") as fh:
+            json.dump(resolved, fh, indent=2, default=str)
+    acc.wait_for_everyone()
+    if acc.log_with:
+        scalars = {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}
+        acc.init_trackers(project_name, config=scalars)
+    if trainer.text_components is not None:
+        trainer.text_components[1].to(acc.device)
+    if trainer.vae is not None:
+        trainer.vae.to(acc.device)
