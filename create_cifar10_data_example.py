@@ -3,7 +3,9 @@
     python create_cifar10_data_example.py --cifar_dir ./cifar --download --output_dir ./data --captions
 
 Writes cifar10_tasks_{train,test}.npz (class labels 0-9) and, with --captions, cifar10_captions_tasks_{train,test}.npz
-(captions "a photo of a {class}") for text-conditioned runs.
+(captions "a photo of a {class}") for text-conditioned runs. The split is data: --classes_per_task N with
+--class_order 3,1,... (ids, or class names such as airplane,cat when batches.meta is there) or --class_order_seed S;
+the resolved order is recorded in the task files. --layout folder writes task folders, read lazily.
 """
 
 from __future__ import annotations
@@ -32,7 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--download", action="store_true", help="download the official tarball into --cifar_dir")
     parser.add_argument("--output_dir", default="./data", help="where the task files are written")
     parser.add_argument("--num_tasks", type=int, default=5, help="tasks; must divide the 10 classes")
+    parser.add_argument(
+        "--classes_per_task",
+        type=int,
+        default=None,
+        help="classes per task, instead of --num_tasks (the last may hold fewer)",
+    )
+    parser.add_argument(
+        "--class_order", default=None, help="comma-separated class order, e.g. 3,1,0,... (ids or class names)"
+    )
+    parser.add_argument(
+        "--class_order_seed", type=int, default=None, help="random class order: numpy default_rng(S).permutation"
+    )
     parser.add_argument("--captions", action="store_true", help="also write the caption-labelled variant")
+    parser.add_argument(
+        "--layout",
+        choices=["npz", "folder"],
+        default="npz",
+        help="npz: one file per split; folder: a task folder per split, images read lazily",
+    )
     return parser
 
 
@@ -41,14 +61,24 @@ def run(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     class_names = read_class_names(batches_dir) if args.captions else None
+    names = class_names
+    if names is None and (Path(batches_dir) / "batches.meta").is_file():
+        names = read_class_names(batches_dir)
+    order = {
+        "classes_per_task": args.classes_per_task,
+        "class_order": args.class_order,
+        "class_order_seed": args.class_order_seed,
+        "names": names,
+    }
     for split in ("train", "test"):
         images, labels = load_cifar10(batches_dir, split)
-        variants = {f"cifar10_tasks_{split}.npz": None}
+        suffix = ".npz" if args.layout == "npz" else ""
+        variants = {f"cifar10_tasks_{split}{suffix}": None}
         if class_names is not None:
-            variants[f"cifar10_captions_tasks_{split}.npz"] = class_names
-        for name, names in variants.items():
-            tasks = split_cifar10(images, labels, args.num_tasks, class_names=names)
-            save_tasks(output_dir / name, tasks)
+            variants[f"cifar10_captions_tasks_{split}{suffix}"] = class_names
+        for name, captions in variants.items():
+            tasks = split_cifar10(images, labels, args.num_tasks, class_names=captions, **order)
+            save_tasks(output_dir / name, tasks, args.layout)
             logger.info("wrote %s: %d tasks, %d images", output_dir / name, len(tasks), len(images))
 
 

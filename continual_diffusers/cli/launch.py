@@ -33,7 +33,8 @@ def train(
     # "args": the flag values (`--config` reads them back; not --config itself, whose values are already in), then
     # what was derived from them.
     flags = {k: v for k, v in vars(args).items() if k != "config"}
-    resolved = {"args": flags, "train_config": cfg.to_dict(), "model": built["metadata"]}
+    order = class_order_echo(built["tasks"])  # the task file's class order, echoed in config.json and the report
+    resolved = {"args": flags, "train_config": cfg.to_dict(), "model": {**built["metadata"], **order}}
     if args.dry_run:
         print(json.dumps(resolved, indent=2, default=str))
         return
@@ -71,8 +72,19 @@ def train(
             args, built, test_tasks, objective.scheduler, validation_options(cfg), oracle
         )
     trainer.attach_evaluation(task_eval)
+    if task_eval is not None and order:
+        task_eval.report.data = order
     tasks = built["tasks"]
     logger.info("training %d tasks %s; output in %s", len(tasks), tasks.task_ids, args.output_dir)
     trainer.fit(tasks)
     if task_eval is not None and accelerator.is_main_process:
         print(f"report: {os.path.join(task_eval.report_dir, 'report.md')}\n{task_eval.report.headline()}")
+
+
+def class_order_echo(tasks) -> dict:
+    """{"class_order": [...], "class_names": [...]} as recorded in the task file ({} if it records none)."""
+    order = getattr(tasks, "class_order", None)
+    if order is None:
+        return {}
+    names = getattr(tasks, "class_names", None)
+    return {"class_order": list(order), **({"class_names": list(names)} if names is not None else {})}

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from continual_diffusers.data.classorder import classes_per_task_from, resolve_class_order, split_classes
 from continual_diffusers.data.tasks import Task, TaskSequence
 from continual_diffusers.data.unpickle import parse_pickle
 from continual_diffusers.utils.errors import UserInputError
@@ -133,30 +134,42 @@ def read_class_names(batches_dir: str | os.PathLike) -> list[str]:
 
 
 def split_cifar10(
-    images: np.ndarray, labels: np.ndarray, num_tasks: int = 5, class_names: Sequence[str] | None = None
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_tasks: int | None = 5,
+    class_names: Sequence[str] | None = None,
+    classes_per_task: int | None = None,
+    class_order: str | Sequence | None = None,
+    class_order_seed: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> TaskSequence:
-    """Class-incremental split: task k (1-based) holds classes [(k-1)·g, k·g) with g = 10 / num_tasks.
+    """Class-incremental split: task k (1-based) holds classes [(k-1)·g, k·g) with g = 10 / num_tasks, or the
+    k-th group of `classes_per_task` classes of a class order (`classorder`; the last task may hold fewer).
 
     Args:
         images: uint8 (N, H, W, C).
         labels: int (N,) class ids 0-9, kept global in every task.
-        num_tasks: must divide 10.
+        num_tasks: must divide 10 (ignored if `classes_per_task` is given).
         class_names: if given, each label becomes the caption "a photo of a {class_name}" (text conditioning).
+        classes_per_task, class_order, class_order_seed: the split as data (see `classorder`).
+        names: class names for `class_order` and the task file (default: `class_names`).
     """
     num_classes = 10
-    if num_tasks < 1 or num_classes % num_tasks:
+    if classes_per_task is None and (num_tasks is None or num_tasks < 1 or num_classes % num_tasks):
         raise UserInputError(
             f"num_tasks must divide the {num_classes} CIFAR-10 classes (1, 2, 5 or 10), got {num_tasks}"
         )
-    per_task = num_classes // num_tasks
+    per_task = classes_per_task_from(num_classes, None if classes_per_task else num_tasks, classes_per_task)
+    names = names if names is not None else class_names
+    order = resolve_class_order(range(num_classes), class_order, class_order_seed, names)
     tasks = []
-    for task_id in range(1, num_tasks + 1):
-        keep = (labels >= (task_id - 1) * per_task) & (labels < task_id * per_task)
+    for task_id, group in enumerate(split_classes(order, per_task), start=1):
+        keep = np.flatnonzero(np.isin(labels, group))
         task_labels = labels[keep].astype(np.int64)
         if class_names is not None:
             task_labels = np.array([f"a photo of a {class_names[c]}" for c in task_labels])
         tasks.append(Task(task_id, images[keep], task_labels))
-    return TaskSequence(tuple(tasks))
+    return TaskSequence(tuple(tasks), tuple(order), tuple(names) if names is not None else None)
 
 
 def download_cifar10(root: str | os.PathLike) -> Path:

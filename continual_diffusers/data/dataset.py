@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from continual_diffusers.data.lazy import LazyImages, PreparedImages
 from continual_diffusers.data.tasks import LabelKind, Task
 from continual_diffusers.data.transforms import ImageTransform
 
@@ -15,6 +16,9 @@ class TaskDataset(torch.utils.data.Dataset):
     The images are converted to uint8 (N, C, H', W') and resized once, at construction; cropping, flipping and
     scaling to [-1, 1] happen per access. Items are `{"images": (C, res, res) float, "labels": int | str}`, with
     no "labels" key when the task has none.
+
+    A lazy task (images in a task folder, `lazy.LazyImages`) is never loaded whole: each access reads and resizes
+    only its images (`lazy.PreparedImages`), giving the same batches as the task held in memory.
     """
 
     def __init__(self, task: Task, transform: ImageTransform) -> None:
@@ -22,11 +26,15 @@ class TaskDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.labels: np.ndarray | None = task.labels
         self.label_kind: LabelKind = task.label_kind
-        self._images = transform.prepare(task.images)  # uint8 (N, C, H', W')
+        if isinstance(task.images, LazyImages):
+            self._images: torch.Tensor | PreparedImages = PreparedImages(task.images, transform)
+        else:
+            self._images = transform.prepare(task.images)  # uint8 (N, C, H', W')
 
     @property
-    def images(self) -> torch.Tensor:
-        """The task's images as prepared once (uint8 (N, C, H', W'), shorter side resized); read by replay."""
+    def images(self) -> torch.Tensor | PreparedImages:
+        """The task's images as prepared once (uint8 (N, C, H', W'), shorter side resized); read by replay. For a
+        lazy task, a `PreparedImages` that prepares the images indexed (int, slice or long tensor) on access."""
         return self._images
 
     def __len__(self) -> int:

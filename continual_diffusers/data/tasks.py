@@ -2,7 +2,11 @@
 
 - **safe** (written by `save_tasks`, no pickles): an `.npz` with `format` = "continual-diffusers/tasks-v1",
   `task_{id}/images` uint8 (N, H, W, C) and optional `task_{id}/labels`, int64 (N,) class ids or unicode (N,)
-  captions.
+  captions; optionally `class_order` int64 (K,), the class order the tasks were cut from (task 1 holds the first
+  classes), and `class_names` unicode (M,), the name of each class id.
+- **folder** (`save_tasks(..., layout="folder")`): the safe format unzipped, one .npy per key
+  (`format.npy`, `task_1/images.npy`, ...); images are read lazily, batch by batch (`lazy`), so a task sequence
+  need not fit in memory. `load_tasks` detects it (a folder rather than a file).
 - **legacy** (the earlier implementation's files): `np.savez(path, data_structure=pickle.dumps(tasks))` with
   `tasks = {task_id: {"images": ..., "labels": ...}}`. The pickle is never unpickled: `unpickle.parse_pickle`
   reads its plain data without calling anything from it; numpy's pickle loading stays switched off.
@@ -28,6 +32,7 @@ from typing import Any, Literal, NoReturn
 
 import numpy as np
 
+from continual_diffusers.data.lazy import LazyImages, read_task_folder, write_task_folder
 from continual_diffusers.data.npz import NpzError, read_npz
 from continual_diffusers.data.unpickle import UnsafePickleError, parse_pickle, short_repr
 from continual_diffusers.utils.errors import UserInputError
@@ -38,6 +43,8 @@ logger = get_logger(__name__)
 FORMAT = "continual-diffusers/tasks-v1"
 LEGACY_KEY = "data_structure"
 LabelKind = Literal["class", "text", "none"]
+Layout = Literal["npz", "folder"]
+_META_KEYS = ("class_order", "class_names")
 _SAFE_KEY = re.compile(r"task_(-?[0-9]+|[^/]*)/(images|labels)")
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 MAX_TASK_ID = 10**9
@@ -62,6 +69,7 @@ class Task:
     Attributes:
         task_id: int >= 1; tasks run in increasing id order.
         images: uint8 (N, H, W, C) with C in {1, 3}. A list of (H, W, C) uint8 arrays of one shape is stacked.
+            A `lazy.LazyImages` (a task folder's images, read batch by batch) is kept as is.
         labels: int64 (N,) global class ids >= 0, unicode (N,) captions (dtype kind 'U'), or None.
             Lists of ints or strings are converted.
 
@@ -99,7 +107,7 @@ class Task:
 
 
 def _coerce_images(task_id: int, images: Any) -> np.ndarray:
-    if isinstance(images, np.ndarray) and images.dtype != object:
+    if isinstance(images, LazyImages) or (isinstance(images, np.ndarray) and images.dtype != object):
         array = images
     elif isinstance(images, list | tuple | np.ndarray):
         array = _stack_images(task_id, list(images))
@@ -193,11 +201,21 @@ def _labels_from_list(task_id: int, items: list) -> np.ndarray:
 class TaskSequence:
     """The tasks of one run, sorted by id; all share channels, image size and label kind (checked on construction).
 
+    Attributes:
+        tasks: the tasks (any order; kept sorted by id).
+        class_order: optional: the class order the tasks were cut from (task 1 holds the first classes); recorded
+            in the task file and echoed in a run's config.json and report. Distinct class ids; with class labels,
+            every class of every task must be in it.
+        class_names: optional: the name of each class id (index = class id).
+
     Raises:
-        TaskFileError: no tasks, a duplicated id, or tasks that disagree on channels, size or label kind.
+        TaskFileError: no tasks, a duplicated id, or tasks that disagree on channels, size or label kind; a bad
+            class order or class names.
     """
 
     tasks: tuple[Task, ...]
+    class_order: tuple[int, ...] | None = None
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         tasks = tuple(sorted(self.tasks, key=lambda task: task.task_id))
@@ -214,6 +232,22 @@ class TaskSequence:
                 what = f"label kind is '{task.label_kind}' but task {first.task_id} has '{first.label_kind}'"
                 _fail(task.task_id, "labels", f"{what}; all tasks must use one kind (class ids, captions or none)")
         object.__setattr__(self, "tasks", tasks)
+        object.__setattr__(self, "class_order", _coerce_class_order(self.class_order))
+        object.__setattr__(self, "class_names", _coerce_class_names(self.class_names))
+        if self.label_kind == "class":
+            used = {c for task in tasks for c in task.classes()}
+            if self.class_order is not None and not used <= set(self.class_order):
+                missing = sorted(used - set(self.class_order))[:10]
+                raise TaskFileError(
+                    f"class_order {_show(list(self.class_order))} lacks classes {missing} used by tasks"
+                )
+            if self.class_names is not None and max(used) >= len(self.class_names):
+                what = f"{len(self.class_names)} class names, but the tasks use class id {max(used)}"
+                raise TaskFileError(f"class_names: {what}; give one name per class id")
+
+    def with_tasks(self, tasks) -> TaskSequence:
+        """Another sequence of `tasks` with this one's class order and names (e.g. a train/test split)."""
+        return TaskSequence(tuple(tasks), self.class_order, self.class_names)
 
     @property
     def task_ids(self) -> list[int]:
@@ -250,6 +284,38 @@ class TaskSequence:
         if self.label_kind != "class":
             return 0
         return max(int(task.labels.max()) for task in self.tasks) + 1
+
+
+def _coerce_class_order(order: Any) -> tuple[int, ...] | None:
+    if order is None:
+        return None
+    if isinstance(order, np.ndarray):
+        if order.ndim != 1 or order.dtype.kind not in "iu":
+            raise TaskFileError(f"class_order must be a 1-D array of class ids, got {order.dtype} {order.shape}")
+        order = order.tolist()
+    if not isinstance(order, list | tuple) or not all(_label_type(c) == "int" for c in order):
+        raise TaskFileError("class_order must be a list of int class ids")
+    if not order:
+        raise TaskFileError("class_order is empty")
+    if len(set(order)) != len(order):
+        raise TaskFileError("class_order lists a class more than once")
+    if min(order) < 0 or max(order) > MAX_CLASS_ID:
+        raise TaskFileError(f"class_order holds ids outside 0..{MAX_CLASS_ID}")
+    return tuple(int(c) for c in order)
+
+
+def _coerce_class_names(names: Any) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    if isinstance(names, np.ndarray):
+        if names.ndim != 1 or names.dtype.kind != "U":
+            raise TaskFileError(f"class_names must be a 1-D str array, got {names.dtype} {names.shape}")
+        names = names.tolist()
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise TaskFileError("class_names must be a list of str")
+    if len(names) > MAX_CLASS_ID + 1:
+        raise TaskFileError(f"class_names lists {len(names)} names; class ids go up to {MAX_CLASS_ID}")
+    return tuple(str(n) for n in names)
 
 
 @contextlib.contextmanager
@@ -306,8 +372,11 @@ def _missing_ids(ids: list[int], limit: int) -> list[int]:
 
 
 def _read_npz(path: str | os.PathLike, max_bytes: int | None) -> dict[str, np.ndarray | None]:
-    """All arrays of an .npz (object arrays, which would need pickle, map to None), read by `npz.read_npz`."""
+    """All arrays of an .npz (object arrays, which would need pickle, map to None), read by `npz.read_npz`, or of
+    a task folder (images as `LazyImages`), read by `lazy.read_task_folder`."""
     try:
+        if os.path.isdir(path):
+            return read_task_folder(path, max_bytes)
         return read_npz(path, max_bytes)
     except FileNotFoundError:
         raise TaskFileError(f"{path}: file not found") from None
@@ -322,11 +391,12 @@ def _from_safe(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequence:
     if str(version) != FORMAT:
         what = f"unsupported task-file format {_show(str(version))}"
         raise TaskFileError(f"{path}: {what}; this version reads {FORMAT!r}")
+    meta = {key: arrays.pop(key) for key in _META_KEYS if key in arrays}
     entries: dict[Any, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         match = _SAFE_KEY.fullmatch(key)
         if match is None:
-            expected = "expected 'format' and 'task_<id>/images|labels'"
+            expected = "expected 'format', 'task_<id>/images|labels' and optional 'class_order', 'class_names'"
             raise TaskFileError(f"{path}: unexpected key {_show(key)}; {expected}")
         raw_id, field = match.groups()
         task_id = _safe_task_id(raw_id, path)
@@ -334,7 +404,14 @@ def _from_safe(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequence:
             with _prefixed(path):
                 _fail(task_id, field, "object arrays (which need pickle) are not allowed; use int64 or str labels")
         entries.setdefault(task_id, {})[field] = value
-    return tasks_from_dict(entries, path)
+    sequence = tasks_from_dict(entries, path)
+    if not meta:
+        return sequence
+    for key, value in meta.items():
+        if value is None:
+            raise TaskFileError(f"{path}: key '{key}' is an object array (which needs pickle); not allowed")
+    with _prefixed(path):
+        return TaskSequence(sequence.tasks, meta.get("class_order"), meta.get("class_names"))
 
 
 def _safe_task_id(raw_id: str, path: str) -> int | str:
@@ -366,12 +443,14 @@ def _from_legacy(arrays: dict[str, np.ndarray | None], path: str) -> TaskSequenc
 
 
 def load_tasks(path: str | os.PathLike, max_bytes: int | None = None) -> TaskSequence:
-    """Load and validate a task file in the safe or the legacy format (detected from its keys).
+    """Load and validate a task file in the safe or the legacy format (detected from its keys), or a task folder
+    (detected: a folder; its images stay on disk and are read batch by batch).
 
     Args:
-        path: the .npz task file.
+        path: the .npz task file or task folder.
         max_bytes: cap on the file's size and on its arrays' total size; default `npz.max_task_file_bytes()`
-            (4 GiB, or $CONTINUAL_DIFFUSERS_MAX_TASK_FILE_BYTES).
+            (4 GiB, or $CONTINUAL_DIFFUSERS_MAX_TASK_FILE_BYTES). For a folder: on its labels and metadata, and
+            on one image (its images are not loaded).
 
     Raises:
         TaskFileError: the file is missing, unreadable, unsafe, too large or malformed (one line naming the file
@@ -397,7 +476,7 @@ def _load(path: str | os.PathLike, source: str, max_bytes: int | None) -> TaskSe
         raise TaskFileError(f"{source}: has both 'format' and '{LEGACY_KEY}' keys; expected one of the two formats")
     if "format" in arrays:
         sequence = _from_safe(arrays, source)
-    elif LEGACY_KEY in arrays:
+    elif LEGACY_KEY in arrays and not os.path.isdir(path):
         sequence = _from_legacy(arrays, source)
     else:
         found = _show(sorted(arrays)[:5])
@@ -407,17 +486,34 @@ def _load(path: str | os.PathLike, source: str, max_bytes: int | None) -> TaskSe
     return sequence
 
 
-def save_tasks(path: str | os.PathLike, tasks: TaskSequence) -> None:
-    """Write `tasks` in the safe format, atomically (a temporary file in the same folder, then `os.replace`).
+def save_tasks(path: str | os.PathLike, tasks: TaskSequence, layout: Layout = "npz") -> None:
+    """Write `tasks` in the safe format, atomically (a temporary file or folder next to `path`, then `os.replace`).
+
+    Args:
+        path: the .npz file, or the folder with `layout="folder"`.
+        tasks: the sequence (its class order and names are written too).
+        layout: "npz" (one file, loaded whole) or "folder" (one .npy per key, images read lazily; see `lazy`).
 
     Raises:
         TaskFileError: the file cannot be written.
     """
-    arrays = {"format": np.array(FORMAT)}
+    arrays: dict[str, Any] = {"format": np.array(FORMAT)}
+    if tasks.class_order is not None:
+        arrays["class_order"] = np.array(tasks.class_order, dtype=np.int64)
+    if tasks.class_names is not None:
+        arrays["class_names"] = np.array(tasks.class_names, dtype=str)
     for task in tasks:
         arrays[f"task_{task.task_id}/images"] = task.images
         if task.labels is not None:
             arrays[f"task_{task.task_id}/labels"] = task.labels
+    if layout == "folder":
+        try:
+            write_task_folder(path, arrays)
+        except UserInputError as error:
+            raise TaskFileError(str(error)) from None
+        return
+    if layout != "npz":
+        raise ValueError(f"layout must be 'npz' or 'folder', got {layout!r}")
     path = Path(path)
     tmp = None
     try:
@@ -433,9 +529,10 @@ def save_tasks(path: str | os.PathLike, tasks: TaskSequence) -> None:
             os.unlink(tmp)
 
 
-def convert_legacy(src: str | os.PathLike, dst: str | os.PathLike) -> TaskSequence:
-    """Read a legacy (pickled) task file, validate it, and write it to `dst` in the safe format."""
+def convert_legacy(src: str | os.PathLike, dst: str | os.PathLike, layout: Layout = "npz") -> TaskSequence:
+    """Read a task file (legacy, safe or folder), validate it, and write it to `dst` in the safe format (an .npz,
+    or a task folder with `layout="folder"`; a folder is copied block by block, never loaded whole)."""
     sequence = load_tasks(src)
-    save_tasks(dst, sequence)
+    save_tasks(dst, sequence, layout)
     logger.info("wrote %d task(s) to %s", len(sequence), dst)
     return sequence

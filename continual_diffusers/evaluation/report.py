@@ -24,6 +24,7 @@ GLOBAL = "0"  # key of metrics that are one number per evaluation (not per task)
 class ContinualReport:
     def __init__(self, history: list[dict] | None = None):
         self.history: list[dict] = history or []  # [{"after_task": k, "metrics": {metric: {task: value}}}]
+        self.data: dict = {}  # the task file's class order (and names), echoed in report.md; set by cli.launch
 
     def add(self, after_task: int, results: dict[str, dict[int, float]]) -> None:
         metrics = {m: {str(t): float(v) for t, v in values.items()} for m, values in results.items()}
@@ -71,7 +72,7 @@ class ContinualReport:
         figures = _plots(out_dir, tasks, data, sample_grids or {})
         path = os.path.join(out_dir, "report.md")
         with open(path, "w") as fh:
-            fh.write(_markdown(tasks, data, figures, self.headline()))
+            fh.write(_markdown(tasks, data, figures, self.headline()) + _class_order_lines(self.data))
         return path
 
     def _write_csv(self, path: str) -> None:
@@ -177,3 +178,12 @@ def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -
     lines += ["", "R[k][i] is the score on task i after training task k. Data: `metrics.json`, `metrics.csv`.", ""]
     lines += [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _class_order_lines(data: dict) -> str:
+    """The class order the tasks were cut from, as the task file records it ("" if it does not)."""
+    order, names = data.get("class_order"), data.get("class_names")
+    if not order:
+        return ""
+    shown = [f"{c} ({names[c]})" if names and c < len(names) else str(c) for c in order]
+    return f"\nClass order (from the task file): {', '.join(shown)}\n"

@@ -209,15 +209,17 @@ class LatentTaskDataset:
     def _fill_cache(self) -> tuple[torch.Tensor, torch.Tensor]:
         from ..data.transforms import center_crop, to_unit_range
 
-        images = to_unit_range(center_crop(self._images, self.transform.resolution))
-        views = [images, images.flip(-1)] if self.transform.random_flip else [images]
-        means, stds = [], []
-        for view in views:
-            parts = [self.codec.posterior(chunk) for chunk in view.split(_ENCODE_CHUNK)]
-            means.append(torch.cat([m for m, _ in parts]))
-            stds.append(torch.cat([s for _, s in parts]))
-        logger.info("task %s: cached VAE latents of %d images (%d views)", self.task_id, len(images), len(views))
-        return torch.stack(means), torch.stack(stds)
+        # Chunk by chunk: the prepared images may be a lazy task's (`data.lazy.PreparedImages`), read on access.
+        num_views = 2 if self.transform.random_flip else 1
+        means, stds = [[] for _ in range(num_views)], [[] for _ in range(num_views)]
+        for start in range(0, len(self._images), _ENCODE_CHUNK):
+            chunk = to_unit_range(center_crop(self._images[start : start + _ENCODE_CHUNK], self.transform.resolution))
+            for v, view in enumerate([chunk, chunk.flip(-1)][:num_views]):
+                mean, std = self.codec.posterior(view)
+                means[v].append(mean)
+                stds[v].append(std)
+        logger.info("task %s: cached VAE latents of %d images (%d views)", self.task_id, len(self._images), num_views)
+        return torch.stack([torch.cat(m) for m in means]), torch.stack([torch.cat(s) for s in stds])
 
     def batch(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """{"images": scaled latents (B, c, h, w), "labels": list[str] | absent} for long (B,) `indices`."""
