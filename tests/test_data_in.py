@@ -68,25 +68,11 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def _train_two_tasks(tmp_path, data_path: Path, *extra) -> Path:
-    """main_ddpm on a task file; a task folder (which main_ddpm's --data_path check does not take yet) trains through
-    the Python API, with replay, so replay's buffer is filled from lazily read images."""
+    """main_ddpm on a task file or a task folder; a folder trains with replay, so replay's buffer is filled from
+    lazily read images."""
     out = tmp_path / "run"
     if data_path.is_dir():
-        from diffusers import DDPMScheduler
-        from test_public_api import tiny_config, tiny_unet
-
-        from continual_diffusers import ClassConditioning, ContinualTrainer, DenoisingObjective, Replay, TaskBalanced
-
-        tasks = load_tasks(data_path)
-        replay = Replay(ReplayBuffer(TaskBalanced(6)), ImageTransform(8), {t.task_id: len(t) for t in tasks})
-        trainer = ContinualTrainer.build(
-            tasks, tiny_config(out, max_train_steps=2), model=tiny_unet(), strategy=replay,
-            conditioning=ClassConditioning(4, null_class=True),
-            objective=DenoisingObjective(DDPMScheduler(num_train_timesteps=10), "epsilon"),
-        )  # fmt: skip
-        trainer.fit(tasks)
-        assert len(replay.buffer) == 6
-        return out
+        extra = (*extra, "--buffer_type", "task_balanced", "--buffer_size", "6")
     argv = ["--data_path", data_path, "--output_dir", out, *TINY_FLAGS, "--max_train_steps", "2", *extra]
     assert main_ddpm.main([str(a) for a in argv]) == 0
     return out
@@ -112,9 +98,8 @@ def test_image_folder_converts_loads_and_trains(folder, tmp_path, capsys, layout
     assert isinstance(train[1].images, LazyImages) == (layout == "folder")
     run = _train_two_tasks(tmp_path, out / f"pets_tasks_train{suffix}")
     assert (run / "task_2").is_dir()
-    if layout == "npz":  # config.json of main_ddpm echoes the task file's class order
-        model = json.loads((run / "config.json").read_text())["model"]
-        assert model["class_order"] == [0, 1, 2] and model["class_names"] == ["cat", "dog", "eel"]
+    model = json.loads((run / "config.json").read_text())["model"]  # config.json echoes the task file's class order
+    assert model["class_order"] == [0, 1, 2] and model["class_names"] == ["cat", "dog", "eel"]
 
 
 def test_grayscale_image_is_copied_to_rgb_and_resized_like_the_transform(folder, tmp_path, capsys):

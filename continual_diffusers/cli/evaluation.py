@@ -37,8 +37,8 @@ def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
 
 def load_test_tasks(args: argparse.Namespace) -> TaskSequence:
     if args.test_data_path:
-        if not os.path.isfile(args.test_data_path):
-            raise UserInputError(f"--test_data_path {args.test_data_path}: no such file")
+        if not os.path.exists(args.test_data_path):
+            raise UserInputError(f"--test_data_path {args.test_data_path}: no such task file or task folder")
         return load_tasks(args.test_data_path)
     if getattr(args, "data_path", None) is None:
         return load_split_digits()[1]

@@ -115,8 +115,8 @@ def _check_ldm_flags(args: argparse.Namespace) -> None:
 
 
 def _load_tasks(args: argparse.Namespace) -> TaskSequence:
-    if not os.path.isfile(args.data_path):
-        raise UserInputError(f"--data_path {args.data_path}: no such file")
+    if not os.path.exists(args.data_path):
+        raise UserInputError(f"--data_path {args.data_path}: no such task file or task folder")
     tasks = load_tasks(args.data_path)
     if tasks.label_kind != "text":
         raise UserInputError(f"latent diffusion needs caption labels, but the task file has {tasks.label_kind}")

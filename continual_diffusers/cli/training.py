@@ -309,8 +309,8 @@ def check_zero_snr_prediction(prediction_type: str | None) -> None:
 def load_training_tasks(args: argparse.Namespace) -> TaskSequence:
     if args.data_path is None:
         return load_split_digits()[0]
-    if not os.path.isfile(args.data_path):
-        raise UserInputError(f"--data_path {args.data_path}: no such file")
+    if not os.path.exists(args.data_path):
+        raise UserInputError(f"--data_path {args.data_path}: no such task file or task folder")
     return load_tasks(args.data_path)
 
 

@@ -7,8 +7,13 @@ for positions.
 """
 
 from continual_diffusers.data.buffer import AllData, NoData, ReplayBuffer, Reservoir, TaskBalanced
+from continual_diffusers.data.builder import BuildOptions, build_task_files
+from continual_diffusers.data.classorder import resolve_class_order, split_classes
 from continual_diffusers.data.dataset import TaskDataset, collate
 from continual_diffusers.data.digits import load_split_digits, write_split_digits
+from continual_diffusers.data.hf import read_hf_dataset
+from continual_diffusers.data.imagefolder import scan_image_folder
+from continual_diffusers.data.lazy import LazyImages, read_task_folder, write_task_folder
 from continual_diffusers.data.tasks import (
     Task,
     TaskFileError,
@@ -22,7 +27,9 @@ from continual_diffusers.data.transforms import ImageTransform
 
 __all__ = [
     "AllData",
+    "BuildOptions",
     "ImageTransform",
+    "LazyImages",
     "NoData",
     "ReplayBuffer",
     "Reservoir",
@@ -31,11 +38,18 @@ __all__ = [
     "TaskFileError",
     "TaskBalanced",
     "TaskSequence",
+    "build_task_files",
     "collate",
     "convert_legacy",
     "load_split_digits",
     "load_tasks",
+    "read_hf_dataset",
+    "read_task_folder",
+    "resolve_class_order",
     "save_tasks",
+    "scan_image_folder",
+    "split_classes",
     "tasks_from_dict",
     "write_split_digits",
+    "write_task_folder",
 ]
