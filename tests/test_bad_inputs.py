@@ -214,7 +214,7 @@ TRAIN_CASES = [
     ("safe_negative_labels", _file(lambda p: _safe(p, **{"task_1/images": IMGS, "task_1/labels": np.array([0, -3])})),
      "task 1, field 'labels': class ids must be >= 0"),
     ("truncated_npz", _file(_truncated), "not a readable .npz file"),
-    ("data_path_missing", lambda i: ["--data_path", str(i.root / "nope.npz")], "no such file"),
+    ("data_path_missing", lambda i: ["--data_path", str(i.root / "nope.npz")], "no such task file or task folder"),
     # contradictory or out-of-range flags
     ("guidance_negative", _flags("--guidance_scale", "-1"), "--guidance_scale must be >= 0"),
     ("buffer_size_negative", _flags("--buffer_type", "reservoir", "--buffer_size", "-1"),

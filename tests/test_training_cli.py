@@ -151,7 +151,7 @@ def test_help_and_dry_run(tmp_path, capsys):
         (["--energy_based_training", "--prediction_type", "sample"], "needs --prediction_type epsilon"),
         (["--conditioning", "text"], "text conditioning needs caption labels"),
         (["--num_class_labels", "2"], "smaller than the data's 4 classes"),
-        (["--data_path", "/nonexistent/tasks.npz"], "no such file"),
+        (["--data_path", "/nonexistent/tasks.npz"], "no such task file or task folder"),
         (["--resume_from_checkpoint", "/nonexistent/checkpoint-3"], "not a complete checkpoint"),
         (["--train_batch_size", "0"], "--train_batch_size must be >= 1"),
     ],
