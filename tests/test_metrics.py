@@ -97,6 +97,8 @@ def test_continual_summaries_on_a_hand_written_matrix():
     assert cm.backward_transfer(r) == pytest.approx(((0.5 - 0.9) + (0.7 - 0.8)) / 2)
     fid = cm.as_matrix([[10.0], [30.0, 12.0], [40.0, 11.0, 9.0]])  # lower is better
     assert cm.forgetting(fid, higher_is_better=False) == pytest.approx(((40 - 10) + (11 - 12)) / 2)
+    # BWT in the "better" direction too: FID 10 → 40 and 12 → 11 is worse on average, so BWT < 0.
+    assert cm.backward_transfer(fid, higher_is_better=False) == pytest.approx(((10 - 40) + (12 - 11)) / 2)
     assert cm.forgetting(cm.as_matrix([[0.3]])) == 0.0
     with pytest.raises(ValueError):
         cm.as_matrix([[1.0], [1.0]])

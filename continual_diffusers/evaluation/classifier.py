@@ -13,9 +13,9 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data import ImageTransform, TaskDataset, TaskSequence
+from ..sampling.generate import progress_bar
 from ..utils.errors import UserInputError
 from ..utils.seed import make_generator
 
@@ -76,9 +76,10 @@ def train_oracle(
     epochs: int = 15,
     batch_size: int = 64,
     lr: float = 2e-3,
-    progress: bool = True,
+    progress: bool | None = True,
 ) -> tuple[OracleCNN, float]:
-    """Train the oracle on all tasks' training data (random ±1-pixel shifts); return it and its test accuracy."""
+    """Train the oracle on all tasks' training data (random ±1-pixel shifts); return it and its test accuracy.
+    `progress`: a bar over the epochs on the main process (see `sampling.generate.progress_bar`)."""
     x, y = _all_examples(train, resolution)
     num_classes = max(train.num_classes, test.num_classes)
     gen = make_generator(seed, "oracle-init")
@@ -89,17 +90,18 @@ def train_oracle(
     steps = epochs * -(-len(x) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     model.train()
-    for epoch in tqdm(range(epochs), desc="oracle", disable=not progress):
-        order = torch.randperm(len(x), generator=make_generator(seed, "oracle-epoch", epoch))
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
-            shift = torch.randint(-1, 2, (2,), generator=make_generator(seed, "oracle-shift", epoch, start))
-            xb = torch.roll(x[idx], shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
-            loss = nn.functional.cross_entropy(model(xb), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    with progress_bar(range(epochs), desc="oracle", unit="epoch", progress=progress) as epochs_bar:
+        for epoch in epochs_bar:
+            order = torch.randperm(len(x), generator=make_generator(seed, "oracle-epoch", epoch))
+            for start in range(0, len(x), batch_size):
+                idx = order[start : start + batch_size]
+                shift = torch.randint(-1, 2, (2,), generator=make_generator(seed, "oracle-shift", epoch, start))
+                xb = torch.roll(x[idx], shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
+                loss = nn.functional.cross_entropy(model(xb), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
     model.eval()
     x_test, y_test = _all_examples(test, resolution)
     return model, oracle_accuracy(model, x_test, y_test)

@@ -82,7 +82,8 @@ class ContinualEvaluator:
             classes = classes_per_task[str(task_id)]
             labels = [classes[j % len(classes)] for j in range(self.num_samples)]
             options = _with_seed(self.options, task_id)
-            images = generate_samples(model, conditioning, scheduler, labels, options, device)
+            desc = f"eval task {task_id}"
+            images = generate_samples(model, conditioning, scheduler, labels, options, device, desc=desc)
             predicted, feats = self._judge(images)
             _, real_feats = self._real_of(task_id)
             out["accuracy"][task_id] = accuracy(predicted, torch.tensor(labels))
@@ -100,6 +101,7 @@ class ContinualEvaluator:
             [None] * (self.num_samples * len(seen)),
             _with_seed(self.options, 0),
             device,
+            desc="eval samples",
         )
         predicted, feats = self._judge(images)
         real = [self._real_of(t) for t in seen]

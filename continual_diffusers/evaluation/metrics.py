@@ -1,7 +1,8 @@
 """Sample-quality metrics as pure functions on tensors (labels, logits or features).
 
 - Fréchet distance (Heusel et al. 2017): ‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2(Σ_a Σ_b)^{1/2}), here in the oracle's
-  feature space ("feature FID"); `--inception_fid` style Inception features are the same formula.
+  feature space ("feature FID"); the Inception-feature FID of the literature is the same formula on other
+  features, which this package does not compute.
 - KID (Bińkowski et al. 2018): unbiased MMD² with the cubic polynomial kernel k(x, y) = (xᵀy/d + 1)³, averaged over
   random subsets.
 - Class-histogram KL (Masip et al. 2023): KL(p_true ‖ p_generated) of the oracle's labels; it grows when classes

@@ -1,9 +1,13 @@
 """`ContinualReport`: collects one evaluation row per finished task and writes the report folder:
 
-report/metrics.json   matrices R[k][i] per metric, global curves, summaries (average, AIQ, forgetting, BWT)
+report/metrics.json   matrices R[k][i] per metric, global curves, summaries (average, AIQ, forgetting, BWT), and
+                      each summarised metric's direction (higher_is_better)
 report/metrics.csv    long format: metric, after_task, task, value
 report/heatmap_<metric>.png, report/curves.png, report/samples_sheet.png
 report/report.md      links the above and states the headline numbers
+
+Forgetting and backward transfer follow `continual_metrics`' sign convention: both are measured in the metric's
+"better" direction, so forgetting > 0 and BWT < 0 mean earlier tasks got worse, for accuracy and FID alike.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class ContinualReport:
         os.makedirs(out_dir, exist_ok=True)
         tasks = [h["after_task"] for h in self.history]
         data = {"tasks": tasks, "matrices": self.matrices(), "curves": self.curves(), "summary": self.summary()}
+        data["higher_is_better"] = {name: HIGHER_IS_BETTER.get(name, True) for name in data["summary"]}
         with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
             json.dump(data, fh, indent=2)
         self._write_csv(os.path.join(out_dir, "metrics.csv"))
@@ -164,15 +169,23 @@ def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -
     lines = ["# Continual evaluation report", "", f"Tasks evaluated: {tasks}", "", f"**Headline:** {headline}", ""]
     if data["summary"]:
         lines += [
-            "| metric | average final | average incremental (AIQ) | forgetting | backward transfer |",
-            "|---|---|---|---|---|",
+            "| metric | better | average final | average incremental (AIQ) | forgetting | backward transfer |",
+            "|---|---|---|---|---|---|",
         ]
         for name, s in data["summary"].items():
+            better = "higher ↑" if data["higher_is_better"][name] else "lower ↓"
             lines.append(
-                f"| {name} | {s['average_final']:.4f} | {s['average_incremental']:.4f} | "
-                f"{s['forgetting']:.4f} | {s['backward_transfer']:.4f} |"
+                f"| {name} | {better} | {s['average_final']:.4f} | {s['average_incremental']:.4f} | "
+                f"{s['forgetting']:.4f} | {s['backward_transfer']:+.4f} |"
             )
-        lines.append("")
+        lines += [
+            "",
+            "Forgetting and backward transfer are measured in each metric's *better* direction, so for every metric "
+            "(accuracy and FID alike) **forgetting > 0 and backward transfer < 0 mean earlier tasks got worse**: "
+            "forgetting is the mean worsening from a task's best earlier score to its final one, backward transfer "
+            "the mean change from just after learning the task to the end (negative: worse, positive: better).",
+            "",
+        ]
     for name, values in data["curves"].items():
         lines.append(f"- {name} after each task: " + ", ".join(f"{v:.4f}" for v in values))
     lines += ["", "R[k][i] is the score on task i after training task k. Data: `metrics.json`, `metrics.csv`.", ""]

@@ -89,6 +89,7 @@ def sample_ancestral(
     clamp: bool = True,
     progress: bool = False,
     eta: float = 0.0,
+    progress_delay: float = 0.0,
 ) -> torch.Tensor:
     """Draw x₀ of `shape` (B, C, H, W) by ancestral sampling with `scheduler` (a diffusers scheduler).
 
@@ -99,6 +100,8 @@ def sample_ancestral(
         clamp: clamp the result to [-1, 1] (images); analytic tests turn it off.
         eta: DDIM's η (Song et al. 2021, Eq. 16): σ_t = η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev); 0 is the
             deterministic DDIM, 1 the ancestral DDPM variance. Only for schedulers whose `step` takes `eta`.
+        progress: a per-timestep bar on stderr (leave=False: it disappears when the loop ends or raises);
+            `progress_delay`: seconds before it shows (`generate` waits, so only long samplers show it).
     Returns:
         (B, C, H, W) samples.
     """
@@ -111,13 +114,17 @@ def sample_ancestral(
             raise ValueError(f"{type(scheduler).__name__} has no η (eta); it applies to DDIM")
         step_kwargs["eta"] = eta
     x = torch.randn(shape, generator=generator, device=device) * scheduler.init_noise_sigma
-    for t in tqdm(scheduler.timesteps, desc="sampling", leave=False, disable=not progress):
-        # 1. optional MCMC on p_t, the distribution x currently targets
-        if level_hook is not None:
-            x = _at_level(level_hook, scheduler, x, t)
-        # 2. predict the noise at level t
-        t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-        pred = denoise_fn(scheduler.scale_model_input(x, t), t_batch).prediction
-        # 3. x_t -> x_{t_prev}
-        x = scheduler.step(pred, t, x, **step_kwargs).prev_sample
+    bar = tqdm(
+        scheduler.timesteps, desc="timesteps", unit="step", leave=False, disable=not progress, delay=progress_delay
+    )
+    with bar:
+        for t in bar:
+            # 1. optional MCMC on p_t, the distribution x currently targets
+            if level_hook is not None:
+                x = _at_level(level_hook, scheduler, x, t)
+            # 2. predict the noise at level t
+            t_batch = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
+            pred = denoise_fn(scheduler.scale_model_input(x, t), t_batch).prediction
+            # 3. x_t -> x_{t_prev}
+            x = scheduler.step(pred, t, x, **step_kwargs).prev_sample
     return x.clamp(-1, 1) if clamp else x

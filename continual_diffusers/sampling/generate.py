@@ -4,11 +4,20 @@ annealed MCMC) and aggregates MCMC acceptance statistics.
 
 Chunk c (images c·batch_size … ) is always drawn from its own generator seeded by (seed, c), so a sample does not
 depend on how the chunks are split across processes.
+
+Progress (`progress_bar`, used by every long loop of the package: sampling, EWC's Fisher, the generative-replay
+pool, end-of-task evaluation): a `progress` of True shows the bar, False hides it, and None ("auto", the default)
+shows it once the loop has run `PROGRESS_DELAY_S` seconds, so short calls (tests, small sample grids) print nothing
+and a long one (a 1000-step sampler, a Fisher estimate on the CPU) shows movement. Bars go to stderr, on the main
+process only (each machine's local main process, as the trainer's task bar), and are closed when the loop raises.
+`generate` nests a per-timestep bar (leave=False) under its bar over chunks; the per-timestep bar always waits
+`PROGRESS_DELAY_S`, so it shows for long samplers only, not as flicker between short chunks.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -51,8 +60,36 @@ class SamplerOptions:
     mcmc: MCMCConfig | None = None  # annealed MCMC inside the ancestral loop
     composition: CompositionOptions | None = None  # replaces per-image labels by K composed concepts
     max_forward_batch: int | None = None  # rows per UNet call for the K(+1)-condition batch; None: one call
-    progress: bool = False
+    progress: bool | None = None  # True: show the bars; False: never; None: once a call runs a few seconds
     eta: float = 0.0  # DDIM's η (scheduler "ddim" only): 0 deterministic, 1 the ancestral DDPM variance
+
+
+# Auto bars (progress=None), and generate's per-timestep bar, appear once their loop has run this many seconds.
+PROGRESS_DELAY_S = 5.0
+
+
+def is_main_process() -> bool:
+    """Whether this process shows progress bars: accelerate's local main process once an `Accelerator` (or
+    `PartialState`) exists, else the process whose LOCAL_RANK (set by torchrun / accelerate launch) is 0 or unset."""
+    from accelerate import PartialState
+
+    if PartialState._shared_state:  # initialised: ask it (creating one here would initialise it)
+        return PartialState().is_local_main_process
+    return os.environ.get("LOCAL_RANK", "0") == "0"
+
+
+def progress_bar(iterable=None, *, desc: str, progress: bool | None = None, leave: bool = True, **kwargs) -> tqdm:
+    """A tqdm bar on stderr for a loop that can run long (see the module docstring): `progress` True shows it at once,
+    None after `PROGRESS_DELAY_S` seconds, False never; never on a process other than the main one. Use it as a
+    context manager (`with progress_bar(...) as bar:`) so an exception inside the loop closes it."""
+    return tqdm(
+        iterable,
+        desc=desc,
+        leave=leave,
+        disable=progress is False or not is_main_process(),
+        delay=0.0 if progress else PROGRESS_DELAY_S,
+        **kwargs,
+    )
 
 
 @dataclass
@@ -137,13 +174,15 @@ def generate(
     chunk_ids: list[int] | None = None,
     decode_fn=None,
     null_labels: list | None = None,
+    desc: str = "batches",
 ) -> Generated:
     """Sample one image per entry of `labels`, in chunks of `options.batch_size`; only the chunks in `chunk_ids`
     (default: all) are drawn, which is how evaluate.py splits the work across processes.
 
     `decode_fn(latents (b, c, h, w)) -> images (b, 3, H, W) in [-1, 1]`: for latent models; the sample is then not
     clamped (latents are not in [-1, 1]) and each chunk is decoded. `null_labels`: one per entry of `labels`
-    (negative prompts), used instead of the null condition."""
+    (negative prompts), used instead of the null condition. `desc`: the label of the bar over chunks, which
+    `options.progress` shows (see the module docstring); a per-timestep bar is nested under it."""
     if null_labels is not None and len(null_labels) != len(labels):
         raise UserInputError(f"{len(null_labels)} negative prompts for {len(labels)} images")
     check_options(model, conditioning, options)
@@ -159,41 +198,50 @@ def generate(
     was_training = model.training
     model.eval()
     out = Generated()
-    for c in tqdm(chunk_ids, desc="batches", disable=not options.progress):
-        part = labels[starts[c] : starts[c] + options.batch_size]
-        scheduler = make_sampling_scheduler(options.scheduler, train_scheduler.config)
-        generator = make_generator(options.seed, "sampling", c, device=device)
-        nulls = None if null_labels is None else null_labels[starts[c] : starts[c] + options.batch_size]
-        denoise = denoiser_for(model, conditioning, part, options, scheduler.alphas_cumprod, device, nulls)
-        hook = None
-        if options.mcmc is not None:
-            hook = AnnealedMCMC(denoise, options.mcmc, scheduler, generator, train_scheduler.config.prediction_type)
-        x = sample_ancestral(
-            denoise,
-            scheduler,
-            (len(part), *shape),
-            options.num_inference_steps,
-            generator,
-            device,
-            hook,
-            clamp=decode_fn is None,
-            eta=options.eta,
-        )
-        out.chunks[c] = x if decode_fn is None else decode_fn(x)
-        if hook is not None:
-            for t, n in hook.num_chains.items():
-                out.acceptance_sum[t] += hook.acceptance_sum[t]
-                out.num_chains[t] += n
-            out.num_grad_evals += hook.num_grad_evals
+    # The per-timestep bar: wherever the bar over chunks may show, once one chunk has run PROGRESS_DELAY_S.
+    timestep_bar = options.progress is not False and is_main_process()
+    with progress_bar(chunk_ids, desc=desc, progress=options.progress, unit="batch") as chunks:
+        for c in chunks:
+            part = labels[starts[c] : starts[c] + options.batch_size]
+            scheduler = make_sampling_scheduler(options.scheduler, train_scheduler.config)
+            generator = make_generator(options.seed, "sampling", c, device=device)
+            nulls = None if null_labels is None else null_labels[starts[c] : starts[c] + options.batch_size]
+            denoise = denoiser_for(model, conditioning, part, options, scheduler.alphas_cumprod, device, nulls)
+            hook = None
+            if options.mcmc is not None:
+                hook = AnnealedMCMC(
+                    denoise, options.mcmc, scheduler, generator, train_scheduler.config.prediction_type
+                )
+            x = sample_ancestral(
+                denoise,
+                scheduler,
+                (len(part), *shape),
+                options.num_inference_steps,
+                generator,
+                device,
+                hook,
+                clamp=decode_fn is None,
+                progress=timestep_bar,
+                eta=options.eta,
+                progress_delay=PROGRESS_DELAY_S,
+            )
+            out.chunks[c] = x if decode_fn is None else decode_fn(x)
+            if hook is not None:
+                for t, n in hook.num_chains.items():
+                    out.acceptance_sum[t] += hook.acceptance_sum[t]
+                    out.num_chains[t] += n
+                out.num_grad_evals += hook.num_grad_evals
     model.train(was_training)
     return out
 
 
 def generate_samples(
-    model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device, decode_fn=None
+    model, conditioning, train_scheduler, labels: list, options: SamplerOptions, device, decode_fn=None, desc="batches"
 ):
     """One image per entry of `labels` → (len(labels), C, H, W) in [-1, 1], sampled in chunks of batch_size.
 
     Entries are class ids (class models), prompts (text models) or None (unconditional). `decode_fn`: latent
-    models' decoder (see `generate`)."""
-    return generate(model, conditioning, train_scheduler, labels, options, device, decode_fn=decode_fn).images()
+    models' decoder; `desc`: the progress bar's label (see `generate`)."""
+    return generate(
+        model, conditioning, train_scheduler, labels, options, device, decode_fn=decode_fn, desc=desc
+    ).images()

@@ -26,6 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..models.denoiser import EnergyModel
 from ..objectives import DenoisingObjective, LossOutput
+from ..sampling.generate import progress_bar
 from ..utils.errors import UserInputError
 from ..utils.faults import fault_point
 from ..utils.seed import make_generator
@@ -139,6 +140,7 @@ def estimate_fisher(
     num_timesteps: int = 4,
     batch_size: int = 8,
     vectorize: bool = True,
+    progress: bool | None = None,
 ) -> ParamDict:
     """Diagonal empirical Fisher F = (1/N)·Σ_n g_n² of the diffusion loss (see the module docstring).
 
@@ -153,6 +155,8 @@ def estimate_fisher(
         num_timesteps: K (timestep, noise) draws per sample.
         batch_size: samples per vmap call (memory ∝ batch_size × number of parameters).
         vectorize: vmap (default) or the single-sample loop.
+        progress: a bar over the N samples on the main process (True), none (False), or once it runs a few
+            seconds (None; see `sampling.generate.progress_bar`).
 
     Returns:
         name → F (float32, on `device`) for every trainable parameter.
@@ -164,7 +168,11 @@ def estimate_fisher(
     model.eval()
     try:
         # Fused attention kernels have no double backward (energy models, vmap): use the math kernel.
-        with torch.autocast(device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
+        with (
+            torch.autocast(device.type, enabled=False),
+            sdpa_kernel(SDPBackend.MATH),
+            progress_bar(desc="EWC Fisher", total=num, unit="sample", progress=progress) as bar,
+        ):
             for chunk in indices.split(batch_size):
                 batch = dataset.batch(chunk, generator=generator)
                 x0 = batch["images"].to(device, torch.float32)
@@ -175,6 +183,7 @@ def estimate_fisher(
                 }
                 for n, sq in per_sample_squared_grads(model, x_t, t, target, weight, cond, vectorize).items():
                     fisher[n] += sq
+                bar.update(len(chunk))
                 fault_point("ewc_fisher")
     finally:
         model.train(was_training)

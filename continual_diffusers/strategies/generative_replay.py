@@ -114,7 +114,8 @@ class GenerativeReplay(ContinualStrategy):
         self.replay_ratio = replay_ratio
         self.loss_weight = 0.0 if distillation_weight > 0 else loss_weight
         self.distillation_weight = distillation_weight
-        self.options = SamplerOptions(scheduler, num_inference_steps, guidance_scale, batch_size=256)
+        # No bars for on-the-fly replays (every training step, under the trainer's bar); the pool gets one.
+        self.options = SamplerOptions(scheduler, num_inference_steps, guidance_scale, batch_size=256, progress=False)
         self.pool_size = pool_size
         self.decode_fn = _keep_latents if latent else None
         self.past_labels: list = []  # class ids or prompts seen in finished tasks
@@ -145,7 +146,8 @@ class GenerativeReplay(ContinualStrategy):
         config = model.unet.config
         self._sample_shape = (config.in_channels, *_pair(config.sample_size))
         if self.pool_size and self.distillation_inputs == "generated":
-            self._pool = self._generate(self.pool_size, torch.Generator().manual_seed(self.seed + 7919 * task_id))
+            generator = torch.Generator().manual_seed(self.seed + 7919 * task_id)
+            self._pool = self._generate(self.pool_size, generator, desc=f"replay pool (task {task_id})")
 
     def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
         if self.teacher is None or self.distillation_inputs == "buffer":
@@ -210,16 +212,17 @@ class GenerativeReplay(ContinualStrategy):
         picks = torch.randint(0, len(self.past_labels), (num,), generator=generator)
         return [self.past_labels[i] for i in picks.tolist()]
 
-    def _generate(self, num: int, generator: torch.Generator) -> tuple[torch.Tensor, list]:
-        """`num` teacher samples (CPU, [-1, 1]) with labels uniform over the past labels (None if unconditional)."""
+    def _generate(self, num: int, generator: torch.Generator, desc: str | None = None) -> tuple[torch.Tensor, list]:
+        """`num` teacher samples (CPU, [-1, 1]) with labels uniform over the past labels (None if unconditional).
+        `desc`: a progress bar with this label (main process, once it runs a few seconds); None: no bar."""
         labels = self._draw_labels(num, generator)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        options = SamplerOptions(**{**self.options.__dict__, "seed": seed})
+        progress = None if desc is not None else False
+        options = SamplerOptions(**{**self.options.__dict__, "seed": seed, "progress": progress})
         device = next(self.teacher.parameters()).device
         start = time.perf_counter()
-        images = generate_samples(
-            self.teacher, self.conditioning, self.train_scheduler, labels, options, device, decode_fn=self.decode_fn
-        )
+        teacher, conditioning, schedule = self.teacher, self.conditioning, self.train_scheduler
+        images = generate_samples(teacher, conditioning, schedule, labels, options, device, self.decode_fn, desc or "")
         self.teacher_seconds += time.perf_counter() - start
         self.teacher_forwards += num * self.options.num_inference_steps
         return images.cpu(), labels

@@ -50,8 +50,9 @@ class ValidationSampler:
         else:
             rows = self.labels_for(metadata, seen_tasks)
         labels = [label for label in rows for _ in range(per_row)]
+        desc = f"samples {os.path.basename(os.path.normpath(task_dir))}"  # a bar once it runs a few seconds
         images = generate_samples(
-            model, self.conditioning, self.train_scheduler, labels, self.options, device, self.decode_fn
+            model, self.conditioning, self.train_scheduler, labels, self.options, device, self.decode_fn, desc
         )
         if references is not None:
             images = torch.cat([torch.cat([ref[None].to(images), images[i * per_row : (i + 1) * per_row]])
