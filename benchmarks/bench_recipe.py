@@ -93,6 +93,9 @@ RECIPES: dict[str, list[str]] = {
     "logit_normal_t": [*NEW, "--timestep_sampling", "logit_normal"],
     "attn_4x4_new": [*NEW, "--block_out_channels", "32", "64"],  # two levels: attention at 4×4 instead of 2×2
     "offset_noise_0.1": [*NEW, "--noise_offset", "0.1"],  # Guttenberg 2023: learn each image's mean colour
+    # The digits upsampled to 16×16 (the held-out check's size): the default UNet of 16 px has 3 levels (16, 8, 4).
+    "res16": [*NEW, "--resolution", "16"],
+    "res16_v": [*NEW, *V_PRED, "--resolution", "16"],
     "v_const_lr2e-3_new": [*NEW, *V_PRED, *CONSTANT_LR, *LR_2E3],
     "zero_snr_v_const_lr2e-3": [*NEW, *V_PRED, *CONSTANT_LR, *LR_2E3, "--rescale_betas_zero_snr"],
     # Energy models (ε̂ = ∇ₓE, double backward) on the new default recipe, and changes for them.
