@@ -38,12 +38,12 @@ from continual_diffusers.data.npz import (
     MAX_MEMBERS,
     NpzError,
     _quoted,
-    _read_header,
     _read_into,
     _too_big,
+    checked_header,
     max_task_file_bytes,
+    shaped,
 )
-from continual_diffusers.data.unpickle import plain_dtype_problem, unicode_problem
 from continual_diffusers.utils.errors import UserInputError
 
 FOLDER_FORMAT_FILE = "format.npy"
@@ -225,18 +225,11 @@ def _open_npy(key: str, path: Path, max_bytes: int, budget: list[int]) -> np.nda
     if not stat.S_ISREG(info.st_mode):
         raise NpzError(f"{_quoted(name)} is not a regular file")
     with open(path, "rb") as file:
-        shape, fortran, dtype, header_bytes = _read_header(file, name)
-        if dtype.hasobject:
+        header = checked_header(file, name, _quoted(name), info.st_size, "the file holds")
+        if header is None:
             return None
-        problem = plain_dtype_problem(dtype)
-        if problem:
-            raise NpzError(f"{_quoted(name)}: {problem}; task files hold numeric or string arrays")
+        shape, fortran, dtype, header_bytes = header
         count = math.prod(shape)
-        if header_bytes + count * dtype.itemsize != info.st_size:
-            raise NpzError(
-                f"{_quoted(name)}: its header says shape {shape} of {dtype} ({count * dtype.itemsize} bytes), but "
-                f"the file holds {info.st_size - header_bytes} bytes of data"
-            )
         if key.endswith("/images") and shape:
             if fortran and len(shape) > 1:
                 raise NpzError(f"{_quoted(name)}: Fortran-order images; write the folder with save_tasks")
@@ -249,10 +242,7 @@ def _open_npy(key: str, path: Path, max_bytes: int, budget: list[int]) -> np.nda
             raise _too_big("its labels and metadata state", budget[0], max_bytes)
         array = np.empty(count, dtype)
         _read_into(file, array.view(np.uint8), name)
-    problem = unicode_problem(array)
-    if problem:
-        raise NpzError(f"{_quoted(name)}: {problem}")
-    return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+    return shaped(array, shape, fortran, _quoted(name))
 
 
 def read_task_folder(path: str | os.PathLike, max_bytes: int | None = None) -> dict[str, Any]:

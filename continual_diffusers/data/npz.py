@@ -138,28 +138,45 @@ def _read_header(member, name: str) -> tuple[tuple[int, ...], bool, np.dtype, in
     return shape, fortran, dtype, stream.tell()
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray | None:
-    """The array of one member, or None for an object array (whose data, a pickle, is never read)."""
-    name = info.filename
-    with archive.open(info) as member:
-        shape, fortran, dtype, header_bytes = _read_header(member, name)
-        if dtype.hasobject:
-            return None
-        problem = plain_dtype_problem(dtype)
-        if problem:
-            raise NpzError(f"member {_quoted(name)}: {problem}; task files hold numeric or string arrays")
-        count = math.prod(shape)
-        if header_bytes + count * dtype.itemsize != info.file_size:
-            raise NpzError(
-                f"member {_quoted(name)}: its header says shape {shape} of {dtype} ({count * dtype.itemsize} "
-                f"bytes), but the archive states {info.file_size - header_bytes} bytes of data"
-            )
-        array = np.empty(count, dtype)
-        _read_into(member, array.view(np.uint8), name)
+def checked_header(stream, name: str, label: str, total_bytes: int, stated_by: str):
+    """The `.npy` header of `stream` → (shape, fortran, dtype, header_bytes), checked before any data is read:
+    None for an object array (its data, a pickle, is never read); a dtype that is not plain, or a data size other
+    than what the container states (`total_bytes` = header + data; `stated_by`: "the archive states", "the file
+    holds"), raises NpzError. `label` names the array in messages ("member 'x'", "'x'")."""
+    shape, fortran, dtype, header_bytes = _read_header(stream, name)
+    if dtype.hasobject:
+        return None
+    problem = plain_dtype_problem(dtype)
+    if problem:
+        raise NpzError(f"{label}: {problem}; task files hold numeric or string arrays")
+    data_bytes = math.prod(shape) * dtype.itemsize
+    if header_bytes + data_bytes != total_bytes:
+        raise NpzError(
+            f"{label}: its header says shape {shape} of {dtype} ({data_bytes} bytes), but {stated_by} "
+            f"{total_bytes - header_bytes} bytes of data"
+        )
+    return shape, fortran, dtype, header_bytes
+
+
+def shaped(array: np.ndarray, shape: tuple[int, ...], fortran: bool, label: str) -> np.ndarray:
+    """A flat array read from a checked `.npy` member in its stated shape and order (unicode checked)."""
     problem = unicode_problem(array)
     if problem:
-        raise NpzError(f"member {_quoted(name)}: {problem}")
+        raise NpzError(f"{label}: {problem}")
     return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """The array of one member, or None for an object array (whose data, a pickle, is never read)."""
+    name, label = info.filename, f"member {_quoted(info.filename)}"
+    with archive.open(info) as member:
+        header = checked_header(member, name, label, info.file_size, "the archive states")
+        if header is None:
+            return None
+        shape, fortran, dtype, _ = header
+        array = np.empty(math.prod(shape), dtype)
+        _read_into(member, array.view(np.uint8), name)
+    return shaped(array, shape, fortran, label)
 
 
 def _read_into(member, target: np.ndarray, name: str) -> None:
