@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Sample from a trained task model (its saved config: no architecture flags) and write the images to disk.
+"""Sample from a trained task model (its saved config: no architecture flags) and write the images to disk: a CLI
+over `ContinualDiffusionPipeline` (the same seed gives the same images as `pipe(..., generator=seed)`).
 
     python evaluate.py --model_path outputs/demo/task_5                     # 8 samples of every class seen so far
     python evaluate.py --model_path outputs/demo/task_5 --class_labels 0 1 --num_samples 16 --guidance_scale 3
@@ -47,7 +48,13 @@ def parser():
         required=True,
         help="an exported task folder, e.g. outputs/demo/task_3",
     )
-    g.add_argument("--ema", choices=["auto", "yes", "no"], default="auto", help="use unet_ema/ (auto: if present)")
+    g.add_argument(
+        "--ema",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="the EMA weights (unet/ of an EMA run; unet_ema/ of older exports) or the training weights "
+        "(unet_training/); auto: EMA if the model was trained with it",
+    )
     sampling_cli.add_sampler_args(p)
     sampling_cli.add_generation_args(p)
     slots_cli.add_slot_args(p)
@@ -155,18 +162,17 @@ def run(args) -> str:
     from accelerate import PartialState
 
     from continual_diffusers.evaluation.generate import write_samples
-    from continual_diffusers.models.loading import load_decode_fn, load_task_model
-    from continual_diffusers.sampling.generate import generate
+    from continual_diffusers.pipelines import ContinualDiffusionPipeline
     from continual_diffusers.training.checkpoint import check_writable
 
     cli.check_sampler_ranges(args)
     state = PartialState()
     use_ema = {"auto": None, "yes": True, "no": False}[args.ema]
-    model, conditioning, scheduler, meta = load_task_model(args.model_path, use_ema, state.device)
-    decode_fn = load_decode_fn(args.model_path, meta, state.device)
+    pipe = ContinualDiffusionPipeline.from_pretrained(args.model_path, use_ema, state.device)
+    meta, scheduler = pipe.metadata, pipe.scheduler
     out = args.output_dir or os.path.join(args.model_path, "eval")
     if args.slot_mode:
-        return _run_slot_mode(args, model, conditioning, scheduler, meta, state, out)
+        return _run_slot_mode(args, pipe.denoiser, pipe.conditioning, scheduler, meta, state, out)
     prompt_composition(args, meta)
     labels = sampling_cli.sample_labels(args, meta)
     options = sampling_cli.sampler_options(args, meta)
@@ -181,7 +187,7 @@ def run(args) -> str:
     check_writable(out)
     num_chunks = -(-len(labels) // options.batch_size)
     mine = list(range(state.process_index, num_chunks, state.num_processes))
-    generated = generate(model, conditioning, scheduler, labels, options, state.device, mine, decode_fn, null_labels)
+    generated = pipe.generate(labels, options, mine, null_labels)
     generated = _gather(state, generated, out)
     if state.is_main_process:
         write_samples(out, generated.images(), labels, args.num_samples)

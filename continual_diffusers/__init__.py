@@ -13,6 +13,7 @@ Nothing happens on import: the names below are imported from their sub-package t
   `LoRAAdapters`, and `ContinualStrategy` to write your own;
 - sampling: `generate_samples`, `SamplerOptions`, `CompositionOptions`, `MCMCConfig`, `sample_ancestral`;
 - training: `TrainConfig`, `ContinualTrainer` (`ContinualTrainer.build(...)`, then `train_task` per task or `fit`);
+- pipelines: `ContinualDiffusionPipeline` (a diffusers pipeline: `from_pretrained(output_dir/task_k)`, then call it);
 - evaluation: `ContinualEvaluator`, `EndOfTaskEvaluation`, `train_oracle`, `load_oracle`, `save_oracle`;
 - errors: `UserInputError` (bad input, raised before anything is written), `RunError`.
 """
@@ -64,6 +65,7 @@ _EXPORTS = {
     ),
     "sampling": ("CompositionOptions", "MCMCConfig", "SamplerOptions", "generate_samples", "sample_ancestral"),
     "training": ("ContinualTrainer", "TrainConfig"),
+    "pipelines": ("ContinualDiffusionPipeline",),
     "evaluation": ("ContinualEvaluator", "EndOfTaskEvaluation", "load_oracle", "save_oracle", "train_oracle"),
     "utils": ("RunError", "UserInputError"),
 }

@@ -80,8 +80,9 @@ def test_export_reloads_with_identical_outputs(tmp_path, task_file):
         )
         == 0
     )
-    reloaded = UNet2DModel.from_pretrained(out / "task_2" / "unet").eval()
-    reference = UNet2DModel.from_config(UNet2DModel.load_config(out / "task_2" / "unet")).eval()
+    # With --use_ema, unet/ holds the EMA weights (diffusers' layout) and unet_training/ the training weights.
+    reloaded = UNet2DModel.from_pretrained(out / "task_2" / "unet_training").eval()
+    reference = UNet2DModel.from_config(UNet2DModel.load_config(out / "task_2" / "unet_training")).eval()
     reference.load_state_dict(load_file(out / "checkpoint-6" / "model.safetensors"))
     x, t, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 7]), torch.tensor([4, 1])
     with torch.no_grad():
@@ -89,7 +90,7 @@ def test_export_reloads_with_identical_outputs(tmp_path, task_file):
             reloaded(x, t, class_labels=y).sample, reference(x, t, class_labels=y).sample, rtol=0, atol=0
         )
     assert reloaded.config.num_class_embeds == 4 + 1  # 4 classes + the CFG null class
-    ema = UNet2DModel.from_pretrained(out / "task_2" / "unet_ema")
+    ema = UNet2DModel.from_pretrained(out / "task_2" / "unet")
     assert not torch.equal(ema.conv_in.weight, reloaded.conv_in.weight)
 
 
@@ -217,8 +218,8 @@ def test_ema_scope_task_restarts_the_average_at_each_task(tmp_path, task_file, s
     flags = ["--ema_scope", scope] if scope else []
     argv = ["--data_path", task_file(), "--output_dir", out, "--max_train_steps", 1, "--use_ema", *flags, *TINY_FLAGS]
     assert main_ddpm.main([str(a) for a in argv]) == 0
-    trained = load_file(out / "task_2" / "unet" / "diffusion_pytorch_model.safetensors")
-    ema = load_file(out / "task_2" / "unet_ema" / "diffusion_pytorch_model.safetensors")
+    trained = load_file(out / "task_2" / "unet_training" / "diffusion_pytorch_model.safetensors")
+    ema = load_file(out / "task_2" / "unet" / "diffusion_pytorch_model.safetensors")  # inference weights: EMA
     same = all(torch.equal(trained[k], ema[k]) for k in trained)
     assert same == per_task
 

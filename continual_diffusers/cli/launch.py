@@ -1,5 +1,5 @@
 """What both training entry points do after building (and validating) everything: dry run, or accelerator,
-config.json, trackers, end-of-task evaluation and the continual trainer."""
+config.json, trackers, end-of-task evaluation and the continual trainer, then the optional Hub upload."""
 
 from __future__ import annotations
 
@@ -79,6 +79,11 @@ def train(
     trainer.fit(tasks)
     if task_eval is not None and accelerator.is_main_process:
         print(f"report: {os.path.join(task_eval.report_dir, 'report.md')}\n{task_eval.report.headline()}")
+    if getattr(args, "push_to_hub", False) and accelerator.is_main_process:
+        from ..training.export import push_to_hub
+        from .training import hub_repo_id
+
+        push_to_hub(args.output_dir, hub_repo_id(args), private=args.hub_private_repo or None)
 
 
 def class_order_echo(tasks) -> dict:

@@ -264,6 +264,17 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--logging_dir", default="logs", help="relative to --output_dir")
     g.add_argument("--project_name", default="continual_diffusers", help="tracker project")
     g.add_argument("--dry_run", action="store_true", help="print the resolved configuration and exit")
+    g = parser.add_argument_group("Hub", "upload the run to the Hugging Face Hub when training ends")
+    g.add_argument(
+        "--push_to_hub",
+        action="store_true",
+        help="upload --output_dir (task folders with their model cards, config.json, logs; not the checkpoints) "
+        "with huggingface_hub (token of `huggingface-cli login` or HF_TOKEN)",
+    )
+    g.add_argument(
+        "--hub_model_id", default=None, help="the Hub repo, user/name or name; default: --output_dir's folder name"
+    )
+    g.add_argument("--hub_private_repo", action="store_true", help="create the Hub repo as private")
 
 
 def ddpm_parser() -> argparse.ArgumentParser:
@@ -283,10 +294,29 @@ def ddpm_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------ Namespace → objects
+def hub_repo_id(args: argparse.Namespace) -> str:
+    """--hub_model_id, or the output folder's name."""
+    return args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))
+
+
+def check_hub_flags(args: argparse.Namespace) -> None:
+    """--push_to_hub's repo id is checked before training, not after it."""
+    import re
+
+    if not args.push_to_hub:
+        if args.hub_model_id or args.hub_private_repo:
+            raise UserInputError("--hub_model_id / --hub_private_repo need --push_to_hub")
+        return
+    repo = hub_repo_id(args)
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo) or repo.startswith((".", "-")) or ".." in repo:
+        raise UserInputError(f"--hub_model_id must be a Hub repo id (user/name or name), got {repo!r}")
+
+
 def check_ranges(args: argparse.Namespace) -> None:
     """Flags that must agree with each other (each flag's own bounds are checked when it is parsed:
     utils/bounds.py)."""
     check_sampler_ranges(args)
+    check_hub_flags(args)
     if args.energy_based_training and args.prediction_type != "epsilon":
         raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE, so it needs --prediction_type epsilon")
     if args.rescale_betas_zero_snr:

@@ -1,5 +1,11 @@
 """Load an exported task model (output_dir/task_{k}/, written by training) back into a denoiser + conditioning
-(+ the VAE decoder of latent models). Slot-conditioned models also have `slot_encoder/` [`slot_encoder_ema/`].
+(+ the VAE decoder of latent models).
+
+Weights (`weight_folders`), as diffusers' training examples export them: `unet/` holds the inference weights (the
+EMA average when trained with `--use_ema`, metadata `"ema": true`) and `unet_training/` the training weights next
+to it; without EMA `unet/` holds the training weights. Older exports (`unet/` = training, `unet_ema/` = EMA) still
+load. Slot-conditioned models have `slot_encoder/` [`slot_encoder_training/` or, older, `slot_encoder_ema/`] paired
+with the UNet folder.
 
 An export folder is input: its JSON files are checked before anything is built from them (types, sizes within
 utils/bounds.py, the UNet and schedule consistent with the metadata), and its weights must be finite, so an edited
@@ -78,8 +84,9 @@ def check_metadata(meta: dict, path: str) -> None:
         raise refuse(f"energy_type must be null, 'l2' or 'dae', got {meta['energy_type']!r}")
     if meta.get("prediction_type", "epsilon") not in PREDICTION_TYPES:
         raise refuse(f"prediction_type must be one of {list(PREDICTION_TYPES)}, got {meta['prediction_type']!r}")
-    if not isinstance(meta.get("classifier_free_guidance", False), bool):
-        raise refuse("classifier_free_guidance must be true or false")
+    for key in ("classifier_free_guidance", "ema"):
+        if not isinstance(meta.get(key, False), bool):
+            raise refuse(f"{key} must be true or false")
     b.RESOLUTION.check(f"{path}: resolution", meta.get("resolution"))
     b.CHANNELS.check(f"{path}: in_channels", meta.get("in_channels"))
     per_task, seen = meta.get("classes_per_task", {}), meta.get("seen_tasks", [])
@@ -122,16 +129,35 @@ def check_unet_matches(meta: dict, unet, task_dir: str) -> None:
         )
 
 
+def weight_folders(task_dir: str, meta: dict) -> dict[str, str | None]:
+    """{"ema": folder of the EMA UNet or None, "training": folder of the training UNet or None} of an export:
+    `unet/` + `unet_training/` (EMA runs) or `unet/` alone; older exports `unet/` (training) + `unet_ema/`."""
+    if os.path.isdir(os.path.join(task_dir, "unet_ema")):
+        return {"ema": "unet_ema", "training": "unet"}
+    if meta.get("ema"):
+        return {
+            "ema": "unet",
+            "training": "unet_training" if os.path.isdir(os.path.join(task_dir, "unet_training")) else None,
+        }
+    return {"ema": None, "training": "unet"}
+
+
 def load_task_model(task_dir: str, use_ema: bool | None = None, device="cpu"):
     """(denoiser in eval mode, conditioning, training noise scheduler, metadata) from `task_dir`.
 
-    `use_ema=None` picks `unet_ema/` when it exists, `True` requires it, `False` uses the training weights.
+    `use_ema=None` picks the EMA weights when the model was trained with EMA, `True` requires them, `False` uses
+    the training weights (`weight_folders`).
     """
     meta = read_metadata(task_dir)
-    has_ema = os.path.isdir(os.path.join(task_dir, "unet_ema"))
-    if use_ema and not has_ema:
+    folders = weight_folders(task_dir, meta)
+    if use_ema and folders["ema"] is None:
         raise UserInputError(f"{task_dir}: --use_ema asked for, but the model was trained without EMA")
-    sub = "unet_ema" if (has_ema if use_ema is None else use_ema) else "unet"
+    if use_ema is False and folders["training"] is None:
+        raise UserInputError(
+            f"{task_dir}: the training (non-EMA) weights are not in this export (no unet_training/); unet/ holds the "
+            "EMA weights, the training weights are in the run's checkpoints"
+        )
+    sub = folders["ema"] if (use_ema is None and folders["ema"]) or use_ema else folders["training"]
     scheduler = load_schedule(task_dir, meta)
     unet = _load_unet(task_dir, sub, meta)
     check_unet_matches(meta, unet, task_dir)
@@ -231,14 +257,11 @@ def _conditioning(meta: dict, task_dir: str, denoiser):
     return Unconditional()
 
 
-def load_decode_fn(task_dir: str, meta: dict, device="cpu"):
-    """Latent models: the exported VAE's decoder, latents (B, c, h, w) → images (B, 3, H, W) in [-1, 1];
-    None for pixel-space models."""
+def load_vae(task_dir: str, meta: dict, device="cpu"):
+    """Latent models: the exported VAE (`AutoencoderKL`); None for pixel-space models."""
     if not meta.get("latent"):
         return None
     from diffusers import AutoencoderKL
-
-    from .latent import LatentCodec
 
     try:
         vae = AutoencoderKL.from_pretrained(task_dir, subfolder="vae")
@@ -246,4 +269,13 @@ def load_decode_fn(task_dir: str, meta: dict, device="cpu"):
         raise UserInputError(
             f"{task_dir}/vae: cannot load the VAE of this latent model ({err})".splitlines()[0]
         ) from err
-    return LatentCodec(vae.to(device)).decode
+    return vae.to(device)
+
+
+def load_decode_fn(task_dir: str, meta: dict, device="cpu"):
+    """Latent models: the exported VAE's decoder, latents (B, c, h, w) → images (B, 3, H, W) in [-1, 1];
+    None for pixel-space models."""
+    from .latent import LatentCodec
+
+    vae = load_vae(task_dir, meta, device)
+    return None if vae is None else LatentCodec(vae).decode

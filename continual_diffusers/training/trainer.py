@@ -6,13 +6,12 @@
 
 Per task (`train_task`): strategy.before_task → fresh optimizer + LR schedule → accelerate.prepare → optimizer steps
 (gradient accumulation, clipping, EMA, logging, periodic checkpoints) → strategy.after_task → export task_k/ with
-validation samples → end-of-task checkpoint. Between tasks the model is unwrapped and the accelerator's references
-are freed, so nothing piles up across tasks and every process does the same thing.
+validation samples and model cards (`export.py`) → end-of-task checkpoint. Between tasks the model is unwrapped and
+the accelerator's references are freed, so nothing piles up across tasks and every process does the same thing.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Callable, Iterable
@@ -23,7 +22,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data import Task, TaskDataset, TaskSequence
-from ..models.denoiser import denoiser_state_dict, export_modules, load_denoiser_state_dict
+from ..models.denoiser import denoiser_state_dict, load_denoiser_state_dict
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
 from ..utils.errors import NonFiniteError, UserInputError
@@ -32,6 +31,7 @@ from ..utils.logging import get_logger
 from ..utils.seed import make_generator
 from . import build as builder
 from . import checkpoint as ckpt
+from . import export
 from .batches import BatchSchedule
 from .config import TrainConfig
 from .optim import build_ema, build_lr_schedule, build_optimizer
@@ -377,8 +377,11 @@ class ContinualTrainer:
         self.strategy.after_task(self.model, context)
         if task.task_id not in self.position.seen_tasks:
             self.position.seen_tasks.append(task.task_id)
-        if acc.is_main_process:
-            self._export(task)
+        if acc.is_main_process:  # task_<id>/ with samples, the evaluation, then the model cards with its metrics
+            model = export.export_task(self, task)
+            if self.task_eval is not None:
+                self._evaluate(model, task.task_id)
+            export.write_model_cards(self, task)
         fault_point("export_done")
         acc.wait_for_everyone()
         self.save_checkpoint(optimizer, lr_schedule, task_done=True)
@@ -392,42 +395,6 @@ class ContinualTrainer:
         """A batch's condition: its labels, or its images for slot models (`conditioning.from_images`)."""
         source = batch["images"] if getattr(self.conditioning, "from_images", False) else batch.get("labels")
         return self.conditioning.encode(source, device)
-
-    def _export(self, task) -> None:
-        import os
-
-        task_dir = os.path.join(self.cfg.output_dir, f"task_{task.task_id}")
-        ema_model = None
-        if self.ema is not None:
-            ema_model = copy.deepcopy(self.model)
-            self.apply_ema(ema_model)
-        ema_unet = None if ema_model is None else ema_model.unet
-        meta = dict(
-            self.export_metadata,
-            task_id=task.task_id,
-            seen_tasks=list(self.position.seen_tasks),
-            global_step=self.position.global_step,
-        )
-        ckpt.export_task(
-            task_dir, self.model.unet, ema_unet, self.objective.scheduler, meta, self.text_components, self.vae,
-            modules=export_modules(self.model, ema_model),
-        )  # fmt: skip
-        eval_model = ema_model if ema_model is not None else copy.deepcopy(self.model)
-        path = self.validator.save(
-            eval_model, task_dir, self.export_metadata, self.position.seen_tasks, self.accelerator.device,
-            self._slot_references() if self.conditioning.kind == "slots" else None,
-        )  # fmt: skip
-        logger.info("task %d done: model in %s, samples in %s", task.task_id, task_dir, path)
-        for tracker in self.accelerator.trackers:
-            if tracker.name == "tensorboard":
-                tracker.writer.add_image(
-                    f"samples/task_{task.task_id}",
-                    self.validator.last_grid,
-                    self.position.global_step,
-                    dataformats="HWC",
-                )
-        if self.task_eval is not None:
-            self._evaluate(eval_model, task.task_id)
 
     def _check_ema_pairing(self) -> None:
         """diffusers' EMAModel pairs its shadow copies with the model's parameters by position (zip): a strategy
