@@ -99,7 +99,11 @@ def _export(root: Path, name: str, unet, num_classes: int = 4) -> str:
         "seen_tasks": [1, 2],
         "global_step": 4,
     }
-    return ckpt.export_task(str(root / name / "task_2"), unet, None, DDPMScheduler(num_train_timesteps=10), meta)
+    from continual_diffusers.models.denoiser import ScoreModel
+    from continual_diffusers.training.export import write_export
+
+    schedule = DDPMScheduler(num_train_timesteps=10)
+    return write_export(str(root / name / "task_2"), ScoreModel(unet), None, schedule, meta)
 
 
 # A run with EMA and a checkpoint after every step: its checkpoint-1 is mid task 1 (optimizer and LR schedule saved).

@@ -127,14 +127,3 @@ def load_denoiser_state_dict(denoiser: nn.Module, state: dict[str, torch.Tensor]
     denoiser.unet.load_state_dict({k: v for k, v in state.items() if not k.startswith(SLOT_PREFIX)})
     if encoder is not None:
         encoder.load_state_dict(slot)
-
-
-def export_modules(denoiser: nn.Module, ema_denoiser: nn.Module | None) -> dict[str, nn.Module]:
-    """Modules a task export writes next to unet/ [unet_ema/]: `slot_encoder` [`slot_encoder_ema`] (empty for models
-    without a slot encoder). The EMA encoder was averaged together with the EMA UNet, so they are loaded as a pair."""
-    if getattr(denoiser, "slot_encoder", None) is None:
-        return {}
-    modules = {"slot_encoder": denoiser.slot_encoder}
-    if ema_denoiser is not None:
-        modules["slot_encoder_ema"] = ema_denoiser.slot_encoder
-    return modules

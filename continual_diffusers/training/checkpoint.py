@@ -1,12 +1,10 @@
-"""Resumable checkpoints and per-task exports, written atomically and without pickled code.
+"""Resumable checkpoints, written atomically and without pickled code (the per-task exports, written with the same
+`write_atomically`, are in `export.py`).
 
 Layout:
     output_dir/checkpoint-{global_step}/      resumable state (training_state.json is written last = complete)
         model.safetensors  ema.pt  optimizer.pt  lr_scheduler.pt  [scaler.pt]
         strategy.safetensors  strategy.json  training_state.json
-    output_dir/task_{k}/                      the model after task k, in diffusers format
-        unet/  [unet_ema/]  scheduler/  [text_encoder/ tokenizer/]  continual_diffusers.json
-        latent models add vae/ and model_index.json (a StableDiffusionPipeline), LoRA runs lora/task_<j>/
 
 Every directory is first written as `<name>.tmp`, its files and the folder fsync'ed, then renamed (and the parent
 fsync'ed), so a crash never leaves a half-written directory under its final name; `latest` only considers
@@ -269,63 +267,6 @@ def prune_checkpoints(output_dir: str, total_limit: int | None, keep: str | None
     for name in os.listdir(output_dir):  # leftovers of a deletion interrupted earlier
         if name.startswith("checkpoint-") and name.endswith(".trash"):
             shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
-
-
-def export_task(
-    task_dir: str, unet, ema_unet, noise_scheduler, metadata: dict, text=None, vae=None, modules: dict | None = None
-) -> str:
-    """Write output_dir/task_{k}/ in diffusers format. `text`: (tokenizer, text_encoder) for text models.
-
-    Latent models (`vae` given) also get vae/ and, for score models, a model_index.json, so the folder is a
-    complete StableDiffusionPipeline. A UNet carrying LoRA adapters is exported with its active adapters merged
-    into unet/ (a plain UNet), and every adapter is also written to lora/<adapter>/ in diffusers' LoRA format.
-    `modules`: further diffusers models saved as <name>/ (a slot model's slot_encoder/ and slot_encoder_ema/)."""
-    from ..strategies.lora import has_adapters, merged_copy, save_lora_adapters
-
-    def write(tmp: str) -> None:
-        meta = dict(metadata)
-        plain, plain_ema = unet, ema_unet
-        if has_adapters(unet):
-            active = list(unet.active_adapters())
-            sizes = save_lora_adapters(unet, sorted(unet.peft_config), os.path.join(tmp, "lora"))
-            meta["lora"] = dict(metadata.get("lora", {}), active_adapters=active, adapter_bytes=sizes)
-            plain = merged_copy(unet, active)
-            plain_ema = None if ema_unet is None else merged_copy(ema_unet, active)
-        plain.save_pretrained(os.path.join(tmp, "unet"))
-        if plain_ema is not None:
-            plain_ema.save_pretrained(os.path.join(tmp, "unet_ema"))
-        noise_scheduler.save_pretrained(os.path.join(tmp, "scheduler"))
-        for name, module in (modules or {}).items():
-            module.save_pretrained(os.path.join(tmp, name))
-        if text is not None:
-            text[0].save_pretrained(os.path.join(tmp, "tokenizer"))
-            text[1].save_pretrained(os.path.join(tmp, "text_encoder"))
-        if vae is not None:
-            vae.save_pretrained(os.path.join(tmp, "vae"))
-            if not metadata.get("energy_type"):  # a stock pipeline would read an energy UNet's f as ε: don't offer it
-                _write_json(os.path.join(tmp, "model_index.json"), _model_index(plain, noise_scheduler, text, vae))
-        _write_json(os.path.join(tmp, "continual_diffusers.json"), meta)
-
-    return write_atomically(task_dir, write)
-
-
-def _model_index(unet, scheduler, text, vae) -> dict:
-    """model_index.json of a StableDiffusionPipeline without safety checker / feature extractor."""
-    import diffusers
-
-    return {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": diffusers.__version__,
-        "feature_extractor": [None, None],
-        "image_encoder": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", type(scheduler).__name__],
-        "text_encoder": ["transformers", type(text[1]).__name__],
-        "tokenizer": ["transformers", type(text[0]).__name__],
-        "unet": ["diffusers", type(unet).__name__],
-        "vae": ["diffusers", type(vae).__name__],
-    }
 
 
 def _write_json(path: str, data: dict) -> None:

@@ -102,7 +102,7 @@ def write_export(task_dir: str, model, ema_model, noise_scheduler, metadata: dic
                 tokenizer.save_pretrained(os.path.join(tmp, "tokenizer"))
                 text_encoder.save_pretrained(os.path.join(tmp, "text_encoder"))
             if not meta.get("energy_type"):  # a stock pipeline would read an energy UNet's f as ε: don't offer it
-                _write_json(os.path.join(tmp, "model_index.json"), ckpt._model_index(unet, noise_scheduler, text, vae))
+                _write_json(os.path.join(tmp, "model_index.json"), sd_model_index(unet, noise_scheduler, text, vae))
             _write_json(os.path.join(tmp, "continual_diffusers.json"), meta)
         if training is not None:
             training.save_pretrained(os.path.join(tmp, "unet_training"))
@@ -110,6 +110,25 @@ def write_export(task_dir: str, model, ema_model, noise_scheduler, metadata: dic
                 model.slot_encoder.save_pretrained(os.path.join(tmp, "slot_encoder_training"))
 
     return ckpt.write_atomically(task_dir, write)
+
+
+def sd_model_index(unet, scheduler, text, vae) -> dict:
+    """model_index.json of a StableDiffusionPipeline without safety checker / feature extractor."""
+    import diffusers
+
+    return {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", type(scheduler).__name__],
+        "text_encoder": ["transformers", type(text[1]).__name__],
+        "tokenizer": ["transformers", type(text[0]).__name__],
+        "unet": ["diffusers", type(unet).__name__],
+        "vae": ["diffusers", type(vae).__name__],
+    }
 
 
 def _write_json(path: str, data: dict) -> None:
