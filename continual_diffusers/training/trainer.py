@@ -15,40 +15,28 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data import Task, TaskDataset, TaskSequence
-from ..models.denoiser import denoiser_state_dict, load_denoiser_state_dict
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
-from ..utils.errors import NonFiniteError, UserInputError
+from ..utils.errors import NonFiniteError
 from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 from ..utils.seed import make_generator
 from . import build as builder
 from . import checkpoint as ckpt
-from . import export
+from . import export, state
 from .batches import BatchSchedule
 from .config import TrainConfig
 from .optim import build_ema, build_lr_schedule, build_optimizer
-from .resume import RunSpec, check_resume
+from .state import Position
 from .validation import ValidationSampler
 
 logger = get_logger(__name__)
-
-
-@dataclass
-class Position:
-    """Where training stands; saved as training_state.json."""
-
-    task_index: int = 0  # tasks finished: the sequence index of the task being (or about to be) trained
-    step_in_task: int = 0  # optimizer steps done in that task
-    global_step: int = 0  # optimizer steps over all tasks
-    seen_tasks: list[int] = field(default_factory=list)
 
 
 class ContinualTrainer:
@@ -173,7 +161,7 @@ class ContinualTrainer:
         tasks = builder.as_task_sequence(tasks)
         if resume_path:
             self.restore(resume_path, tasks)
-        self._remember(tasks)
+        state.remember(self, tasks)
         for task in tasks:
             if task.task_id in self.position.seen_tasks:
                 logger.info("task %d already trained: skipped", task.task_id)
@@ -190,32 +178,15 @@ class ContinualTrainer:
             UserInputError: the task was trained already, its id is not greater than the last trained task's, or a
                 restored checkpoint stopped in the middle of another task.
         """
-        self._check_next(task)
-        self._remember([task])
+        state.check_next(self, task)
+        state.remember(self, [task])
         self._train_task(task)
         pos = self.position
         self.position = Position(pos.task_index + 1, 0, pos.global_step, pos.seen_tasks)
         self._task_in_progress = None
         fault_point("between_tasks")
 
-    def _check_next(self, task: Task) -> None:
-        seen = self.position.seen_tasks
-        if task.task_id in seen:
-            raise UserInputError(f"task {task.task_id} was trained already (tasks trained: {seen}); train each once")
-        if seen and task.task_id < max(seen):
-            raise UserInputError(
-                f"task {task.task_id} comes after task {max(seen)} was trained: train tasks in increasing task id "
-                f"order (tasks trained: {seen})"
-            )
-        if self._task_in_progress is not None and task.task_id != self._task_in_progress:
-            raise UserInputError(
-                f"the restored checkpoint stopped in the middle of task {self._task_in_progress}: train that task "
-                f"before task {task.task_id}"
-            )
-
-    def _remember(self, tasks: Iterable[Task]) -> None:
-        for task in tasks:
-            self._known_tasks.setdefault(task.task_id, task)
+    _check_ema_pairing = state.check_ema_pairing
 
     def _train_task(self, task) -> None:
         cfg, acc = self.cfg, self.accelerator
@@ -230,7 +201,7 @@ class ContinualTrainer:
         optimizer = build_optimizer(self.model.parameters(), cfg)
         lr_schedule = build_lr_schedule(optimizer, cfg, num_steps)
         model, optimizer = acc.prepare(self.model, optimizer)
-        self._load_pending(optimizer, lr_schedule)
+        state.load_pending(self, optimizer, lr_schedule)
         acc.step = self.position.step_in_task * cfg.gradient_accumulation_steps
         bar = tqdm(
             total=num_steps,
@@ -396,19 +367,6 @@ class ContinualTrainer:
         source = batch["images"] if getattr(self.conditioning, "from_images", False) else batch.get("labels")
         return self.conditioning.encode(source, device)
 
-    def _check_ema_pairing(self) -> None:
-        """diffusers' EMAModel pairs its shadow copies with the model's parameters by position (zip): a strategy
-        that added or removed parameters after the trainer was built would silently average the wrong tensors."""
-        if self.ema is None:
-            return
-        shapes = [tuple(p.shape) for p in self.model.parameters()]
-        if shapes != [tuple(p.shape) for p in self.ema.shadow_params]:
-            raise RuntimeError(
-                f"the model has {len(shapes)} parameter tensors but the EMA tracks {len(self.ema.shadow_params)} "
-                "(or their shapes differ): a strategy changed the parameter set after the trainer was built; "
-                "create such parameters before building the trainer (as LoRA does for every task's adapter)"
-            )
-
     def _slot_references(self, per_task: int = 2) -> torch.Tensor:
         """The first `per_task` images of every seen task (B, C, H, W), with the same seeded crops/flips at every
         export: what a slot model's end-of-task samples reconstruct, so forgetting shows as reconstructions that
@@ -434,105 +392,19 @@ class ContinualTrainer:
 
     # ---------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, optimizer, lr_schedule, task_done: bool) -> None:
-        acc = self.accelerator
-        if acc.is_main_process:
-            pos = self.position
-            state = {
-                "task_index": pos.task_index + int(task_done),
-                "step_in_task": 0 if task_done else pos.step_in_task,
-                "global_step": pos.global_step,
-                "seen_tasks": pos.seen_tasks,
-                "strategy": self.strategy.name,
-                "evaluation": self.task_eval.state_dict() if self.task_eval is not None else [],
-            }
-            scaler = acc.scaler.state_dict() if acc.scaler is not None else None
-            parts = {
-                "model_state": denoiser_state_dict(acc.unwrap_model(self.model)),
-                "ema_state": self.ema.state_dict() if self.ema is not None else None,
-                "optimizer_state": None if task_done else optimizer.state_dict(),
-                "lr_scheduler_state": None if task_done else lr_schedule.state_dict(),
-                "scaler_state": scaler,
-                "strategy_state": self.strategy.state_dict(),
-            }
-            path = ckpt.save_checkpoint(self.cfg.output_dir, pos.global_step, parts, state)
-            ckpt.prune_checkpoints(self.cfg.output_dir, self.cfg.checkpoints_total_limit, keep=path)
-            logger.info("saved %s", path)
-        acc.wait_for_everyone()
+        state.save_checkpoint(self, optimizer, lr_schedule, task_done)
 
     def restore(self, path: str, tasks: TaskSequence) -> None:
         """Load checkpoint `path` into the model, EMA, scaler, strategy and position. Every part is first checked
         against this run (`resume.check_resume`: `UserInputError` naming the file and the field), so call this
         before the run writes anything. The evaluation history waits for `attach_evaluation` when the end-of-task
         evaluation is not built yet."""
-        parts = ckpt.load_checkpoint(path)
-        check_resume(path, parts, self._run_spec(tasks, parts["training_state"]))
-        state = parts["training_state"]
-        load_denoiser_state_dict(self.model, parts["model_state"])
-        try:
-            if self.ema is not None:
-                self.ema.load_state_dict(parts["ema_state"])
-                self.ema.to(self.accelerator.device)
-            if self.accelerator.scaler is not None and parts["scaler_state"] is not None:
-                self.accelerator.scaler.load_state_dict(parts["scaler_state"])
-            self.strategy.load_state_dict(parts["strategy_state"])
-        except UserInputError:
-            raise
-        except (ValueError, KeyError, TypeError, RuntimeError) as err:
-            raise UserInputError(
-                f"{path}: the checkpoint does not load into this run ({err})".splitlines()[0]
-            ) from err
-        self._pending_history = list(state.get("evaluation", []))
-        if self.task_eval is not None:
-            self.attach_evaluation(self.task_eval)
-        self.position = Position(
-            state["task_index"], state["step_in_task"], state["global_step"], list(state["seen_tasks"])
-        )
-        self._remember(tasks)
-        mid_task = state["step_in_task"] > 0 and state["task_index"] < len(tasks)
-        self._task_in_progress = tasks.task_ids[state["task_index"]] if mid_task else None
-        self._pending = {k: parts[k] for k in ("optimizer_state", "lr_scheduler_state")}
-        logger.info(
-            "resumed from %s at task index %d, step %d", path, self.position.task_index, self.position.step_in_task
-        )
+        state.restore(self, path, tasks)
 
     def attach_evaluation(self, task_eval) -> None:
         """Set the end-of-task evaluation (built after `restore` when it trains an oracle, which writes) and give it
         the restored history."""
-        self.task_eval = task_eval
-        if task_eval is not None and self._pending_history is not None:
-            task_eval.load_state_dict(self._pending_history)
-        self._pending_history = None
-
-    def _run_spec(self, tasks: TaskSequence, state) -> RunSpec:
-        """What this run would write into a checkpoint, from fresh objects (the templates `check_resume` compares
-        a checkpoint with)."""
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        steps = [self.steps_for_task(self.task_schedule(task)) for task in tasks]
-        index = state.get("task_index") if isinstance(state, dict) else None
-        task_steps = steps[index] if isinstance(index, int) and 0 <= index < len(steps) else 1
-        optimizer = build_optimizer(trainable, self.cfg)
-        lr_schedule = build_lr_schedule(optimizer, self.cfg, task_steps)
-        scaler = self.accelerator.scaler
-        meta = self.export_metadata
-        return RunSpec(
-            strategy=self.strategy.name,
-            model_state=denoiser_state_dict(self.model),
-            ema_state=None if self.ema is None else self.ema.state_dict(),
-            optimizer_state=optimizer.state_dict(),
-            lr_scheduler_state=lr_schedule.state_dict(),
-            scaler_state=None if scaler is None else scaler.state_dict(),
-            trainable_shapes=[tuple(p.shape) for p in trainable],
-            task_ids=list(tasks.task_ids),
-            steps_per_task=steps,
-            image_shape=(meta["in_channels"], meta["resolution"]),
-            num_classes=meta.get("num_classes") or 0,
-        )
-
-    def _load_pending(self, optimizer, lr_schedule) -> None:
-        if self._pending and self._pending["optimizer_state"] is not None:
-            optimizer.load_state_dict(self._pending["optimizer_state"])
-            lr_schedule.load_state_dict(self._pending["lr_scheduler_state"])
-        self._pending = None
+        state.attach_evaluation(self, task_eval)
 
 
 def concat_batches(a: dict, b: dict) -> dict:
