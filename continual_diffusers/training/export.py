@@ -35,8 +35,8 @@ HUB_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.tmp", "*.tmp/**", "*.trash",
 
 # ------------------------------------------------------------------------------------------------------ exports
 def export_task(trainer, task) -> torch.nn.Module:
-    """Write output_dir/task_<id>/ for the trainer's model after `task`, with its end-of-task samples (and the grid
-    to TensorBoard); returns the model with the inference weights (EMA when trained with EMA), a copy."""
+    """Write output_dir/task_<id>/ for the trainer's model after `task` (the end-of-task samples follow, see
+    `callbacks.py`); returns the model with the inference weights (EMA when trained with EMA), a copy."""
     task_dir = os.path.join(trainer.cfg.output_dir, f"task_{task.task_id}")
     ema_model = None
     if trainer.ema is not None:
@@ -51,21 +51,7 @@ def export_task(trainer, task) -> torch.nn.Module:
     write_export(
         task_dir, trainer.model, ema_model, trainer.objective.scheduler, meta, trainer.text_components, trainer.vae
     )
-    model = ema_model if ema_model is not None else copy.deepcopy(trainer.model)
-    references = trainer._slot_references() if trainer.conditioning.kind == "slots" else None
-    path = trainer.validator.save(
-        model, task_dir, trainer.export_metadata, trainer.position.seen_tasks, trainer.accelerator.device, references
-    )
-    logger.info("task %d done: model in %s, samples in %s", task.task_id, task_dir, path)
-    for tracker in trainer.accelerator.trackers:
-        if tracker.name == "tensorboard":
-            tracker.writer.add_image(
-                f"samples/task_{task.task_id}",
-                trainer.validator.last_grid,
-                trainer.position.global_step,
-                dataformats="HWC",
-            )
-    return model
+    return ema_model if ema_model is not None else copy.deepcopy(trainer.model)
 
 
 def write_export(task_dir: str, model, ema_model, noise_scheduler, metadata: dict, text=None, vae=None) -> str:

@@ -28,8 +28,8 @@ from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 from ..utils.seed import make_generator
 from . import build as builder
+from . import callbacks, state
 from . import checkpoint as ckpt
-from . import export, state
 from .batches import BatchSchedule
 from .config import TrainConfig
 from .optim import build_ema, build_lr_schedule, build_optimizer
@@ -100,6 +100,7 @@ class ContinualTrainer:
         self.validator = ValidationSampler(cfg, conditioning, objective.scheduler, decode_fn)
         self._known_tasks: dict[int, Task] = {}  # task id → task, in sequence order (slot models' references)
         self._task_in_progress: int | None = None  # a restored mid-task checkpoint's task id
+        self.end_of_task = list(callbacks.END_OF_TASK)  # (trainer, TaskEnd) callables, in order
 
     @classmethod
     def build(
@@ -348,11 +349,8 @@ class ContinualTrainer:
         self.strategy.after_task(self.model, context)
         if task.task_id not in self.position.seen_tasks:
             self.position.seen_tasks.append(task.task_id)
-        if acc.is_main_process:  # task_<id>/ with samples, the evaluation, then the model cards with its metrics
-            model = export.export_task(self, task)
-            if self.task_eval is not None:
-                self._evaluate(model, task.task_id)
-            export.write_model_cards(self, task)
+        if acc.is_main_process:  # task_<id>/, its samples, the evaluation, the model cards (`callbacks.py`)
+            callbacks.run_end_of_task(self, task)
         fault_point("export_done")
         acc.wait_for_everyone()
         self.save_checkpoint(optimizer, lr_schedule, task_done=True)
@@ -366,29 +364,6 @@ class ContinualTrainer:
         """A batch's condition: its labels, or its images for slot models (`conditioning.from_images`)."""
         source = batch["images"] if getattr(self.conditioning, "from_images", False) else batch.get("labels")
         return self.conditioning.encode(source, device)
-
-    def _slot_references(self, per_task: int = 2) -> torch.Tensor:
-        """The first `per_task` images of every seen task (B, C, H, W), with the same seeded crops/flips at every
-        export: what a slot model's end-of-task samples reconstruct, so forgetting shows as reconstructions that
-        drift from the same images task after task."""
-        images = []
-        for task in self._known_tasks.values():
-            if task.task_id in self.position.seen_tasks:
-                dataset = self.make_dataset(task)
-                indices = torch.arange(min(per_task, len(dataset)))
-                images.append(dataset.batch(indices, generator=torch.Generator().manual_seed(0))["images"])
-        return torch.cat(images)
-
-    def _evaluate(self, eval_model, task_id: int) -> None:
-        results = self.task_eval(eval_model, task_id, list(self.position.seen_tasks), self.accelerator.device)
-        flat = {f"eval/{metric}/task_{t}": v for metric, values in results.items() for t, v in values.items()}
-        self.accelerator.log(flat, step=self.position.global_step)
-        logger.info(
-            "evaluation after task %d: %s (report: %s)",
-            task_id,
-            self.task_eval.report.headline(),
-            self.task_eval.report_dir,
-        )
 
     # ---------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, optimizer, lr_schedule, task_done: bool) -> None:
