@@ -6,9 +6,11 @@ classifier-free guidance (Ho & Salimans 2022).
 - `TextConditioning`: `encoder_hidden_states=` (B, L, D) from a frozen CLIP text encoder; the null condition
   is the empty prompt "".
 - `SlotConditioning`: an image's own K slots (Slot Attention, `models/slots.py`); the null condition is a learned
-  null slot set. Training encodes the batch's *images* (`from_images = True`), sampling takes slot sets.
+  null slot set. Training encodes the batch's *images* (`training_inputs`), sampling takes slot sets.
 
-`drop(cond, keep)` applies CFG dropout: rows where `keep` is False get the null condition.
+All four are `Conditioning`s, the one interface the trainer and the objective use (they never branch on `kind`):
+`encode`, `null`, `drop(cond, keep)` (CFG dropout: rows where `keep` is False get the null condition), and the
+training hooks `training_inputs(batch)` and `training_noise(cond, generator)`, no-ops unless a kind needs them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,37 @@ from torch import nn
 from ..utils.errors import UserInputError
 
 
-class Unconditional:
+class Conditioning:
+    """What every conditioning has. `kind` names it in export metadata ("none", "class", "text", "slots");
+    `supports_null`: it has a null condition, so classifier-free guidance can be trained and sampled."""
+
+    kind: str
+    supports_null: bool = False
+
+    def encode(self, labels, device: torch.device) -> dict:
+        """The UNet's conditioning kwargs for `labels` (what `training_inputs` gives for a training batch)."""
+        raise NotImplementedError
+
+    def null(self, batch_size: int, device: torch.device) -> dict:
+        """The null condition of `batch_size` rows (classifier-free guidance)."""
+        raise NotImplementedError
+
+    def drop(self, cond: dict, keep: torch.Tensor) -> dict:
+        """CFG dropout: rows of `cond` where `keep` (B,) is False get the null condition. Default: `cond`."""
+        return cond
+
+    def training_inputs(self, batch: dict):
+        """What `encode` takes for a training batch (dict with "images" [+ "labels"]). Default: its labels (None
+        when it has none)."""
+        return batch.get("labels")
+
+    def training_noise(self, cond: dict, generator: torch.Generator) -> dict:
+        """`cond` with the random inputs of the condition added, drawn from the training step's `generator` (so a
+        resumed run repeats them). Default: `cond`, nothing to draw."""
+        return cond
+
+
+class Unconditional(Conditioning):
     kind: Literal["none"] = "none"
     supports_null = False
 
@@ -32,11 +64,8 @@ class Unconditional:
     def null(self, batch_size: int, device: torch.device) -> dict:
         return {}
 
-    def drop(self, cond: dict, keep: torch.Tensor) -> dict:
-        return cond
 
-
-class ClassConditioning:
+class ClassConditioning(Conditioning):
     kind: Literal["class"] = "class"
 
     def __init__(self, num_classes: int, null_class: bool):
@@ -63,7 +92,7 @@ class ClassConditioning:
         return {"class_labels": torch.where(keep, labels, torch.full_like(labels, self.null_index))}
 
 
-class TextConditioning:
+class TextConditioning(Conditioning):
     """Frozen CLIP text encoder. Prompt embeddings are computed under `no_grad` and cached per prompt string,
     since continual-learning captions repeat heavily (e.g. one caption per class)."""
 
@@ -108,7 +137,7 @@ class TextConditioning:
         return {"encoder_hidden_states": torch.where(keep[:, None, None], states, null)}
 
 
-class SlotConditioning:
+class SlotConditioning(Conditioning):
     """Slots as the condition (Jiang et al. 2023, Latent Slot Diffusion). The trainable `SlotEncoder` lives in the
     denoiser (it trains with the UNet); this object shares it to compute slots and the null set outside training.
 
@@ -119,7 +148,6 @@ class SlotConditioning:
     """
 
     kind: Literal["slots"] = "slots"
-    from_images = True  # the trainer passes the batch's images, not its labels
 
     def __init__(self, encoder: nn.Module):
         self.encoder = encoder
@@ -163,6 +191,10 @@ class SlotConditioning:
         if "slot_images" not in cond:
             raise ValueError("CFG dropout of slot conditions applies to training batches (slot_images)")
         return {**cond, "slot_keep": keep}
+
+    def training_inputs(self, batch: dict) -> torch.Tensor:
+        """A training batch's images: the denoiser encodes them into slots in its forward."""
+        return batch["images"]
 
     def training_noise(self, cond: dict, generator: torch.Generator) -> dict:
         """Add `slot_noise`, the ξ (B, K, D) of sampled initial slots, drawn from the training step's generator:

@@ -52,6 +52,12 @@ class _Denoiser(nn.Module):
             return cond
         return slot_unet_kwargs(self.slot_encoder, cond, batch_size)
 
+    def pop_auxiliary_loss(self) -> torch.Tensor | None:
+        """The weighted auxiliary loss (B,) of the last training forward, once: slot models with a decoder, λ·‖x₀ −
+        x̂₀(slots)‖²; None for the others. Beside the forward rather than in `DenoiserOutput`, whose (prediction,
+        energy) pair is the contract every sampler and strategy unpacks."""
+        return None if self.slot_encoder is None else self.slot_encoder.pop_decoder_loss()
+
 
 class ScoreModel(_Denoiser):
     """The UNet output is the prediction (ε, x₀ or v)."""

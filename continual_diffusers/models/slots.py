@@ -323,15 +323,6 @@ class SlotEncoder(ModelMixin, ConfigMixin):
         return self.null.unsqueeze(0).expand(batch_size, -1, -1)
 
 
-def pop_auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
-    """The slot decoder's loss (B,) of `model`'s last training forward (a denoiser, possibly DDP-wrapped), or None.
-
-    Returned beside the forward rather than through `DenoiserOutput`, whose (prediction, energy) pair is the
-    contract every sampler and strategy unpacks."""
-    encoder = getattr(getattr(model, "module", model), "slot_encoder", None)
-    return None if encoder is None else encoder.pop_decoder_loss()
-
-
 def slot_unet_kwargs(encoder: SlotEncoder, cond: dict, batch_size: int) -> dict:
     """Turn a slot condition into the UNet's `encoder_hidden_states` (B, K', D).
 

@@ -330,9 +330,7 @@ class ContinualTrainer:
         if cfg.uncond_p > 0:
             keep = torch.rand(x0.shape[0], generator=noise_gen, device=acc.device) >= cfg.uncond_p
             cond = self.conditioning.drop(cond, keep)
-        training_noise = getattr(self.conditioning, "training_noise", None)  # slot models' random initial slots
-        if training_noise is not None:
-            cond = training_noise(cond, noise_gen)
+        cond = self.conditioning.training_noise(cond, noise_gen)  # e.g. slot models' random initial slots
         out = self.objective(model, x0, cond, generator=noise_gen)
         if replay is not None:
             # Replayed rows end the batch. Their losses are scaled by the strategy's weight (one number, or one per
@@ -361,9 +359,8 @@ class ContinualTrainer:
         self.ema.copy_to(denoiser.parameters())
 
     def encode_labels(self, batch: dict, device) -> dict:
-        """A batch's condition: its labels, or its images for slot models (`conditioning.from_images`)."""
-        source = batch["images"] if getattr(self.conditioning, "from_images", False) else batch.get("labels")
-        return self.conditioning.encode(source, device)
+        """A batch's condition: `conditioning.encode` of its `training_inputs` (labels, or a slot model's images)."""
+        return self.conditioning.encode(self.conditioning.training_inputs(batch), device)
 
     # ---------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, optimizer, lr_schedule, task_done: bool) -> None:
