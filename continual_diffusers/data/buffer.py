@@ -4,7 +4,8 @@ what it keeps. Storage and use are kept apart: `strategies/replay.py` decides ho
 A policy is a small callable that, given the task ids (and class labels) of the held items followed by the new
 task's items, returns the indices to keep. All randomness comes from an explicit `torch.Generator`, so two
 processes given the same seed hold identical buffers and a resumed run rebuilds nothing. No file I/O happens here:
-the checkpoint stores `state_dict()`.
+the checkpoint stores `state_dict()`. `concat_batches` is the one place batches (and labels) are concatenated: the
+trainer's task batch with a replay batch, the combined strategy's replay batches, the buffer's held and new labels.
 
 | policy                  | keeps                                                                            |
 |-------------------------|----------------------------------------------------------------------------------|
@@ -268,9 +269,26 @@ def _label_kind(labels: Labels) -> str:
 
 
 def _cat_labels(a: Labels, b: Labels) -> Labels:
-    if a is None:
-        return None
-    return torch.cat([a, b]) if isinstance(a, torch.Tensor) else list(a) + list(b)
+    return None if a is None else concat_labels([a, b])
+
+
+def concat_labels(parts: list[Labels]) -> Labels:
+    """Labels of several batches in order: long class ids concatenated, or captions as one list."""
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else [label for part in parts for label in part]
+
+
+def concat_batches(
+    batches: list[dict], mismatch: str = "batches to concatenate must all carry labels or none"
+) -> dict:
+    """One batch from `batches` in order: "images" (B, C, H, W) concatenated, and "labels" (long tensor or captions)
+    when every batch has them; `ValueError(mismatch)` when only some do (dropping them would silently train a
+    conditional model unconditionally). Other keys (a replay batch's "loss_weight") are left to the caller."""
+    out = {"images": torch.cat([b["images"] for b in batches])}
+    if all("labels" in b for b in batches):
+        out["labels"] = concat_labels([b["labels"] for b in batches])
+    elif any("labels" in b for b in batches):
+        raise ValueError(mismatch)
+    return out
 
 
 def _take_labels(labels: Labels, indices: torch.Tensor) -> Labels:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..data.buffer import concat_batches
 from ..objectives import LossOutput
 from ..utils.errors import UserInputError
 from .base import ContinualStrategy, TaskContext
@@ -14,12 +15,7 @@ from .base import ContinualStrategy, TaskContext
 
 def _concat(batches: list[dict]) -> dict:
     """One replay batch from several strategies' batches, in order; different loss weights become one per row."""
-    out = {"images": torch.cat([b["images"] for b in batches])}
-    if all("labels" in b for b in batches):
-        labels = [b["labels"] for b in batches]
-        out["labels"] = torch.cat(labels) if isinstance(labels[0], torch.Tensor) else sum(map(list, labels), [])
-    elif any("labels" in b for b in batches):
-        raise ValueError("replay batches of one run must all carry labels or none")
+    out = concat_batches(batches, "replay batches of one run must all carry labels or none")
     weights = [float(b.get("loss_weight", 1.0)) for b in batches]
     if len(set(weights)) > 1:
         out["loss_weight"] = torch.cat([torch.full((len(b["images"]),), w) for b, w in zip(batches, weights)])

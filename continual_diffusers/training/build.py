@@ -1,4 +1,4 @@
-"""Assembling a `ContinualTrainer` from library objects, with the checks the CLI makes, for `ContinualTrainer.build`.
+"""Assembling a `ContinualTrainer` from library objects, with the checks the CLI makes: `ContinualTrainer.build`.
 
 `check_model_fits` is also run by `ContinualTrainer.__init__`, so a trainer built by hand gets it too: a class-
 conditional model trained with classifier-free guidance needs the UNet's reserved null-class row, and without that
@@ -198,3 +198,52 @@ def start_run(trainer, project_name: str = "continual_diffusers") -> None:
         trainer.text_components[1].to(acc.device)
     if trainer.vae is not None:
         trainer.vae.to(acc.device)
+
+
+def build(
+    cls,
+    tasks: TaskSequence | Iterable[Task],
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    *,
+    conditioning=None,
+    strategy: ContinualStrategy | None = None,
+    objective: DenoisingObjective | None = None,
+    transform=None,
+    make_dataset: Callable[[Task], TaskDataset] | None = None,
+    accelerator=None,
+    mixed_precision: str = "no",
+    log_with: str | None = None,
+    project_name: str = "continual_diffusers",
+    metadata: dict | None = None,
+    **trainer_kwargs,
+):
+    """A trainer from library objects, checked as the CLI checks its flags, with the accelerator and the export
+    metadata made for you. Creates `cfg.output_dir` and writes its config.json (nothing else until training).
+
+    Args:
+        tasks: the run's tasks (a `TaskSequence`, or a list of `Task`s): the export metadata lists their classes.
+        cfg: training settings; `cfg.uncond_p > 0` trains classifier-free guidance.
+        model: a diffusers UNet (`build_unet(UNetSpec(...))`, wrapped as `ScoreModel`) or a denoiser from
+            `make_denoiser` (energy or slot models).
+        conditioning: default `Unconditional()`; `ClassConditioning(num_classes, null_class=True)` for CFG.
+        strategy: default `Naive()` (sequential fine-tuning).
+        objective: default ε-prediction over diffusers' `DDPMScheduler()` (1000 linear steps, the CLI's).
+        transform: default `ImageTransform(unet sample_size, center_crop=False)`, the CLI's.
+        make_dataset: default `TaskDataset(task, transform)`.
+        accelerator: default a new one with `mixed_precision` and `log_with` ("tensorboard", "wandb" or None),
+            logging under output_dir/logs; trackers are started under `project_name`.
+        metadata: entries added to (or replacing) the export metadata, e.g. {"data_path": task file}.
+        trainer_kwargs: `text_components`, `task_eval`, `decode_fn`, `vae` (see the class).
+
+    Raises:
+        UserInputError: labels that do not fit the conditioning, a UNet that does not take the condition, an
+            unwritable output_dir, ...
+    """
+    parts = assemble(
+        tasks, cfg, model, conditioning, strategy, objective, transform, make_dataset, accelerator,
+        mixed_precision, log_with, metadata, **trainer_kwargs,
+    )  # fmt: skip
+    trainer = cls(**parts)
+    start_run(trainer, project_name)
+    return trainer

@@ -21,6 +21,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data import Task, TaskDataset, TaskSequence
+from ..data.buffer import concat_batches
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
 from ..utils.errors import NonFiniteError
@@ -102,54 +103,7 @@ class ContinualTrainer:
         self._task_in_progress: int | None = None  # a restored mid-task checkpoint's task id
         self.end_of_task = list(callbacks.END_OF_TASK)  # (trainer, TaskEnd) callables, in order
 
-    @classmethod
-    def build(
-        cls,
-        tasks: TaskSequence | Iterable[Task],
-        cfg: TrainConfig,
-        model: torch.nn.Module,
-        *,
-        conditioning=None,
-        strategy: ContinualStrategy | None = None,
-        objective: DenoisingObjective | None = None,
-        transform=None,
-        make_dataset: Callable[[Task], TaskDataset] | None = None,
-        accelerator: Accelerator | None = None,
-        mixed_precision: str = "no",
-        log_with: str | None = None,
-        project_name: str = "continual_diffusers",
-        metadata: dict | None = None,
-        **trainer_kwargs,
-    ) -> ContinualTrainer:
-        """A trainer from library objects, checked as the CLI checks its flags, with the accelerator and the export
-        metadata made for you. Creates `cfg.output_dir` and writes its config.json (nothing else until training).
-
-        Args:
-            tasks: the run's tasks (a `TaskSequence`, or a list of `Task`s): the export metadata lists their classes.
-            cfg: training settings; `cfg.uncond_p > 0` trains classifier-free guidance.
-            model: a diffusers UNet (`build_unet(UNetSpec(...))`, wrapped as `ScoreModel`) or a denoiser from
-                `make_denoiser` (energy or slot models).
-            conditioning: default `Unconditional()`; `ClassConditioning(num_classes, null_class=True)` for CFG.
-            strategy: default `Naive()` (sequential fine-tuning).
-            objective: default ε-prediction over diffusers' `DDPMScheduler()` (1000 linear steps, the CLI's).
-            transform: default `ImageTransform(unet sample_size, center_crop=False)`, the CLI's.
-            make_dataset: default `TaskDataset(task, transform)`.
-            accelerator: default a new one with `mixed_precision` and `log_with` ("tensorboard", "wandb" or None),
-                logging under output_dir/logs; trackers are started under `project_name`.
-            metadata: entries added to (or replacing) the export metadata, e.g. {"data_path": task file}.
-            trainer_kwargs: `text_components`, `task_eval`, `decode_fn`, `vae` (see the class).
-
-        Raises:
-            UserInputError: labels that do not fit the conditioning, a UNet that does not take the condition, an
-                unwritable output_dir, ...
-        """
-        parts = builder.assemble(
-            tasks, cfg, model, conditioning, strategy, objective, transform, make_dataset, accelerator,
-            mixed_precision, log_with, metadata, **trainer_kwargs,
-        )  # fmt: skip
-        trainer = cls(**parts)
-        builder.start_run(trainer, project_name)
-        return trainer
+    build = classmethod(builder.build)  # ContinualTrainer.build(tasks, cfg, model, ...): see `build.build`
 
     # ----------------------------------------------------------------------------------------------- orchestration
     def fit(self, tasks: TaskSequence | Iterable[Task], resume_path: str | None = None) -> None:
@@ -324,7 +278,7 @@ class ContinualTrainer:
         replay = self.strategy.replay_batch(cfg.train_batch_size, data_gen)
         num_current = batch["images"].shape[0]
         if replay is not None:
-            batch = concat_batches(batch, replay)
+            batch = concat_batches([batch, replay], "a replay batch must carry labels exactly when the task data does")
         x0 = batch["images"].to(acc.device)
         cond = self.encode_labels(batch, acc.device)
         if cfg.uncond_p > 0:
@@ -377,15 +331,3 @@ class ContinualTrainer:
         """Set the end-of-task evaluation (built after `restore` when it trains an oracle, which writes) and give it
         the restored history."""
         state.attach_evaluation(self, task_eval)
-
-
-def concat_batches(a: dict, b: dict) -> dict:
-    """Concatenate two batches (images (B,C,H,W); labels LongTensor or list[str] or absent)."""
-    out = {"images": torch.cat([a["images"], b["images"]])}
-    if ("labels" in a) != ("labels" in b):
-        # Dropping the labels would silently train a conditional model unconditionally on this batch.
-        raise ValueError("a replay batch must carry labels exactly when the task data does")
-    if "labels" in a:
-        la, lb = a["labels"], b["labels"]
-        out["labels"] = torch.cat([la, lb]) if isinstance(la, torch.Tensor) else list(la) + list(lb)
-    return out
