@@ -1,16 +1,17 @@
 """The trainer's resumable state: where training stands (`Position`), its checkpoints (`save_checkpoint`), and
 restoring one into a trainer (`restore`, each part first checked against this run by `resume.check_resume`).
 
-Functions of the trainer: they read and write its model, EMA, strategy, position and the bookkeeping a restored
-checkpoint leaves for later (the optimizer state for the resumed task's optimizer, the evaluation history for
-`attach_evaluation`, the task it stopped in).
+Functions of the trainer (`save_checkpoint`, `restore` and `attach_evaluation` are its methods of those names): they
+read and write its model, EMA, strategy, position and the bookkeeping a restored checkpoint leaves for later (the
+optimizer state for the resumed task's optimizer, the evaluation history for `attach_evaluation`, the task it
+stopped in).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data import TaskSequence
+from ..data import Task, TaskSequence
 from ..models.denoiser import denoiser_state_dict, load_denoiser_state_dict
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
@@ -29,6 +30,15 @@ class Position:
     step_in_task: int = 0  # optimizer steps done in that task
     global_step: int = 0  # optimizer steps over all tasks
     seen_tasks: list[int] = field(default_factory=list)
+
+
+def start(trainer) -> None:
+    """A new trainer's state: position 0, nothing restored."""
+    trainer.position = Position()
+    trainer._pending: dict | None = None  # optimizer / schedule state waiting for the resumed task's optimizer
+    trainer._pending_history: list | None = None  # a restored evaluation history waiting for `attach_evaluation`
+    trainer._known_tasks: dict[int, Task] = {}  # task id → task, in sequence order (slot models' references)
+    trainer._task_in_progress: int | None = None  # a restored mid-task checkpoint's task id
 
 
 def save_checkpoint(trainer, optimizer, lr_schedule, task_done: bool) -> None:
@@ -61,7 +71,10 @@ def save_checkpoint(trainer, optimizer, lr_schedule, task_done: bool) -> None:
 
 
 def restore(trainer, path: str, tasks: TaskSequence) -> None:
-    """`ContinualTrainer.restore`: checkpoint `path` into the trainer's model, EMA, scaler, strategy and position."""
+    """Load checkpoint `path` into the model, EMA, scaler, strategy and position. Every part is first checked
+    against this run (`resume.check_resume`: `UserInputError` naming the file and the field), so call this
+    before the run writes anything. The evaluation history waits for `attach_evaluation` when the end-of-task
+    evaluation is not built yet."""
     parts = ckpt.load_checkpoint(path)
     check_resume(path, parts, run_spec(trainer, tasks, parts["training_state"]))
     state = parts["training_state"]
@@ -93,7 +106,8 @@ def restore(trainer, path: str, tasks: TaskSequence) -> None:
 
 
 def attach_evaluation(trainer, task_eval) -> None:
-    """`ContinualTrainer.attach_evaluation`: set the evaluation and give it the restored history."""
+    """Set the end-of-task evaluation (built after `restore` when it trains an oracle, which writes) and give it
+    the restored history."""
     trainer.task_eval = task_eval
     if task_eval is not None and trainer._pending_history is not None:
         task_eval.load_state_dict(trainer._pending_history)

@@ -1,13 +1,15 @@
-"""`ContinualTrainer`: trains one denoiser task after task under accelerate, calling the strategy hooks.
+"""`ContinualTrainer`: the training loop, one denoiser trained task after task under accelerate, with plug-ins:
 
     trainer = ContinualTrainer.build(tasks, TrainConfig(output_dir="out"), model=unet, conditioning=..., strategy=...)
     for task in tasks:              # or trainer.fit(tasks): the same loop, bit for bit
         trainer.train_task(task)    # tasks in increasing task id order, each once
 
 Per task (`train_task`): strategy.before_task → fresh optimizer + LR schedule → accelerate.prepare → optimizer steps
-(gradient accumulation, clipping, EMA, logging, periodic checkpoints) → strategy.after_task → export task_k/ with
-validation samples and model cards (`export.py`) → end-of-task checkpoint. Between tasks the model is unwrapped and
-the accelerator's references are freed, so nothing piles up across tasks and every process does the same thing.
+(gradient accumulation, clipping, NaN guard `guard.py`, EMA, logs `step_log.py`, periodic checkpoints) →
+strategy.after_task → end-of-task callbacks (`callbacks.py`: export, samples, evaluation, model cards) → end-of-task
+checkpoint (`state.py`: checkpoints, resuming). Between tasks the model is unwrapped and the accelerator's references
+are freed, so nothing piles up across tasks and every process does the same thing. Conditioning kinds are plug-ins
+(`models.conditioning.Conditioning`): the loop never names one.
 """
 
 from __future__ import annotations
@@ -22,19 +24,20 @@ from tqdm.auto import tqdm
 
 from ..data import Task, TaskDataset, TaskSequence
 from ..data.buffer import concat_batches
+from ..models.conditioning import Conditioning
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
-from ..utils.errors import NonFiniteError
 from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 from ..utils.seed import make_generator
 from . import build as builder
 from . import callbacks, state
-from . import checkpoint as ckpt
 from .batches import BatchSchedule
 from .config import TrainConfig
+from .guard import nonfinite_guard
 from .optim import build_ema, build_lr_schedule, build_optimizer
 from .state import Position
+from .step_log import StepLog
 from .validation import ValidationSampler
 
 logger = get_logger(__name__)
@@ -46,29 +49,22 @@ class ContinualTrainer:
     Args:
         accelerator: the `accelerate.Accelerator` that runs training (devices, mixed precision, trackers).
         denoiser: `ScoreModel` / `EnergyModel` (`make_denoiser`) around the UNet.
-        conditioning: `Unconditional`, `ClassConditioning`, `TextConditioning` or `SlotConditioning`.
-        objective: the denoising loss over a diffusers noise schedule.
-        strategy: the continual-learning strategy (`Naive` for plain fine-tuning).
-        cfg: the training loop's settings.
+        conditioning: a `Conditioning` (`Unconditional`, `ClassConditioning`, `TextConditioning`, ...).
+        objective, strategy, cfg: the denoising loss, the continual-learning strategy, the loop's settings.
         make_dataset: `Task` → `TaskDataset` (the image transform, or latent encoding for latent models).
-        export_metadata: written as `continual_diffusers.json` into every task_k/ export; the keys that
-            `models.loading.check_metadata` reads (conditioning, num_classes, null_class_index,
-            classifier_free_guidance, energy_type, prediction_type, resolution, in_channels, classes_per_task,
-            validation_prompts). `build` writes it for you.
+        export_metadata: `continual_diffusers.json` of every task_k/ export (`build.export_metadata` makes it).
         text_components: (tokenizer, text_encoder) of text models, exported with each task.
         task_eval: end-of-task evaluation, `callable(model, task_id, seen_tasks, device)` with `state_dict()`.
         decode_fn / vae: latent models: latents → images in [-1, 1], and the VAE exported with each task.
 
-    Raises:
-        UserInputError: the UNet does not take the condition (`build.check_model_fits`), e.g. CFG dropout on a
-            class-conditional UNet without the null-class row.
+    Raises `UserInputError` when the UNet does not take the condition (`build.check_model_fits`).
     """
 
     def __init__(
         self,
         accelerator: Accelerator,
         denoiser: torch.nn.Module,
-        conditioning,
+        conditioning: Conditioning,
         objective: DenoisingObjective,
         strategy: ContinualStrategy,
         cfg: TrainConfig,
@@ -80,32 +76,24 @@ class ContinualTrainer:
         vae: torch.nn.Module | None = None,
     ):
         builder.check_model_fits(denoiser, conditioning, cfg)
-        self.accelerator = accelerator
-        self.model = denoiser
-        self.conditioning = conditioning
-        self.objective = objective
-        self.strategy = strategy
-        self.cfg = cfg
-        self.make_dataset = make_dataset
-        self.export_metadata = export_metadata
-        self.text_components = text_components
+        self.accelerator, self.model, self.conditioning = accelerator, denoiser, conditioning
+        self.objective, self.strategy, self.cfg = objective, strategy, cfg
+        self.make_dataset, self.export_metadata = make_dataset, export_metadata
+        self.text_components, self.vae = text_components, vae  # exported with each task
         self.task_eval = task_eval  # callable(model, task_id, seen_tasks, device) -> metrics, with state_dict()
-        self._pending_history: list | None = None  # a restored evaluation history waiting for `attach_evaluation`
         self.ema = build_ema(denoiser.unet, cfg, denoiser.parameters())  # slot models: the slot encoder's too
         if self.ema is not None:
             self.ema.to(accelerator.device)
-        self.position = Position()
-        self._pending: dict | None = None  # optimizer / schedule state waiting for the resumed task's optimizer
-        # Latent models: decode_fn maps sampled latents to images in [-1, 1]; the VAE is exported with each task.
-        self.vae = vae
         self.validator = ValidationSampler(cfg, conditioning, objective.scheduler, decode_fn)
-        self._known_tasks: dict[int, Task] = {}  # task id → task, in sequence order (slot models' references)
-        self._task_in_progress: int | None = None  # a restored mid-task checkpoint's task id
         self.end_of_task = list(callbacks.END_OF_TASK)  # (trainer, TaskEnd) callables, in order
+        state.start(self)  # position 0, nothing restored (`state.py`)
 
     build = classmethod(builder.build)  # ContinualTrainer.build(tasks, cfg, model, ...): see `build.build`
+    save_checkpoint = state.save_checkpoint  # checkpoints and resuming: `state.py`
+    restore = state.restore
+    attach_evaluation = state.attach_evaluation
+    _check_ema_pairing = state.check_ema_pairing
 
-    # ----------------------------------------------------------------------------------------------- orchestration
     def fit(self, tasks: TaskSequence | Iterable[Task], resume_path: str | None = None) -> None:
         """`train_task` for every task of `tasks` not trained yet (a restored checkpoint's finished tasks, or those
         of an earlier `fit` / `train_task`, are skipped), then end the run: `accelerator.end_training()` (trackers,
@@ -125,14 +113,12 @@ class ContinualTrainer:
         self.accelerator.end_training()
 
     def train_task(self, task: Task) -> None:
-        """Train one task to the end: optimizer steps, the strategy's `after_task`, task_<id>/ export with samples,
-        end-of-task checkpoint. `for task in tasks: trainer.train_task(task)` equals `fit(tasks)` bit for bit
-        (same weights, exports and checkpoints; `fit` also ends the trackers).
+        """Train one task to the end: optimizer steps, the strategy's `after_task`, the end-of-task callbacks (task
+        export with samples, ...), end-of-task checkpoint. `for task in tasks: trainer.train_task(task)` equals
+        `fit(tasks)` bit for bit (same weights, exports and checkpoints; `fit` also ends the trackers).
 
-        Raises:
-            UserInputError: the task was trained already, its id is not greater than the last trained task's, or a
-                restored checkpoint stopped in the middle of another task.
-        """
+        Raises `UserInputError` when the task was trained already, its id is not greater than the last trained
+        task's, or a restored checkpoint stopped in the middle of another task."""
         state.check_next(self, task)
         state.remember(self, [task])
         self._train_task(task)
@@ -141,42 +127,32 @@ class ContinualTrainer:
         self._task_in_progress = None
         fault_point("between_tasks")
 
-    _check_ema_pairing = state.check_ema_pairing
-
     def _train_task(self, task) -> None:
-        cfg, acc = self.cfg, self.accelerator
+        cfg, acc, pos = self.cfg, self.accelerator, self.position
         dataset = self.make_dataset(task)
         schedule = self.task_schedule(task)
         num_steps = self.steps_for_task(schedule)
         self.strategy.before_task(self.model, task.task_id, apply_ema=self.apply_ema if self.ema else None)
         self._check_ema_pairing()
-        if self.ema is not None and cfg.ema_scope == "task" and self.position.step_in_task == 0:
+        if self.ema is not None and cfg.ema_scope == "task" and pos.step_in_task == 0:
             # diffusers' EMA decay is 0 at optimization step 0: the next update copies the weights, then warms up.
             self.ema.optimization_step = 0
         optimizer = build_optimizer(self.model.parameters(), cfg)
         lr_schedule = build_lr_schedule(optimizer, cfg, num_steps)
         model, optimizer = acc.prepare(self.model, optimizer)
         state.load_pending(self, optimizer, lr_schedule)
-        acc.step = self.position.step_in_task * cfg.gradient_accumulation_steps
-        bar = tqdm(
-            total=num_steps,
-            initial=self.position.step_in_task,
-            desc=f"task {task.task_id}",
-            disable=not acc.is_local_main_process,
-        )
-        while self.position.step_in_task < num_steps:
+        acc.step = pos.step_in_task * cfg.gradient_accumulation_steps
+        bar = tqdm(total=num_steps, initial=pos.step_in_task, desc=f"task {task.task_id}",
+                   disable=not acc.is_local_main_process)  # fmt: skip
+        while pos.step_in_task < num_steps:
             logs = self._optimizer_step(model, optimizer, lr_schedule, dataset, schedule, task.task_id)
-            self.position.step_in_task += 1
-            self.position.global_step += 1
-            acc.log(logs, step=self.position.global_step)
+            pos.step_in_task += 1
+            pos.global_step += 1
+            acc.log(logs, step=pos.global_step)
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}")
-            step = self.position.global_step
-            if (
-                cfg.checkpointing_steps
-                and step % cfg.checkpointing_steps == 0
-                and self.position.step_in_task < num_steps
-            ):
+            every = cfg.checkpointing_steps
+            if every and pos.global_step % every == 0 and pos.step_in_task < num_steps:
                 self.save_checkpoint(optimizer, lr_schedule, task_done=False)
         bar.close()
         self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
@@ -193,14 +169,12 @@ class ContinualTrainer:
         """Optimizer steps for one task: --max_train_steps, or num_epochs passes over the task's data."""
         if self.cfg.max_train_steps:
             return self.cfg.max_train_steps
-        micro_steps = self.cfg.num_epochs * schedule.steps_per_epoch
-        return max(1, math.ceil(micro_steps / self.cfg.gradient_accumulation_steps))
+        return max(1, math.ceil(self.cfg.num_epochs * schedule.steps_per_epoch / self.cfg.gradient_accumulation_steps))
 
-    # ------------------------------------------------------------------------------------------------- one step
     def _optimizer_step(self, model, optimizer, lr_schedule, dataset, schedule, task_id) -> dict:
         acc, cfg = self.accelerator, self.cfg
         ga = cfg.gradient_accumulation_steps
-        total, energies, penalties = 0.0, [], []
+        log = StepLog(task_id)
         fault = None  # what was non-finite in this optimizer step (the NaN guard)
         for micro in range(ga):
             micro_step = self.position.step_in_task * ga + micro
@@ -214,15 +188,11 @@ class ContinualTrainer:
                 if fault is None and not math.isfinite(value):
                     fault = f"loss ({value})"
                 if acc.sync_gradients:
-                    fault = self._nonfinite_guard(fault, grad_norm, task_id)
+                    fault = nonfinite_guard(self, fault, grad_norm, task_id)
                 if fault is None:
                     optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            total += value / ga
-            if out.energy is not None:
-                energies.append(out.energy.detach().mean().item())
-            if penalty is not None:
-                penalties.append(penalty.detach().item())
+            log.add(value / ga, out, penalty)
         if not optimizer.step_was_skipped:
             lr_schedule.step()
         if fault is None:  # a skipped step (--on_nonfinite skip) leaves the weights, the EMA and SI untouched
@@ -231,49 +201,12 @@ class ContinualTrainer:
                 self.ema.step(self.model.parameters())
         else:
             self.strategy.discard_step(self.model)
-        logs = {"loss": total, "lr": lr_schedule.get_last_lr()[0], "task": task_id}
-        if fault is not None:
-            logs["nonfinite_skipped"] = 1
-        if grad_norm is not None:
-            logs["grad_norm"] = float(grad_norm)
-        if energies:
-            logs["energy_mean"] = sum(energies) / len(energies)
-        if penalties:
-            logs["penalty"] = sum(penalties) / len(penalties)
-        if self.ema is not None:
-            logs["ema_decay"] = self.ema.cur_decay_value or 0.0
-        logs.update(self.strategy.log_values())
-        return logs
-
-    def _nonfinite_guard(self, fault: str | None, grad_norm, task_id: int) -> str | None:
-        """At the end of gradient accumulation: what was non-finite on any process (loss, or the gradient norm
-        unless fp16's GradScaler handles overflows), or None. With --on_nonfinite stop that raises
-        `NonFiniteError` before the optimizer step, so no non-finite update and no checkpoint of it is made."""
-        acc = self.accelerator
-        if fault is None and grad_norm is not None and acc.scaler is None and not math.isfinite(float(grad_norm)):
-            fault = f"gradient norm ({float(grad_norm)})"
-        if acc.num_processes > 1:  # every process must take the same decision
-            flags = acc.gather(torch.tensor([fault is not None], dtype=torch.float32, device=acc.device))
-            if fault is None and bool(flags.any()):
-                fault = "loss or gradient on another process"
-        if fault is None:
-            return None
-        where = (
-            f"step {self.position.step_in_task + 1} of task {task_id} (global step {self.position.global_step + 1})"
-        )
-        if self.cfg.on_nonfinite == "skip":
-            logger.warning("non-finite %s at %s: step skipped (--on_nonfinite skip)", fault, where)
-            return fault
-        raise NonFiniteError(
-            f"non-finite {fault} at {where}; training stopped before the update, "
-            f"{ckpt.last_good(self.cfg.output_dir)}. Lower --learning_rate or pass --on_nonfinite skip"
-        )
+        return log.values(lr_schedule.get_last_lr()[0], fault, grad_norm, self.ema, self.strategy)
 
     def _loss(self, model, dataset, schedule, task_id, micro_step):
         acc, cfg = self.accelerator, self.cfg
-        rank = acc.process_index
-        data_gen = make_generator(cfg.seed, "data", task_id, micro_step, rank)
-        noise_gen = make_generator(cfg.seed, "noise", task_id, micro_step, rank, device=acc.device)
+        data_gen = make_generator(cfg.seed, "data", task_id, micro_step, acc.process_index)
+        noise_gen = make_generator(cfg.seed, "noise", task_id, micro_step, acc.process_index, device=acc.device)
         batch = dataset.batch(schedule.indices(micro_step), generator=data_gen)
         replay = self.strategy.replay_batch(cfg.train_batch_size, data_gen)
         num_current = batch["images"].shape[0]
@@ -294,7 +227,6 @@ class ContinualTrainer:
             out = dataclasses.replace(out, loss=out.loss * weights, num_replay=x0.shape[0] - num_current)
         return out, self.strategy.penalty(model, out)
 
-    # -------------------------------------------------------------------------------------------- task boundary
     def _end_task(self, task, dataset, optimizer, lr_schedule) -> None:
         acc = self.accelerator
         context = TaskContext(task.task_id, dataset, self.objective, self.encode_labels, acc.device, self.cfg.seed)
@@ -315,19 +247,3 @@ class ContinualTrainer:
     def encode_labels(self, batch: dict, device) -> dict:
         """A batch's condition: `conditioning.encode` of its `training_inputs` (labels, or a slot model's images)."""
         return self.conditioning.encode(self.conditioning.training_inputs(batch), device)
-
-    # ---------------------------------------------------------------------------------------------- checkpoints
-    def save_checkpoint(self, optimizer, lr_schedule, task_done: bool) -> None:
-        state.save_checkpoint(self, optimizer, lr_schedule, task_done)
-
-    def restore(self, path: str, tasks: TaskSequence) -> None:
-        """Load checkpoint `path` into the model, EMA, scaler, strategy and position. Every part is first checked
-        against this run (`resume.check_resume`: `UserInputError` naming the file and the field), so call this
-        before the run writes anything. The evaluation history waits for `attach_evaluation` when the end-of-task
-        evaluation is not built yet."""
-        state.restore(self, path, tasks)
-
-    def attach_evaluation(self, task_eval) -> None:
-        """Set the end-of-task evaluation (built after `restore` when it trains an oracle, which writes) and give it
-        the restored history."""
-        state.attach_evaluation(self, task_eval)
