@@ -222,6 +222,7 @@ def build(
     metadata made for you. Creates `cfg.output_dir` and writes its config.json (nothing else until training).
 
     Args:
+        cls: the trainer class: this is `ContinualTrainer.build` (a classmethod), called as such.
         tasks: the run's tasks (a `TaskSequence`, or a list of `Task`s): the export metadata lists their classes.
         cfg: training settings; `cfg.uncond_p > 0` trains classifier-free guidance.
         model: a diffusers UNet (`build_unet(UNetSpec(...))`, wrapped as `ScoreModel`) or a denoiser from
