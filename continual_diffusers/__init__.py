@@ -42,6 +42,7 @@ _EXPORTS = {
     ),
     "models": (
         "ClassConditioning",
+        "Conditioning",
         "EnergyModel",
         "ScoreModel",
         "SlotConditioning",

@@ -79,7 +79,7 @@ def test_two_ranks_agree_with_each_other_and_with_one_process(tmp_path, task_fil
     assert json.loads((two / "dump" / "rank_0_writes.json").read_text())
     listing = sorted(p.name for p in (two / "out").iterdir())
     assert listing == sorted(p.name for p in (one / "out").iterdir()) == [
-        "checkpoint-4", "checkpoint-8", "config.json", "task_1", "task_2"]  # fmt: skip
+        "README.md", "checkpoint-4", "checkpoint-8", "config.json", "task_1", "task_2"]  # fmt: skip
 
     init = initial_weights(flags)
 
