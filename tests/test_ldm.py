@@ -31,6 +31,13 @@ VARIANTS = {
     "score-scratch": ["--unet_scratch"],
     "score-finetune-cache-ema": ["--cache_latents", "--use_ema", "--random_flip"],
     "vpred-snr": ["--prediction_type", "v_prediction", "--snr_gamma", 5.0],
+    "vpred-zero-snr": [
+        "--prediction_type",
+        "v_prediction",
+        "--rescale_betas_zero_snr",
+        "--timestep_sampling",
+        "stratified",
+    ],  # fmt: skip
     "energy-dae-scratch": ["--unet_scratch", "--energy_based_training", "--energy_score_type", "dae"],
     "energy-l2": ["--energy_based_training", "--energy_score_type", "l2", "--cache_latents"],
     "replay-captions": ["--buffer_type", "reservoir", "--buffer_size", 4, "--cache_latents"],
@@ -66,9 +73,9 @@ def test_two_tasks_train_and_export_pipelines(tmp_path, tiny_sd_dir, caption_fil
         )
         assert (task_dir / "model_index.json").is_file() != energy  # a stock pipeline cannot run an energy UNet
     if "vpred" in variant:
-        assert json.loads((out / "task_2" / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == (
-            "v_prediction"
-        )
+        schedule = json.loads((out / "task_2" / "scheduler" / "scheduler_config.json").read_text())
+        assert schedule["prediction_type"] == "v_prediction"
+        assert schedule["rescale_betas_zero_snr"] == ("zero-snr" in variant)
     if not energy:
         pipe = StableDiffusionPipeline.from_pretrained(out / "task_2")
         image = pipe("digit 1", num_inference_steps=2, output_type="np").images
@@ -125,6 +132,7 @@ def _mismatched_tokenizer(src: str, dst) -> str:
         ("class_labels", "needs caption labels"),
         ("ddpm_schedule", "--ddpm_num_steps / --ddpm_beta_schedule do not apply"),
         ("resolution", "not divisible by the VAE's factor 2"),
+        ("zero_snr_epsilon", "ε-prediction cannot recover x₀"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, tiny_sd_dir, caption_file, capsys, case, message):
@@ -140,6 +148,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_sd_dir, caption_file, ca
         extra = ["--ddpm_num_steps", 10]
     elif case == "resolution":
         extra = ["--resolution", 7]
+    elif case == "zero_snr_epsilon":  # the tiny SD's scheduler predicts ε
+        extra = ["--rescale_betas_zero_snr"]
     argv = ["--pretrained_model_name_or_path", sd, "--data_path", data, "--output_dir", tmp_path / "out", *LDM_FLAGS]
     assert run([*argv, *extra]) == 2
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "Loading weights" not in line]
