@@ -17,13 +17,15 @@ from tqdm.auto import tqdm
 
 from continual_diffusers.models.conditioning import Unconditional
 from continual_diffusers.models.denoiser import DenoiserOutput
-from continual_diffusers.sampling.generate import SamplerOptions, generate, generate_samples, progress_bar
+from continual_diffusers.sampling.generate import SamplerOptions, generate, generate_samples
 from continual_diffusers.strategies import estimate_fisher
+from continual_diffusers.utils.progress import progress_bar
 from continual_diffusers.utils.seed import make_generator
 
 # The modules (the package's `generate` attribute is the function of that name).
 generate_mod = importlib.import_module("continual_diffusers.sampling.generate")
 ancestral = importlib.import_module("continual_diffusers.sampling.ancestral")
+progress_mod = importlib.import_module("continual_diffusers.utils.progress")
 
 TRAIN = DDPMScheduler(num_train_timesteps=1000)
 
@@ -60,9 +62,10 @@ class Recorded(tqdm):
 @pytest.fixture
 def bars(monkeypatch):
     Recorded.bars = []
-    monkeypatch.setattr(generate_mod, "tqdm", Recorded)
+    monkeypatch.setattr(progress_mod, "tqdm", Recorded)
     monkeypatch.setattr(ancestral, "tqdm", Recorded)
     monkeypatch.setattr(generate_mod, "is_main_process", lambda: True)
+    monkeypatch.setattr(progress_mod, "is_main_process", lambda: True)
     return Recorded.bars
 
 
@@ -72,6 +75,7 @@ def _by_desc(bars, desc):
 
 def test_a_1000_step_generate_shows_its_timesteps(bars, capsys, monkeypatch):
     monkeypatch.setattr(generate_mod, "PROGRESS_DELAY_S", 0.0)  # show at once (a real run waits a few seconds)
+    monkeypatch.setattr(progress_mod, "PROGRESS_DELAY_S", 0.0)
     model = CountingModel()
     options = SamplerOptions("ddpm", 1000, batch_size=2, progress=True)
     generate(model, Unconditional(), TRAIN, [None] * 3, options, "cpu", desc="eval task 1")
@@ -100,6 +104,7 @@ def test_progress_false_and_other_processes_show_no_bar(bars, capsys, monkeypatc
     assert bars and not any(b.shown for b in bars)
     bars.clear()
     monkeypatch.setattr(generate_mod, "is_main_process", lambda: False)
+    monkeypatch.setattr(progress_mod, "is_main_process", lambda: False)
     generate_samples(CountingModel(), Unconditional(), TRAIN, [None], SamplerOptions("ddpm", 5, progress=True), "cpu")
     assert bars and not any(b.shown for b in bars)
     assert capsys.readouterr().err == ""
@@ -110,12 +115,12 @@ def test_main_process_without_an_accelerator_follows_local_rank(monkeypatch):
 
     monkeypatch.setattr(PartialState, "_shared_state", {})  # no Accelerator in this process (restored after)
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert not generate_mod.is_main_process()
+    assert not progress_mod.is_main_process()
     assert progress_bar(range(3), desc="x", progress=True).disable
     monkeypatch.setenv("LOCAL_RANK", "0")
-    assert generate_mod.is_main_process()
+    assert progress_mod.is_main_process()
     monkeypatch.delenv("LOCAL_RANK")
-    assert generate_mod.is_main_process()
+    assert progress_mod.is_main_process()
 
 
 def test_bars_are_closed_when_sampling_raises(bars, monkeypatch):
@@ -145,6 +150,7 @@ def test_ewc_fisher_counts_its_samples(monkeypatch, capsys):
 
     monkeypatch.setattr(ewc, "progress_bar", recording_bar)
     monkeypatch.setattr(generate_mod, "is_main_process", lambda: True)
+    monkeypatch.setattr(progress_mod, "is_main_process", lambda: True)
     objective, model = _objective(), LinearDenoiser(4)
     args = (model, GaussianData(), objective, lambda batch, device: {}, torch.device("cpu"), make_generator(0))
     estimate_fisher(*args, num_samples=10, num_timesteps=1, batch_size=3, progress=True)

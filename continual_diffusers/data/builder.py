@@ -30,6 +30,7 @@ from continual_diffusers.data.npz import MAX_BYTES_ENV, max_task_file_bytes
 from continual_diffusers.data.tasks import FORMAT, Layout, Task, TaskSequence, load_tasks, save_tasks
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
+from continual_diffusers.utils.progress import progress_bar
 
 logger = get_logger(__name__)
 
@@ -109,11 +110,12 @@ def _scan(source: Source, indices: np.ndarray, options: BuildOptions) -> tuple[i
     """(height, width, channels) of the images to write, from their headers."""
     sizes: dict[tuple[int, int], int] = {}
     gray = True
-    for i in indices:
-        image = source.open_image(int(i))
-        sizes.setdefault(tuple(image.size), int(i))
-        gray = gray and image.mode in GRAY_MODES
-        image.close()
+    with progress_bar(indices, desc=f"{source.name}: image sizes", unit="image") as bar:
+        for i in bar:
+            image = source.open_image(int(i))
+            sizes.setdefault(tuple(image.size), int(i))
+            gray = gray and image.mode in GRAY_MODES
+            image.close()
     channels = int(options.channels) if options.channels != "auto" else (1 if gray else 3)
     if options.resolution is not None:
         return options.resolution, options.resolution, channels
@@ -175,8 +177,9 @@ class DecodedImages:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = np.empty(self.shape, np.uint8)
-        for start in range(0, len(self), _DECODE_BLOCK):
-            out[start : start + _DECODE_BLOCK] = self[start : start + _DECODE_BLOCK]
+        with progress_bar(range(0, len(self), _DECODE_BLOCK), desc=f"{self.source.name}: decode", unit="block") as bar:
+            for start in bar:
+                out[start : start + _DECODE_BLOCK] = self[start : start + _DECODE_BLOCK]
         return out
 
 

@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..data import ImageTransform, TaskDataset, TaskSequence
-from ..sampling.generate import progress_bar
 from ..utils.errors import UserInputError
+from ..utils.progress import progress_bar
 from ..utils.seed import make_generator
 
 

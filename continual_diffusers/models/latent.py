@@ -23,6 +23,7 @@ from torch import nn
 
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
+from ..utils.progress import progress_bar
 
 logger = get_logger(__name__)
 SD_SUBFOLDERS = ("vae", "text_encoder", "tokenizer", "scheduler", "unet")
@@ -212,12 +213,15 @@ class LatentTaskDataset:
         # Chunk by chunk: the prepared images may be a lazy task's (`data.lazy.PreparedImages`), read on access.
         num_views = 2 if self.transform.random_flip else 1
         means, stds = [[] for _ in range(num_views)], [[] for _ in range(num_views)]
-        for start in range(0, len(self._images), _ENCODE_CHUNK):
-            chunk = to_unit_range(center_crop(self._images[start : start + _ENCODE_CHUNK], self.transform.resolution))
-            for v, view in enumerate([chunk, chunk.flip(-1)][:num_views]):
-                mean, std = self.codec.posterior(view)
-                means[v].append(mean)
-                stds[v].append(std)
+        starts = range(0, len(self._images), _ENCODE_CHUNK)
+        with progress_bar(starts, desc=f"VAE latents (task {self.task_id})", unit="chunk") as bar:
+            for start in bar:
+                chunk = self._images[start : start + _ENCODE_CHUNK]
+                chunk = to_unit_range(center_crop(chunk, self.transform.resolution))
+                for v, view in enumerate([chunk, chunk.flip(-1)][:num_views]):
+                    mean, std = self.codec.posterior(view)
+                    means[v].append(mean)
+                    stds[v].append(std)
         logger.info("task %s: cached VAE latents of %d images (%d views)", self.task_id, len(self._images), num_views)
         return torch.stack([torch.cat(m) for m in means]), torch.stack([torch.cat(s) for s in stds])
 

@@ -5,7 +5,7 @@ annealed MCMC) and aggregates MCMC acceptance statistics.
 Chunk c (images c·batch_size … ) is always drawn from its own generator seeded by (seed, c), so a sample does not
 depend on how the chunks are split across processes.
 
-Progress (`progress_bar`, used by every long loop of the package: sampling, EWC's Fisher, the generative-replay
+Progress (`utils.progress.progress_bar`, used by every long loop: sampling, EWC's Fisher, the generative-replay
 pool, end-of-task evaluation): a `progress` of True shows the bar, False hides it, and None ("auto", the default)
 shows it once the loop has run `PROGRESS_DELAY_S` seconds, so short calls (tests, small sample grids) print nothing
 and a long one (a 1000-step sampler, a Fisher estimate on the CPU) shows movement. Bars go to stderr, on the main
@@ -17,16 +17,15 @@ process only (each machine's local main process, as the trainer's task bar), and
 from __future__ import annotations
 
 import inspect
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from ..models.denoiser import EnergyModel
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from ..utils.progress import PROGRESS_DELAY_S, is_main_process, progress_bar
 from ..utils.seed import make_generator
 from .ancestral import (
     DEFAULT_NUM_INFERENCE_STEPS,
@@ -65,33 +64,6 @@ class SamplerOptions:
 
 
 # Auto bars (progress=None), and generate's per-timestep bar, appear once their loop has run this many seconds.
-PROGRESS_DELAY_S = 5.0
-
-
-def is_main_process() -> bool:
-    """Whether this process shows progress bars: accelerate's local main process once an `Accelerator` (or
-    `PartialState`) exists, else the process whose LOCAL_RANK (set by torchrun / accelerate launch) is 0 or unset."""
-    from accelerate import PartialState
-
-    if PartialState._shared_state:  # initialised: ask it (creating one here would initialise it)
-        return PartialState().is_local_main_process
-    return os.environ.get("LOCAL_RANK", "0") == "0"
-
-
-def progress_bar(iterable=None, *, desc: str, progress: bool | None = None, leave: bool = True, **kwargs) -> tqdm:
-    """A tqdm bar on stderr for a loop that can run long (see the module docstring): `progress` True shows it at once,
-    None after `PROGRESS_DELAY_S` seconds, False never; never on a process other than the main one. Use it as a
-    context manager (`with progress_bar(...) as bar:`) so an exception inside the loop closes it."""
-    return tqdm(
-        iterable,
-        desc=desc,
-        leave=leave,
-        disable=progress is False or not is_main_process(),
-        delay=0.0 if progress else PROGRESS_DELAY_S,
-        **kwargs,
-    )
-
-
 @dataclass
 class Generated:
     chunks: dict[int, torch.Tensor] = field(default_factory=dict)  # chunk index -> (b, C, H, W) in [-1, 1]

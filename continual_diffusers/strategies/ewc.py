@@ -26,9 +26,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..models.denoiser import EnergyModel
 from ..objectives import DenoisingObjective, LossOutput
-from ..sampling.generate import progress_bar
 from ..utils.errors import UserInputError
 from ..utils.faults import fault_point
+from ..utils.progress import progress_bar
 from ..utils.seed import make_generator
 from .base import ContinualStrategy, TaskContext
 
