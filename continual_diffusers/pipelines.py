@@ -67,8 +67,9 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
             vae=vae,
         )
         self.metadata = dict(metadata) if metadata else _metadata_from(unet, slot_encoder, text_encoder)
-        # E or ε̂ by the saved energy_type; it shares unet / slot_encoder, so pipe.to(...) moves it.
-        self.denoiser = make_denoiser(unet, self.metadata.get("energy_type"), slot_encoder).eval()
+        # E or ε̂ by the saved energy_type; it shares unet / slot_encoder, so pipe.to(...) moves it. No .eval() here:
+        # the modules may be a live training model's (exports build a pipeline to save it); sampling switches modes.
+        self.denoiser = make_denoiser(unet, self.metadata.get("energy_type"), slot_encoder)
         self.conditioning = _conditioning(self.metadata, slot_encoder, text_encoder, tokenizer)
         self._decode = None
         if vae is not None:

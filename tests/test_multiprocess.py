@@ -56,5 +56,12 @@ def test_two_process_cpu_run_writes_once(tmp_path, task_file):
     result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("training 2 tasks") == 2  # both ranks ran
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2", "checkpoint-4", "config.json", "task_1", "task_2"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "checkpoint-2",
+        "checkpoint-4",
+        "config.json",
+        "task_1",
+        "task_2",
+    ]
     assert (out / "task_2" / "unet_training").is_dir() and not list(out.glob("*.tmp"))  # unet/ holds the EMA

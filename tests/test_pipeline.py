@@ -238,3 +238,17 @@ def test_text_model_with_negative_prompt_matches_evaluate(tmp_path, tiny_clip_di
     out = pipe(**kwargs, generator=9, output_type="pt")
     _same(out.images, images)
     assert pipe(generator=0, output_type="np").labels == ["digit 0"]  # default: the run's validation prompts
+
+
+def test_a_pipeline_leaves_the_modes_of_the_modules_it_is_given():
+    """Exports build a pipeline around the live training UNet to save it: building one (and sampling with it) must
+    not leave that UNet in eval mode, or the next task trains in eval mode (a resumed run would not: it diverged
+    from the uninterrupted one)."""
+    from conftest import tiny_class_unet
+    from diffusers import DDPMScheduler
+
+    unet = tiny_class_unet(4).train()
+    pipe = ContinualDiffusionPipeline(unet, DDPMScheduler(num_train_timesteps=10))
+    assert unet.training
+    pipe(class_labels=[0, 1], num_inference_steps=2, generator=0, output_type="pt")
+    assert unet.training

@@ -137,6 +137,7 @@ class ContinualTrainer:
         if self.ema is not None and cfg.ema_scope == "task" and pos.step_in_task == 0:
             # diffusers' EMA decay is 0 at optimization step 0: the next update copies the weights, then warms up.
             self.ema.optimization_step = 0
+        self.model.train()  # whatever end-of-task work did to it: a task trains in train mode, resumed or not
         optimizer = build_optimizer(self.model.parameters(), cfg)
         lr_schedule = build_lr_schedule(optimizer, cfg, num_steps)
         model, optimizer = acc.prepare(self.model, optimizer)
