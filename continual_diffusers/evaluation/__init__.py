@@ -1,10 +1,12 @@
 """Evaluation: an oracle classifier judges generated samples per seen task (`ContinualEvaluator`), the continual
-matrices and their summaries (`continual_metrics`), the report folder (`ContinualReport`) and the end-of-task
+matrices and their summaries (`continual_metrics`), memorisation and diversity of samples (`memorisation`), the
+report folder (`ContinualReport`) and the end-of-task
 evaluation the trainer calls (`EndOfTaskEvaluation`). Command line: `python -m continual_diffusers.evaluation`."""
 
 from .classifier import OracleCNN, load_oracle, oracle_accuracy, predict, save_oracle, train_oracle
 from .continual_metrics import average_final, average_incremental, backward_transfer, forgetting, summarize
 from .evaluator import HIGHER_IS_BETTER, ContinualEvaluator
+from .memorisation import copy_fraction, nearest_training_distance_ratio, precision_recall
 from .metrics import accuracy, class_histogram_kl, frechet_distance, kernel_inception_distance
 from .report import ContinualReport
 from .task_eval import EndOfTaskEvaluation
@@ -20,11 +22,14 @@ __all__ = [
     "average_incremental",
     "backward_transfer",
     "class_histogram_kl",
+    "copy_fraction",
     "forgetting",
     "frechet_distance",
     "kernel_inception_distance",
     "load_oracle",
+    "nearest_training_distance_ratio",
     "oracle_accuracy",
+    "precision_recall",
     "predict",
     "save_oracle",
     "summarize",
