@@ -20,15 +20,12 @@ def train(
     optional end-of-task evaluation, then `ContinualTrainer.fit`. Nothing is written before every check passed.
 
     `built` holds tasks, conditioning, denoiser, make_dataset, metadata and text (see cli.training.build_ddpm)."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-
     from ..models.denoiser import denoiser_state_dict
+    from ..training.build import make_accelerator, tracker_config
     from ..training.checkpoint import check_compatible, check_writable, resolve_resume
     from ..training.trainer import ContinualTrainer
     from ..training.validation import validation_options
     from .evaluation import build_end_of_task_eval, existing_oracle
-    from .training import tracker_config
 
     # "args": the flag values (`--config` reads them back; not --config itself, whose values are already in), then
     # what was derived from them.
@@ -43,14 +40,8 @@ def train(
     resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
     if resume is not None:  # the safetensors header first: another architecture or strategy is named as such
         check_compatible(resume, denoiser_state_dict(built["denoiser"]), strategy.name)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.logger == "none" else args.logger,
-        project_config=ProjectConfiguration(
-            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
-        ),
-    )
+    log_with = None if args.logger == "none" else args.logger
+    accelerator = make_accelerator(cfg, args.mixed_precision, log_with, args.logging_dir)
     trainer = ContinualTrainer(
         accelerator, built["denoiser"].to(accelerator.device), built["conditioning"], objective, strategy, cfg,
         built["make_dataset"], built["metadata"], built["text"], None, **trainer_kwargs,

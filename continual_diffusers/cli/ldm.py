@@ -17,6 +17,7 @@ from ..models.denoiser import make_denoiser
 from ..models.latent import LatentCodec, LatentComponents, LatentTaskDataset, LatentTransform, load_sd_components
 from ..strategies import CombinedStrategy, ContinualStrategy, Naive, Replay
 from ..strategies.lora import DEFAULT_TARGETS, LoRAAdapters
+from ..training.build import export_metadata
 from ..training.config import TrainConfig
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
@@ -179,27 +180,20 @@ def build_ldm(args: argparse.Namespace) -> dict:
     c, codec = _components(args, resolution)
     transform = ImageTransform(resolution, center_crop=args.center_crop, random_flip=args.random_flip)
     energy = args.energy_score_type if args.energy_based_training else None
-    metadata = {
-        "format": "continual-diffusers/model-v1",
-        "conditioning": "text",
-        "num_classes": 0,
-        "null_class_index": None,
-        "classifier_free_guidance": args.uncond_p > 0 or not args.unet_scratch,
-        "energy_type": energy,
-        "prediction_type": c.scheduler.config.prediction_type,
-        "resolution": resolution,
-        "in_channels": 3,
-        "classes_per_task": {str(t.task_id): [] for t in tasks},
-        "validation_prompts": args.validation_prompts,
-        "data_path": args.data_path,
-        "latent": {
+    denoiser = make_denoiser(c.unet, energy)
+    conditioning = TextConditioning(c.tokenizer, c.text_encoder)
+    metadata = export_metadata(
+        tasks, denoiser, conditioning, prediction_type=c.scheduler.config.prediction_type,
+        classifier_free_guidance=args.uncond_p > 0 or not args.unet_scratch, resolution=resolution,
+        validation_prompts=args.validation_prompts, data_path=args.data_path,
+        latent={
             "scaling_factor": codec.scaling_factor,
             "shift_factor": codec.shift_factor,
             "downsample": codec.downsample,
             "latent_channels": c.vae.config.latent_channels,
         },
-        "base_model": args.pretrained_model_name_or_path,
-    }
+        base_model=args.pretrained_model_name_or_path,
+    )  # fmt: skip
     if args.lora_rank:
         metadata["lora"] = {
             "rank": args.lora_rank,
@@ -211,9 +205,9 @@ def build_ldm(args: argparse.Namespace) -> dict:
         "tasks": tasks,
         "components": c,
         "codec": codec,
-        "conditioning": TextConditioning(c.tokenizer, c.text_encoder),
+        "conditioning": conditioning,
         "text": (c.tokenizer, c.text_encoder),
-        "denoiser": make_denoiser(c.unet, energy),
+        "denoiser": denoiser,
         "make_dataset": lambda task: LatentTaskDataset(TaskDataset(task, transform), codec, args.cache_latents),
         "metadata": metadata,
     }

@@ -21,6 +21,7 @@ from ..models.denoiser import make_denoiser
 from ..models.slots import SlotEncoder
 from ..models.unet import UNetSpec, build_unet, check_unet_config
 from ..objectives import TIMESTEP_SAMPLINGS
+from ..training.build import export_metadata, tracker_config  # noqa: F401 (tracker_config: re-exported by cli)
 from ..training.config import TrainConfig
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
@@ -485,22 +486,11 @@ def build_ddpm(args: argparse.Namespace) -> dict:
     slot_encoder = conditioning.encoder if kind == "slots" else None  # trains with the UNet, inside the denoiser
     denoiser = make_denoiser(unet, args.energy_score_type if args.energy_based_training else None, slot_encoder)
     transform = ImageTransform(resolution, center_crop=args.center_crop, random_flip=args.random_flip)
-    metadata = {
-        "format": "continual-diffusers/model-v1",
-        "conditioning": kind,
-        "num_classes": getattr(conditioning, "num_classes", 0),
-        "null_class_index": getattr(conditioning, "null_index", None),
-        "classifier_free_guidance": bool(args.classifier_free_guidance),
-        "energy_type": args.energy_score_type if args.energy_based_training else None,
-        "prediction_type": args.prediction_type,
-        "resolution": resolution,
-        "in_channels": tasks.num_channels,
-        "classes_per_task": {str(t.task_id): t.classes() for t in tasks},
-        "validation_prompts": args.validation_prompts or [],
-        "data_path": args.data_path or "bundled:split_digits",
-    }
-    if kind == "slots":
-        metadata["slots"] = {k: slot_encoder.config[k] for k in ("num_slots", "slot_dim", "num_iterations")}
+    metadata = export_metadata(
+        tasks, denoiser, conditioning, prediction_type=args.prediction_type,
+        classifier_free_guidance=args.classifier_free_guidance, resolution=resolution,
+        validation_prompts=args.validation_prompts, data_path=args.data_path or "bundled:split_digits",
+    )  # fmt: skip
     return {
         "tasks": tasks,
         "conditioning": conditioning,
@@ -520,8 +510,3 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     values["validation_prompts"] = args.validation_prompts or []
     values["ema_scope"] = args.ema_scope or "task"
     return TrainConfig(**values)
-
-
-def tracker_config(cfg: TrainConfig) -> dict:
-    """Scalar hyper-parameters only (trackers reject lists)."""
-    return {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}

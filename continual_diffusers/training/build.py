@@ -104,30 +104,51 @@ def check_run(tasks: TaskSequence, denoiser, conditioning, objective: DenoisingO
 
 
 def export_metadata(
-    tasks: TaskSequence, denoiser, conditioning, objective: DenoisingObjective, cfg: TrainConfig, resolution: int
+    tasks: TaskSequence,
+    denoiser,
+    conditioning,
+    *,
+    prediction_type: str,
+    classifier_free_guidance: bool,
+    resolution: int,
+    validation_prompts=(),
+    data_path: str = "python",
+    **extra,
 ) -> dict:
-    """`continual_diffusers.json` of every task export (what `load_task_model` and evaluate.py read)."""
+    """`continual_diffusers.json` of every task export (what `load_task_model` and evaluate.py read); the same for
+    the CLI (pixel and latent models) and `ContinualTrainer.build`. `extra`: further entries (latent models'
+    `latent`, `base_model`, `lora`). `data_path` "python": no task file (evaluate.py --slot_mode then asks for
+    --slot_data)."""
     meta = {
         "format": MODEL_FORMAT,
         "conditioning": conditioning.kind,
         "num_classes": getattr(conditioning, "num_classes", 0),
         "null_class_index": getattr(conditioning, "null_index", None),
-        "classifier_free_guidance": cfg.uncond_p > 0,
+        "classifier_free_guidance": bool(classifier_free_guidance),
         "energy_type": getattr(denoiser, "energy_type", None),
-        "prediction_type": objective.prediction_type,
+        "prediction_type": prediction_type,
         "resolution": resolution,
         "in_channels": tasks.num_channels,
         "classes_per_task": {str(t.task_id): t.classes() for t in tasks},
-        "validation_prompts": list(cfg.validation_prompts),
-        "data_path": "python",  # no task file (evaluate.py --slot_mode asks for --slot_data then)
+        "validation_prompts": list(validation_prompts or []),
+        "data_path": data_path,
+        **extra,
     }
     if conditioning.kind == "slots":
         meta["slots"] = {k: conditioning.encoder.config[k] for k in ("num_slots", "slot_dim", "num_iterations")}
     return meta
 
 
-def make_accelerator(cfg: TrainConfig, mixed_precision: str = "no", log_with: str | None = None):
-    """An `Accelerator` as the CLI makes it: gradient accumulation from `cfg`, logs under output_dir/logs."""
+def tracker_config(cfg: TrainConfig) -> dict:
+    """The scalar settings of `cfg` (trackers reject lists)."""
+    return {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}
+
+
+def make_accelerator(
+    cfg: TrainConfig, mixed_precision: str = "no", log_with: str | None = None, logging_dir: str = "logs"
+):
+    """The run's `Accelerator` (CLI and `build`): gradient accumulation from `cfg`, logs under
+    output_dir/`logging_dir`."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
@@ -136,7 +157,7 @@ def make_accelerator(cfg: TrainConfig, mixed_precision: str = "no", log_with: st
         mixed_precision=mixed_precision,
         log_with=log_with,
         project_config=ProjectConfiguration(
-            project_dir=cfg.output_dir, logging_dir=os.path.join(cfg.output_dir, "logs")
+            project_dir=cfg.output_dir, logging_dir=os.path.join(cfg.output_dir, logging_dir)
         ),
     )
 
@@ -167,7 +188,11 @@ def assemble(
     resolution = transform.resolution if transform is not None else denoiser.unet.config.sample_size
     transform = transform or ImageTransform(resolution, center_crop=False)  # the CLI's default: random crop
     accelerator = accelerator or make_accelerator(cfg, mixed_precision, log_with)
-    meta = {**export_metadata(tasks, denoiser, conditioning, objective, cfg, resolution), **(metadata or {})}
+    meta = export_metadata(
+        tasks, denoiser, conditioning, prediction_type=objective.prediction_type,
+        classifier_free_guidance=cfg.uncond_p > 0, resolution=resolution, validation_prompts=cfg.validation_prompts,
+    )  # fmt: skip
+    meta.update(metadata or {})
     return dict(
         accelerator=accelerator,
         denoiser=denoiser.to(accelerator.device),
@@ -192,8 +217,7 @@ def start_run(trainer, project_name: str = "continual_diffusers") -> None:
             json.dump(resolved, fh, indent=2, default=str)
     acc.wait_for_everyone()
     if acc.log_with:
-        scalars = {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}
-        acc.init_trackers(project_name, config=scalars)
+        acc.init_trackers(project_name, config=tracker_config(cfg))
     if trainer.text_components is not None:
         trainer.text_components[1].to(acc.device)
     if trainer.vae is not None:
@@ -206,17 +230,8 @@ def build(
     cfg: TrainConfig,
     model: torch.nn.Module,
     *,
-    conditioning=None,
-    strategy: ContinualStrategy | None = None,
-    objective: DenoisingObjective | None = None,
-    transform=None,
-    make_dataset: Callable[[Task], TaskDataset] | None = None,
-    accelerator=None,
-    mixed_precision: str = "no",
-    log_with: str | None = None,
     project_name: str = "continual_diffusers",
-    metadata: dict | None = None,
-    **trainer_kwargs,
+    **options,
 ):
     """A trainer from library objects, checked as the CLI checks its flags, with the accelerator and the export
     metadata made for you. Creates `cfg.output_dir` and writes its config.json (nothing else until training).
@@ -227,24 +242,22 @@ def build(
         cfg: training settings; `cfg.uncond_p > 0` trains classifier-free guidance.
         model: a diffusers UNet (`build_unet(UNetSpec(...))`, wrapped as `ScoreModel`) or a denoiser from
             `make_denoiser` (energy or slot models).
+        project_name: the trackers' project.
+    Keyword options (`assemble`'s):
         conditioning: default `Unconditional()`; `ClassConditioning(num_classes, null_class=True)` for CFG.
         strategy: default `Naive()` (sequential fine-tuning).
         objective: default ε-prediction over diffusers' `DDPMScheduler()` (1000 linear steps, the CLI's).
         transform: default `ImageTransform(unet sample_size, center_crop=False)`, the CLI's.
         make_dataset: default `TaskDataset(task, transform)`.
         accelerator: default a new one with `mixed_precision` and `log_with` ("tensorboard", "wandb" or None),
-            logging under output_dir/logs; trackers are started under `project_name`.
+            logging under output_dir/logs.
         metadata: entries added to (or replacing) the export metadata, e.g. {"data_path": task file}.
-        trainer_kwargs: `text_components`, `task_eval`, `decode_fn`, `vae` (see the class).
+        further options: `text_components`, `task_eval`, `decode_fn`, `vae` (see the class).
 
     Raises:
         UserInputError: labels that do not fit the conditioning, a UNet that does not take the condition, an
             unwritable output_dir, ...
     """
-    parts = assemble(
-        tasks, cfg, model, conditioning, strategy, objective, transform, make_dataset, accelerator,
-        mixed_precision, log_with, metadata, **trainer_kwargs,
-    )  # fmt: skip
-    trainer = cls(**parts)
+    trainer = cls(**assemble(tasks, cfg, model, **options))
     start_run(trainer, project_name)
     return trainer
