@@ -134,35 +134,12 @@ def prompt_composition(args, meta: dict) -> None:
     args.validation_prompts = None
 
 
-def negative_prompts(args, meta: dict, labels: list, options) -> list | None:
-    """One negative prompt per image (the null condition of guidance / composition), or None."""
-    negatives = args.negative_prompt
-    if not negatives:
-        return None
-    if meta["conditioning"] != "text":
-        raise UserInputError("--negative_prompt needs a text-conditioned model")
-    if options.composition is None and options.guidance_scale == 1.0:
-        raise UserInputError(
-            "--negative_prompt acts through guidance: set --guidance_scale != 1 on a model trained "
-            "with classifier-free guidance"
-        )
-    rows = list(dict.fromkeys(labels))
-    if len(negatives) == 1:
-        return negatives * len(labels)
-    if options.composition is not None or len(negatives) != len(rows):
-        raise UserInputError(
-            f"--negative_prompt has {len(negatives)} prompts for {len(rows)} prompt(s): "
-            "give one, or one per --validation_prompts"
-        )
-    return [negatives[rows.index(label)] for label in labels]
-
-
 def run(args) -> str:
     """Everything is validated (flags, the exported model, the labels, the output folder) before the first write."""
     from accelerate import PartialState
 
     from continual_diffusers.evaluation.generate import write_samples
-    from continual_diffusers.pipelines import ContinualDiffusionPipeline
+    from continual_diffusers.pipelines import ContinualDiffusionPipeline, negative_prompts
     from continual_diffusers.training.checkpoint import check_writable
 
     cli.check_sampler_ranges(args)
@@ -182,7 +159,8 @@ def run(args) -> str:
             f"--mcmc_sampler_start_timestep {options.mcmc.start_timestep} is above the model's last timestep {last_t}:"
             " MCMC would never run"
         )
-    null_labels = negative_prompts(args, meta, labels, options)
+    rows = list(dict.fromkeys(labels))  # labels come in rows of --num_samples images
+    null_labels = negative_prompts(args.negative_prompt, rows, len(labels) // len(rows), meta, options, flag="--")
     options = dataclasses.replace(options, progress=args.progress and state.is_main_process)
     check_writable(out)
     num_chunks = -(-len(labels) // options.batch_size)

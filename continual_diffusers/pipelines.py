@@ -198,7 +198,7 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
         )
         rows = self._rows(class_labels, prompt, slots, composition)
         labels = [row for row in rows for _ in range(per_label)]
-        nulls = _negatives(negative_prompt, rows, per_label, meta, options)
+        nulls = negative_prompts(negative_prompt, rows, per_label, meta, options)
         out = self.generate(labels, options, null_labels=nulls)
         images = _convert((out.images().float().cpu() / 2 + 0.5).clamp(0, 1), output_type, self.numpy_to_pil)
         if not return_dict:
@@ -299,22 +299,27 @@ def _seen_classes(meta: dict) -> list[int]:
     return seen or list(range(meta["num_classes"]))
 
 
-def _negatives(negative_prompt, rows: list, per_label: int, meta: dict, options: SamplerOptions) -> list | None:
-    """One negative prompt per image (the null condition of guidance / composition), or None."""
-    if negative_prompt is None:
+def negative_prompts(negatives, rows: list, per_row: int, meta: dict, options: SamplerOptions, flag: str = ""):
+    """One negative prompt per image (the null condition of guidance / composition) for `rows` of `per_row` images
+    each, or None: one negative for all, or one per row. `flag` ("--" for evaluate.py) prefixes the names in
+    messages, so the CLI and the pipeline say the same thing in their own words."""
+    if not negatives:
         return None
     if meta["conditioning"] != "text":
-        raise UserInputError("negative_prompt needs a text-conditioned model")
+        raise UserInputError(f"{flag}negative_prompt needs a text-conditioned model")
     if options.composition is None and options.guidance_scale == 1.0:
         raise UserInputError(
-            "negative_prompt acts through guidance: set guidance_scale != 1 (a model trained with CFG)"
+            f"{flag}negative_prompt acts through guidance: set {flag}guidance_scale != 1 on a model trained with "
+            "classifier-free guidance"
         )
-    negatives = _as_list(negative_prompt)
+    negatives = _as_list(negatives)
     if len(negatives) == 1:
-        return negatives * (len(rows) * per_label)
+        return negatives * (len(rows) * per_row)
     if options.composition is not None or len(negatives) != len(rows):
-        raise UserInputError(f"{len(negatives)} negative prompts for {len(rows)} prompt(s): give one, or one each")
-    return [n for n in negatives for _ in range(per_label)]
+        raise UserInputError(
+            f"{flag}negative_prompt has {len(negatives)} prompts for {len(rows)} prompt(s): give one, or one each"
+        )
+    return [n for n in negatives for _ in range(per_row)]
 
 
 def _convert(images: torch.Tensor, output_type: str, to_pil):
