@@ -53,6 +53,10 @@ class Conditioning:
         resumed run repeats them). Default: `cond`, nothing to draw."""
         return cond
 
+    def export_metadata(self) -> dict:
+        """Entries of this conditioning in an export's `continual_diffusers.json`. Default: none."""
+        return {}
+
 
 class Unconditional(Conditioning):
     kind: Literal["none"] = "none"
@@ -148,6 +152,9 @@ class SlotConditioning(Conditioning):
     """
 
     kind: Literal["slots"] = "slots"
+
+    def export_metadata(self) -> dict:
+        return {"slots": {k: self.encoder.config[k] for k in ("num_slots", "slot_dim", "num_iterations")}}
 
     def __init__(self, encoder: nn.Module):
         self.encoder = encoder

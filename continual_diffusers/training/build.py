@@ -119,7 +119,7 @@ def export_metadata(
     the CLI (pixel and latent models) and `ContinualTrainer.build`. `extra`: further entries (latent models'
     `latent`, `base_model`, `lora`). `data_path` "python": no task file (evaluate.py --slot_mode then asks for
     --slot_data)."""
-    meta = {
+    return {
         "format": MODEL_FORMAT,
         "conditioning": conditioning.kind,
         "num_classes": getattr(conditioning, "num_classes", 0),
@@ -132,11 +132,9 @@ def export_metadata(
         "classes_per_task": {str(t.task_id): t.classes() for t in tasks},
         "validation_prompts": list(validation_prompts or []),
         "data_path": data_path,
+        **conditioning.export_metadata(),
         **extra,
     }
-    if conditioning.kind == "slots":
-        meta["slots"] = {k: conditioning.encoder.config[k] for k in ("num_slots", "slot_dim", "num_iterations")}
-    return meta
 
 
 def tracker_config(cfg: TrainConfig) -> dict:
