@@ -160,7 +160,7 @@ def _sheet(plt, out_dir: str, grids: dict[int, str]) -> str:
         ax.axis("off")
     fig.tight_layout()
     path = os.path.join(out_dir, "samples_sheet.png")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the tallest panel's title is not clipped
     plt.close(fig)
     return path
 
