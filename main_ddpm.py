@@ -28,15 +28,16 @@ def run(args) -> None:
     set_seed(args.seed)  # model initialisation; every later draw uses generators derived from the seed
     built = cli.build_ddpm(args)
     test_tasks = cli.check_evaluation(args, built)
+    prediction_type = cli.prediction_type(args)  # unset: v for score models, ε for energy models
     scheduler = DDPMScheduler(
         num_train_timesteps=args.ddpm_num_steps,
         beta_schedule=args.ddpm_beta_schedule,
-        prediction_type=args.prediction_type,
+        prediction_type=prediction_type,
         rescale_betas_zero_snr=args.rescale_betas_zero_snr,
     )
     strategy = cli.build_strategy(args, built["tasks"], built["conditioning"], scheduler)
     objective = DenoisingObjective(
-        scheduler, args.prediction_type, args.snr_gamma, args.noise_offset, args.timestep_sampling
+        scheduler, prediction_type, args.snr_gamma, args.noise_offset, args.timestep_sampling
     )
     train(args, cfg, built, strategy, objective, test_tasks)
 

@@ -8,7 +8,7 @@ Nothing happens on import: the names below are imported from their sub-package t
   id, not position), `TaskDataset`, `ImageTransform`, `ReplayBuffer` and its policies `TaskBalanced`, `Reservoir`;
 - models: `UNetSpec`, `build_unet`, `make_denoiser`, `ScoreModel`, `EnergyModel`, the conditionings
   `Unconditional`, `ClassConditioning`, `TextConditioning`, `SlotConditioning`, `load_task_model`;
-- objectives: `DenoisingObjective`;
+- objectives: `DenoisingObjective`, `default_prediction_type` (v for score models, ε for energy models);
 - strategies: `Naive`, `Replay`, `EWC`, `SynapticIntelligence`, `GenerativeReplay`, `CombinedStrategy`,
   `LoRAAdapters`, and `ContinualStrategy` to write your own;
 - sampling: `generate_samples`, `SamplerOptions`, `CompositionOptions`, `MCMCConfig`, `sample_ancestral`;
@@ -53,7 +53,7 @@ _EXPORTS = {
         "load_task_model",
         "make_denoiser",
     ),
-    "objectives": ("DenoisingObjective",),
+    "objectives": ("DenoisingObjective", "default_prediction_type"),
     "strategies": (
         "CombinedStrategy",
         "ContinualStrategy",

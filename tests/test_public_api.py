@@ -254,7 +254,27 @@ def test_other_mismatches_are_user_input_errors(tmp_path):
         ContinualTrainer.build(TASKS, cfg, model=tiny_unet())
     with pytest.raises(UserInputError, match="model must be"):
         ContinualTrainer.build(TASKS, cfg, model=torch.nn.Linear(2, 2))
+    from diffusers import DDPMScheduler
+
+    v_objective_eps_scheduler = DenoisingObjective(DDPMScheduler(num_train_timesteps=10), "v_prediction")
+    with pytest.raises(UserInputError, match="scheduler's config says 'epsilon'"):  # samplers would read ε
+        ContinualTrainer.build(
+            TASKS, cfg, model=tiny_unet(), conditioning=ClassConditioning(4, True), objective=v_objective_eps_scheduler
+        )
     assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("energy", [False, True])
+def test_default_objective_is_v_for_score_and_epsilon_for_energy_models(tmp_path, energy):
+    """The CLI's default (`--prediction_type` unset), with a scheduler that agrees for the samplers."""
+    model = make_denoiser(tiny_unet(), "dae" if energy else None)
+    trainer = ContinualTrainer.build(
+        TASKS, tiny_config(tmp_path / "run"), model=model, conditioning=ClassConditioning(4, null_class=True)
+    )
+    expected = "epsilon" if energy else "v_prediction"
+    assert trainer.objective.prediction_type == expected == cd.default_prediction_type(energy)
+    assert trainer.objective.scheduler.config.prediction_type == expected
+    assert trainer.export_metadata["prediction_type"] == expected
 
 
 def test_task_sequence_is_indexed_by_task_id():

@@ -6,7 +6,7 @@ from .base import new_parser
 from .evaluation import add_evaluation_args, build_end_of_task_eval, check_evaluation
 from .sampling import add_sampler_args, check_sampler_ranges, sample_labels, sampler_options
 from .strategy import add_strategy_args, build_strategy
-from .training import build_ddpm, ddpm_parser, tracker_config, train_config
+from .training import build_ddpm, ddpm_parser, prediction_type, tracker_config, train_config
 
 __all__ = [
     "add_evaluation_args",
@@ -22,5 +22,6 @@ __all__ = [
     "sample_labels",
     "sampler_options",
     "tracker_config",
+    "prediction_type",
     "train_config",
 ]

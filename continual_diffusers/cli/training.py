@@ -20,7 +20,7 @@ from ..models.conditioning import (
 from ..models.denoiser import make_denoiser
 from ..models.slots import SlotEncoder
 from ..models.unet import UNetSpec, build_unet, check_unet_config
-from ..objectives import TIMESTEP_SAMPLINGS
+from ..objectives import TIMESTEP_SAMPLINGS, default_prediction_type
 from ..training.build import export_metadata, tracker_config  # noqa: F401 (tracker_config: re-exported by cli)
 from ..training.config import TrainConfig
 from ..utils import bounds as b
@@ -137,8 +137,9 @@ def add_objective_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--prediction_type",
         choices=["epsilon", "sample", "v_prediction"],
-        default="epsilon",
-        help="what the UNet predicts: the noise ε, the clean image x₀ (sample) or v = αε − σx₀",
+        default=None,
+        help="what the UNet predicts: the noise ε, the clean image x₀ (sample) or v = αε − σx₀; unset: "
+        "v_prediction for score models, epsilon for energy models (README \"Recipe and samplers\")",
     )
     g.add_argument("--ddpm_num_steps", type=b.TIMESTEPS, default=1000, help="training timesteps T")
     g.add_argument(
@@ -318,14 +319,19 @@ def check_ranges(args: argparse.Namespace) -> None:
     utils/bounds.py)."""
     check_sampler_ranges(args)
     check_hub_flags(args)
-    if args.energy_based_training and args.prediction_type != "epsilon":
+    if args.energy_based_training and args.prediction_type not in (None, "epsilon"):
         raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE, so it needs --prediction_type epsilon")
     if args.rescale_betas_zero_snr:
-        check_zero_snr_prediction(args.prediction_type)
+        check_zero_snr_prediction(args.prediction_type or ("epsilon" if args.energy_based_training else None))
     if args.ema_scope is not None and not args.use_ema:
         raise UserInputError(f"--ema_scope {args.ema_scope} sets how the EMA spans tasks, so it needs --use_ema")
     if args.ddpm_num_steps is not None:  # main_ldm: the pretrained scheduler's T, checked once it is loaded
         check_inference_steps(args, args.ddpm_num_steps, "--ddpm_num_steps")
+
+
+def prediction_type(args: argparse.Namespace) -> str:
+    """--prediction_type, or the model kind's default when unset (`default_prediction_type`)."""
+    return args.prediction_type or default_prediction_type(args.energy_based_training)
 
 
 def check_zero_snr_prediction(prediction_type: str | None) -> None:
@@ -487,7 +493,7 @@ def build_ddpm(args: argparse.Namespace) -> dict:
     denoiser = make_denoiser(unet, args.energy_score_type if args.energy_based_training else None, slot_encoder)
     transform = ImageTransform(resolution, center_crop=args.center_crop, random_flip=args.random_flip)
     metadata = export_metadata(
-        tasks, denoiser, conditioning, prediction_type=args.prediction_type,
+        tasks, denoiser, conditioning, prediction_type=prediction_type(args),
         classifier_free_guidance=args.classifier_free_guidance, resolution=resolution,
         validation_prompts=args.validation_prompts, data_path=args.data_path or "bundled:split_digits",
     )  # fmt: skip

@@ -7,6 +7,7 @@ from .denoising import (
     LossOutput,
     PredictionType,
     TimestepSampling,
+    default_prediction_type,
     sample_timesteps,
 )
 
@@ -16,5 +17,6 @@ __all__ = [
     "PredictionType",
     "TIMESTEP_SAMPLINGS",
     "TimestepSampling",
+    "default_prediction_type",
     "sample_timesteps",
 ]

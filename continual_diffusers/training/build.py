@@ -16,7 +16,7 @@ import torch
 from ..data import ImageTransform, Task, TaskDataset, TaskSequence
 from ..models.conditioning import Unconditional
 from ..models.denoiser import EnergyModel, ScoreModel
-from ..objectives import DenoisingObjective
+from ..objectives import DenoisingObjective, default_prediction_type
 from ..strategies import ContinualStrategy, Naive
 from ..utils.errors import UserInputError
 from .checkpoint import check_writable
@@ -92,6 +92,13 @@ def check_run(tasks: TaskSequence, denoiser, conditioning, objective: DenoisingO
         raise UserInputError("text conditioning needs TrainConfig.validation_prompts for the end-of-task samples")
     if isinstance(denoiser, EnergyModel) and objective.prediction_type != "epsilon":
         raise UserInputError("an EnergyModel defines ε̂ = ∇ₓE, so it needs prediction_type 'epsilon'")
+    scheduled = objective.scheduler.config.get("prediction_type", "epsilon")
+    if scheduled != objective.prediction_type:  # samplers and exports read the scheduler's config
+        raise UserInputError(
+            f"the objective trains prediction_type {objective.prediction_type!r} but its scheduler's config says "
+            f"{scheduled!r} (samplers read the scheduler): build DDPMScheduler(prediction_type="
+            f"{objective.prediction_type!r})"
+        )
     if objective.scheduler.config.get("rescale_betas_zero_snr") and objective.prediction_type == "epsilon":
         raise UserInputError(
             "a zero-terminal-SNR schedule (rescale_betas_zero_snr) cannot recover x₀ from ε at ᾱ_T = 0: use "
@@ -181,7 +188,9 @@ def assemble(
     tasks = as_task_sequence(tasks)
     denoiser = as_denoiser(model)
     conditioning = Unconditional() if conditioning is None else conditioning
-    objective = DenoisingObjective(DDPMScheduler(), "epsilon") if objective is None else objective
+    if objective is None:
+        prediction_type = default_prediction_type(isinstance(denoiser, EnergyModel))
+        objective = DenoisingObjective(DDPMScheduler(prediction_type=prediction_type), prediction_type)
     check_run(tasks, denoiser, conditioning, objective, cfg, trainer_kwargs.get("vae"))
     resolution = transform.resolution if transform is not None else denoiser.unet.config.sample_size
     transform = transform or ImageTransform(resolution, center_crop=False)  # the CLI's default: random crop
