@@ -139,7 +139,7 @@ def add_objective_args(parser: argparse.ArgumentParser) -> None:
         choices=["epsilon", "sample", "v_prediction"],
         default=None,
         help="what the UNet predicts: the noise ε, the clean image x₀ (sample) or v = αε − σx₀; unset: "
-        "v_prediction for score models, epsilon for energy models (README \"Recipe and samplers\")",
+        'v_prediction for score models, epsilon for energy models (README "Recipe and samplers")',
     )
     g.add_argument("--ddpm_num_steps", type=b.TIMESTEPS, default=1000, help="training timesteps T")
     g.add_argument(

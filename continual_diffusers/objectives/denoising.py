@@ -24,6 +24,8 @@ def default_prediction_type(energy_based: bool) -> PredictionType:
     samplers": task 1 alone after 300 steps, oracle accuracy 1.00 vs 0.95 on the 8×8 digits and 0.99 vs 0.84 at
     16×16) and, unlike ε, stays defined at ᾱ_T = 0 (zero terminal SNR)."""
     return "epsilon" if energy_based else "v_prediction"
+
+
 TimestepSampling = Literal["uniform", "stratified", "logit_normal"]
 TIMESTEP_SAMPLINGS: tuple[str, ...] = ("uniform", "stratified", "logit_normal")
 
