@@ -32,7 +32,7 @@ def tiny_unet():
 def test_eps_is_autograd_gradient_of_energy(energy_type):
     model = EnergyModel(tiny_unet(), energy_type).eval()
     x, t, y = torch.randn(3, 3, 8, 8), torch.tensor([1, 5, 9]), torch.tensor([0, 1, 3])
-    eps, energy = model(x, t, class_labels=y)
+    eps, energy, _ = model(x, t, class_labels=y)
     x_ref = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model.energy(x_ref, t, class_labels=y).sum(), x_ref)
     torch.testing.assert_close(eps, grad)
@@ -63,7 +63,7 @@ def test_caller_tensor_is_not_mutated():
 
 def test_double_backward_reaches_parameters_through_attention():
     model = EnergyModel(tiny_unet(), "l2").train()  # tiny_unet has an attention block at the lowest level
-    eps, _ = model(torch.randn(2, 3, 8, 8), torch.tensor([3, 7]), class_labels=torch.tensor([0, 2]))
+    eps = model(torch.randn(2, 3, 8, 8), torch.tensor([3, 7]), class_labels=torch.tensor([0, 2])).prediction
     assert eps.requires_grad
     (eps - torch.randn_like(eps)).pow(2).mean().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -73,7 +73,7 @@ def test_double_backward_reaches_parameters_through_attention():
 def test_eval_mode_works_under_no_grad_and_detaches():
     model = EnergyModel(tiny_unet(), "dae").eval()
     with torch.no_grad():
-        eps, energy = model(torch.randn(2, 3, 8, 8), torch.tensor([1, 2]), class_labels=torch.tensor([0, 1]))
+        eps, energy, _ = model(torch.randn(2, 3, 8, 8), torch.tensor([1, 2]), class_labels=torch.tensor([0, 1]))
     assert not eps.requires_grad and not energy.requires_grad and torch.isfinite(eps).all()
 
 

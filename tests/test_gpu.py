@@ -77,7 +77,7 @@ def _energy_step(model, device, dtype=None):
     t, y = torch.tensor([0, 3, 6, 9]), torch.tensor([0, 1, 2, 3])
     model.zero_grad(set_to_none=True)
     with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-        eps, _ = model(x.to(device), t.to(device), class_labels=y.to(device))
+        eps = model(x.to(device), t.to(device), class_labels=y.to(device)).prediction
         loss = (eps.float() - target.to(device)).pow(2).mean()
     loss.backward()
     grads = {n: p.grad.float().cpu() for n, p in model.named_parameters() if p.grad is not None}

@@ -194,22 +194,23 @@ def test_objective_adds_the_weighted_decoder_loss_once():
     cond = conditioning.encode(x0, "cpu")
     torch.manual_seed(1)
     out = objective(model, x0, cond, torch.Generator().manual_seed(0))
-    assert encoder.pop_decoder_loss() is None  # consumed by the objective: never added twice
     # Recompute both terms from the same draws: the slot init (global RNG) and t, ε (the generator).
     torch.manual_seed(1)
-    slots = encoder(x0).slots
+    slots, _, decoder_loss = encoder(x0)
     decoder_term = 0.5 * (encoder.decoder(slots)[0] - x0).pow(2).flatten(1).mean(1)
-    encoder.pop_decoder_loss()
+    torch.testing.assert_close(decoder_loss, decoder_term)  # the encoder's output carries it, weighted
     g = torch.Generator().manual_seed(0)
     noise, t = torch.randn(x0.shape, generator=g), torch.randint(0, 10, (3,), generator=g)
     eps = model.unet(out.x_t, t, encoder_hidden_states=slots).sample
     torch.testing.assert_close(out.loss, (eps - noise).pow(2).flatten(1).mean(1) + decoder_term)
+    torch.manual_seed(1)  # no state between forwards: the same draws give the same loss, added once
+    torch.testing.assert_close(objective(model, x0, cond, torch.Generator().manual_seed(0)).loss, out.loss)
     out.loss.mean().backward()
     assert all(p.grad is not None for p in encoder.decoder.parameters())
+    assert model(out.x_t, t, **cond).auxiliary_loss is not None  # a training forward returns it
     model.eval()  # sampling / EWC's Fisher (eval mode): no decoder loss
     with torch.no_grad():
-        model(out.x_t, t, **cond)
-    assert encoder.pop_decoder_loss() is None
+        assert model(out.x_t, t, **cond).auxiliary_loss is None
 
 
 # ---------------------------------------------------------------------------------------------------- FG-ARI

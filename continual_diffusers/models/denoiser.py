@@ -9,9 +9,11 @@
 Sign convention, stated once for the whole library: E is an energy, log p̃_t(x) = −E(x, t)/σ_t and the score is
 ∇ₓ log p̃_t(x) = −ε̂(x, t)/σ_t with σ_t = √(1 − ᾱ_t).
 
-Both return `DenoiserOutput(prediction, energy)` from `forward`, so the training loop, DDP and the samplers use one
-call signature: `denoiser(x, t, **cond)`; the conditioning kwargs are those of the wrapped diffusers UNet
-(`class_labels=` or `encoder_hidden_states=`).
+Both return `DenoiserOutput(prediction, energy, auxiliary_loss)` from `forward`, so the training loop, DDP and the
+samplers use one call signature: `denoiser(x, t, **cond)`; the conditioning kwargs are those of the wrapped
+diffusers UNet (`class_labels=` or `encoder_hidden_states=`). `auxiliary_loss` (B,) is a model's own extra training
+loss (slot models' decoder loss), which the objective adds to the denoising loss; it travels in the output, not in
+module state, so a forward has no side effect and DDP / mixed-precision wrappers carry it like the prediction.
 
 Slot-conditioned models (`models/slots.py`) carry their `SlotEncoder` as a second submodule next to the UNet, so
 its parameters are part of the denoiser: the optimizer, DDP, EWC/SI, EMA, checkpoints and teacher copies include
@@ -36,6 +38,7 @@ EnergyType = Literal["l2", "dae"]
 class DenoiserOutput(NamedTuple):
     prediction: torch.Tensor  # (B, C, H, W)
     energy: torch.Tensor | None  # (B,) for energy models, else None
+    auxiliary_loss: torch.Tensor | None = None  # (B,), weighted, added to the training loss; None: none
 
 
 class _Denoiser(nn.Module):
@@ -46,24 +49,21 @@ class _Denoiser(nn.Module):
         self.unet = unet
         self.slot_encoder = slot_encoder
 
-    def unet_kwargs(self, cond: dict, batch_size: int) -> dict:
-        """The UNet's conditioning kwargs: `cond` itself, or for slot models the slots it describes."""
+    def unet_kwargs(self, cond: dict, batch_size: int) -> tuple[dict, torch.Tensor | None]:
+        """The UNet's conditioning kwargs (`cond` itself, or for slot models the slots it describes) and the
+        auxiliary loss (B,) their computation produced: slot models with a decoder, λ·‖x₀ − x̂₀(slots)‖² in a
+        training forward; None otherwise."""
         if self.slot_encoder is None:
-            return cond
+            return cond, None
         return slot_unet_kwargs(self.slot_encoder, cond, batch_size)
-
-    def pop_auxiliary_loss(self) -> torch.Tensor | None:
-        """The weighted auxiliary loss (B,) of the last training forward, once: slot models with a decoder, λ·‖x₀ −
-        x̂₀(slots)‖²; None for the others. Beside the forward rather than in `DenoiserOutput`, whose (prediction,
-        energy) pair is the contract every sampler and strategy unpacks."""
-        return None if self.slot_encoder is None else self.slot_encoder.pop_decoder_loss()
 
 
 class ScoreModel(_Denoiser):
     """The UNet output is the prediction (ε, x₀ or v)."""
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **cond) -> DenoiserOutput:
-        return DenoiserOutput(self.unet(x, t, **self.unet_kwargs(cond, x.shape[0])).sample, None)
+        kwargs, auxiliary_loss = self.unet_kwargs(cond, x.shape[0])
+        return DenoiserOutput(self.unet(x, t, **kwargs).sample, None, auxiliary_loss)
 
 
 class EnergyModel(_Denoiser):
@@ -83,21 +83,26 @@ class EnergyModel(_Denoiser):
 
     def energy(self, x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
         """E_θ(x, t, c) per sample, shape (B,)."""
-        f = self.unet(x, t, **self.unet_kwargs(cond, x.shape[0])).sample
+        return self._energy(x, t, cond)[0]
+
+    def _energy(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """E (B,) and the auxiliary loss of computing the condition (`unet_kwargs`)."""
+        kwargs, auxiliary_loss = self.unet_kwargs(cond, x.shape[0])
+        f = self.unet(x, t, **kwargs).sample
         residual = f if self.energy_type == "l2" else x - f
-        return 0.5 * residual.float().pow(2).flatten(1).sum(1)
+        return 0.5 * residual.float().pow(2).flatten(1).sum(1), auxiliary_loss
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **cond) -> DenoiserOutput:
         create_graph = self.training and torch.is_grad_enabled()
         kernel = sdpa_kernel(SDPBackend.MATH) if create_graph else contextlib.nullcontext()
         with torch.enable_grad(), kernel:
             x_in = x.detach().requires_grad_(True)
-            energy = self.energy(x_in, t, **cond)
+            energy, auxiliary_loss = self._energy(x_in, t, cond)
             # Samples are independent (GroupNorm, no batch statistics), so ∇ of the batch sum is per-sample ∇E_b.
             (eps,) = torch.autograd.grad(energy.sum(), x_in, create_graph=create_graph)
         if not create_graph:
             eps, energy = eps.detach(), energy.detach()
-        return DenoiserOutput(eps.to(x.dtype), energy)
+        return DenoiserOutput(eps.to(x.dtype), energy, auxiliary_loss)
 
     def eps(self, x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
         """ε̂ = ∇ₓE, shape like x."""

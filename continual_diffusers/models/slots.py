@@ -187,6 +187,8 @@ class SpatialBroadcastDecoder(nn.Module):
 class SlotEncoderOutput(NamedTuple):
     slots: torch.Tensor  # (B, K, D)
     attention: torch.Tensor  # (B, K, H, W): each pixel's soft assignment to the slots (sums to 1 over K)
+    # (B,) λ·‖x − x̂(slots)‖² of a training forward with a decoder (grad enabled); None otherwise.
+    decoder_loss: torch.Tensor | None = None
 
 
 class SlotEncoder(ModelMixin, ConfigMixin):
@@ -265,7 +267,6 @@ class SlotEncoder(ModelMixin, ConfigMixin):
             self.register_buffer("eval_noise", eval_noise, persistent=False)
         self.null = nn.Parameter(torch.randn(num_slots, slot_dim) * slot_dim**-0.5) if null_slots else None
         self.decoder = SpatialBroadcastDecoder(slot_dim, in_channels, resolution) if decoder_loss_weight > 0 else None
-        self._decoder_loss: torch.Tensor | None = None
 
     @property
     def num_slots(self) -> int:
@@ -288,17 +289,12 @@ class SlotEncoder(ModelMixin, ConfigMixin):
         features = features.permute(0, 2, 3, 1)  # (B, H, W, C)
         tokens = self.mlp(self.norm(self.position(features))).flatten(1, 2)  # (B, N, C)
         slots, attention = self.slot_attention(tokens, self.initial_slots(images.shape[0], noise))
+        decoder_loss = None
         if self.decoder is not None and self.training and torch.is_grad_enabled():
             reconstruction, _ = self.decoder(slots)
             error = (reconstruction.float() - images.float()).pow(2).flatten(1).mean(1)
-            self._decoder_loss = self.config.decoder_loss_weight * error
-        return SlotEncoderOutput(slots, attention.unflatten(2, (res, res)))
-
-    def pop_decoder_loss(self) -> torch.Tensor | None:
-        """The weighted auxiliary loss (B,) of the last training forward, once (None after it is read, and for
-        encoders without a decoder)."""
-        loss, self._decoder_loss = self._decoder_loss, None
-        return loss
+            decoder_loss = self.config.decoder_loss_weight * error
+        return SlotEncoderOutput(slots, attention.unflatten(2, (res, res)), decoder_loss)
 
     def initial_slots(self, batch_size: int, noise: torch.Tensor | None = None) -> torch.Tensor:
         """s⁰, (batch_size, K, D): the learned set, or μ + σ ⊙ ξ (ξ = `noise` or fresh in training, fixed in eval)."""
@@ -323,8 +319,9 @@ class SlotEncoder(ModelMixin, ConfigMixin):
         return self.null.unsqueeze(0).expand(batch_size, -1, -1)
 
 
-def slot_unet_kwargs(encoder: SlotEncoder, cond: dict, batch_size: int) -> dict:
-    """Turn a slot condition into the UNet's `encoder_hidden_states` (B, K', D).
+def slot_unet_kwargs(encoder: SlotEncoder, cond: dict, batch_size: int) -> tuple[dict, torch.Tensor | None]:
+    """Turn a slot condition into the UNet's `encoder_hidden_states` (B, K', D); also returns the encoder's
+    decoder loss (B,) when it encoded images in a training forward (`SlotEncoderOutput.decoder_loss`), else None.
 
     `cond` holds one of:
         - `slot_images` (B, C, H, W): encode them now (training: the encoder gets gradients), optionally with
@@ -333,12 +330,12 @@ def slot_unet_kwargs(encoder: SlotEncoder, cond: dict, batch_size: int) -> dict:
         - `encoder_hidden_states` (B, K', D): slots computed beforehand (sampling, composition), passed through;
         - nothing: the null slot set (the unconditional model).
     """
-    cond = dict(cond)
+    cond, decoder_loss = dict(cond), None
     images, keep, noise = cond.pop("slot_images", None), cond.pop("slot_keep", None), cond.pop("slot_noise", None)
     if images is not None:
         if "encoder_hidden_states" in cond:
             raise ValueError("give either slot_images or encoder_hidden_states, not both")
-        slots = encoder(images, noise).slots
+        slots, _, decoder_loss = encoder(images, noise)
         if keep is not None:
             slots = torch.where(keep.view(-1, 1, 1), slots, encoder.null_slots(slots.shape[0]).to(slots.dtype))
         cond["encoder_hidden_states"] = slots
@@ -346,4 +343,4 @@ def slot_unet_kwargs(encoder: SlotEncoder, cond: dict, batch_size: int) -> dict:
         raise ValueError("slot_keep needs slot_images")
     elif "encoder_hidden_states" not in cond:
         cond["encoder_hidden_states"] = encoder.null_slots(batch_size)
-    return cond
+    return cond, decoder_loss

@@ -118,7 +118,7 @@ class DenoisingObjective:
         out = model(x_t, t, **cond)
         target = self.target(x0, noise, t)
         per_sample = (out.prediction.float() - target.float()).pow(2).flatten(1).mean(1) * self.weights(t)
-        auxiliary = auxiliary_loss(model)
+        auxiliary = getattr(out, "auxiliary_loss", None)  # a model's own extra loss (slot decoders); plain pairs: none
         if auxiliary is not None:
             per_sample = per_sample + auxiliary
         return LossOutput(per_sample, x_t, t, noise, out.prediction, out.energy, dict(cond))
@@ -144,10 +144,3 @@ class DenoisingObjective:
         if self.prediction_type == "v_prediction":
             return clipped / (snr + 1.0)
         return clipped
-
-
-def auxiliary_loss(model) -> torch.Tensor | None:
-    """The auxiliary loss (B,) of `model`'s last training forward (`pop_auxiliary_loss` of a denoiser, possibly
-    DDP-wrapped), added to the denoising loss; None for models without one."""
-    pop = getattr(getattr(model, "module", model), "pop_auxiliary_loss", None)
-    return None if pop is None else pop()
