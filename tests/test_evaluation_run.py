@@ -52,6 +52,11 @@ def test_report_is_written_and_survives_resume(tmp_path, task_file):
         "forgetting",
         "backward_transfer",
     }
+    # Memorisation and diversity per task, against the training images (here also the test images, so the distance
+    # ratio to held-out images is undefined and left out).
+    assert {"copy_fraction", "precision", "recall"} <= set(metrics["matrices"])
+    assert "train_distance_ratio" not in metrics["matrices"] and (report / "heatmap_copy_fraction.png").is_file()
+    assert metrics["higher_is_better"]["copy_fraction"] is False
     assert (out / "oracle" / "config.json").is_file()
     # Stop mid task 2 and resume: the task-1 row must come back from the checkpoint.
     shutil.rmtree(out / "checkpoint-4")

@@ -4,6 +4,8 @@ training set (or buffer) must score as fully memorised, one that returns held-ou
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -83,3 +85,62 @@ def test_duplicates_do_not_count_as_their_own_neighbours():
 def test_refused_inputs(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------------------------------------------------ in the end-of-task evaluation
+def _evaluate(monkeypatch, images_for_task, train_tasks=True, num_samples=60):
+    """Run a ContinualEvaluator on the bundled digits' tasks 1 and 2 (untrained oracle: its random features still
+    separate images) whose "generator" returns `images_for_task(task_id, train_images, test_images)`."""
+    from continual_diffusers.data import ImageTransform, TaskDataset, load_split_digits
+    from continual_diffusers.evaluation import evaluator as evaluator_mod
+    from continual_diffusers.evaluation.classifier import OracleCNN
+    from continual_diffusers.sampling.generate import SamplerOptions
+
+    train, test = load_split_digits(num_tasks=5)
+
+    def images(task):
+        return TaskDataset(task, ImageTransform(8, center_crop=True)).batch(torch.arange(len(task)))["images"]
+
+    def fake_generate(model, conditioning, scheduler, labels, options, device, desc=None):
+        task_id = options.seed % 1000  # the evaluator seeds each task's samples with seed·1000 + task
+        return images_for_task(task_id, images(train[task_id]), images(test[task_id]))[: len(labels)]
+
+    monkeypatch.setattr(evaluator_mod, "generate_samples", fake_generate)
+    torch.manual_seed(0)
+    oracle = OracleCNN(in_channels=1, num_classes=10)
+    evaluator = evaluator_mod.ContinualEvaluator(
+        oracle, 8, test, num_samples, SamplerOptions(), train_tasks=train if train_tasks else None
+    )
+    classes = {str(t): train[t].classes() for t in train.task_ids}
+    return evaluator.evaluate(None, SimpleNamespace(kind="class"), None, [1, 2], classes, "cpu")
+
+
+def test_evaluator_scores_a_generator_that_returns_training_images_as_memorised(monkeypatch):
+    results = _evaluate(monkeypatch, lambda task, train, test: train)
+    for task in (1, 2):
+        assert results["copy_fraction"][task] == 1.0
+        assert results["train_distance_ratio"][task] == 0.0
+    assert set(results) >= {"accuracy", "frechet", "copy_fraction", "train_distance_ratio", "precision", "recall"}
+
+
+def test_evaluator_scores_held_out_images_as_not_memorised(monkeypatch):
+    results = _evaluate(monkeypatch, lambda task, train, test: test)
+    for task in (1, 2):
+        assert results["copy_fraction"][task] < 0.1
+        assert results["train_distance_ratio"][task] == pytest.approx(1.0, abs=0.15)  # 60 of the ~72 held-out
+        assert results["recall"][task] > 0.5
+
+
+def test_evaluator_leaves_the_measures_out_without_training_tasks_or_samples(monkeypatch):
+    without_train = _evaluate(monkeypatch, lambda task, train, test: test, train_tasks=False)
+    assert "copy_fraction" not in without_train and "accuracy" in without_train
+    too_few = _evaluate(monkeypatch, lambda task, train, test: test, num_samples=3)  # k-NN needs more than k = 3
+    assert "recall" not in too_few and "frechet" in too_few
+
+
+def test_evaluator_skips_the_distance_ratio_when_test_images_are_the_training_images(monkeypatch):
+    from continual_diffusers.evaluation import evaluator as evaluator_mod
+
+    monkeypatch.setattr(evaluator_mod.ContinualEvaluator, "_real_of", lambda self, t: (None, self._train_of(t)))
+    results = _evaluate(monkeypatch, lambda task, train, test: test)
+    assert "train_distance_ratio" not in results and "copy_fraction" in results

@@ -136,7 +136,7 @@ def build_end_of_task_eval(
     from ..evaluation.task_eval import EndOfTaskEvaluation
 
     oracle, meta = oracle or get_oracle(args, built["tasks"], test, built["metadata"]["resolution"], args.output_dir)
-    evaluator = ContinualEvaluator(oracle, meta["resolution"], test, args.eval_num_samples, options)
+    evaluator = ContinualEvaluator(oracle, meta["resolution"], test, args.eval_num_samples, options, built["tasks"])
     return EndOfTaskEvaluation(
         evaluator, built["conditioning"], train_scheduler, built["metadata"]["classes_per_task"], args.output_dir
     )

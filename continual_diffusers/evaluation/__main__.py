@@ -97,6 +97,11 @@ def report_cmd(args) -> str:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     test = load_test_tasks(args)
     train = _tasks(args.data_path)
+    # The memorisation measures compare samples with the run's training images: the bundled digits only stand in
+    # for them when the test images are the bundled ones too.
+    memorised = train if args.data_path or not args.test_data_path else None
+    if memorised is None:
+        logger.info("no --data_path: the memorisation measures (copy fraction, recall, ...) are left out")
     evaluation = None
     for task_id, path in dirs:
         model, conditioning, scheduler, meta = load_task_model(path, None, device)
@@ -111,7 +116,9 @@ def report_cmd(args) -> str:
                 args.seed,
                 eta=args.ddim_eta,
             )
-            evaluator = ContinualEvaluator(oracle, oracle_meta["resolution"], test, args.eval_num_samples, options)
+            evaluator = ContinualEvaluator(
+                oracle, oracle_meta["resolution"], test, args.eval_num_samples, options, train_tasks=memorised
+            )
             evaluation = EndOfTaskEvaluation(
                 evaluator, conditioning, scheduler, meta["classes_per_task"], args.run_dir
             )

@@ -16,6 +16,8 @@ memorised training images. These measures can:
   the same median for held-out real features (1: as far from the training set as new real data; 0: copies).
 
 All inputs are features (N, D); distances are Euclidean and computed in chunks, so memory stays O(chunk × M).
+They are computed directly (not through ‖a‖² + ‖b‖² − 2aᵀb, which leaves ~1e-7 where a copy is at distance 0), so
+an exact copy is at distance exactly 0.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from __future__ import annotations
 import torch
 
 _CHUNK = 1024
+
+
+def _distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances (N, M) between (N, D) and (M, D), exact for identical rows (see the module docstring)."""
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def _nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, exclude_self: bool = False) -> torch.Tensor:
@@ -34,7 +41,7 @@ def _nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, exclude_self: bo
         raise ValueError(f"need at least {take} reference features for k = {k}, got {keys.shape[0]}")
     out = []
     for start in range(0, queries.shape[0], _CHUNK):
-        d = torch.cdist(queries[start : start + _CHUNK], keys)  # (chunk, M)
+        d = _distances(queries[start : start + _CHUNK], keys)  # (chunk, M)
         if exclude_self:
             rows = torch.arange(d.shape[0])
             d[rows, rows + start] = float("inf")  # not its own neighbour, even among duplicates
@@ -48,7 +55,7 @@ def _inside_manifold(points: torch.Tensor, manifold: torch.Tensor, k: int) -> to
     manifold, radii = manifold.double(), radii.double()
     inside = []
     for start in range(0, points.shape[0], _CHUNK):
-        d = torch.cdist(points[start : start + _CHUNK].double(), manifold)  # (chunk, M)
+        d = _distances(points[start : start + _CHUNK].double(), manifold)  # (chunk, M)
         inside.append((d <= radii[None, :]).any(dim=1))
     return torch.cat(inside)
 
@@ -72,11 +79,16 @@ def copy_fraction(samples: torch.Tensor, train: torch.Tensor, ratio: float = 1 /
     return float((d[:, 0] < ratio * d[:, 1]).double().mean())
 
 
+def nearest_training_distance(points: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """min_j ‖p_i − t_j‖ per point, (N,)."""
+    return _nearest(points, train, 1)[:, 0]
+
+
 def nearest_training_distance_ratio(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) -> float:
     """median_i min_j ‖s_i − t_j‖ / median_i min_j ‖h_i − t_j‖: samples' distance to the training set relative to
     held-out real data's (≈ 1 for a generator that learned the distribution, → 0 for one that copies)."""
-    sample_d = _nearest(samples, train, 1)[:, 0].median()
-    heldout_d = _nearest(heldout, train, 1)[:, 0].median()
+    sample_d = nearest_training_distance(samples, train).median()
+    heldout_d = nearest_training_distance(heldout, train).median()
     if heldout_d <= 0:
         raise ValueError("held-out features coincide with training features: they are not held out")
     return float(sample_d / heldout_d)

@@ -111,7 +111,8 @@ def _heatmap(plt, out_dir: str, name: str, tasks: list[int], rows: list[list[flo
     grid = [[rows[k][i] if i <= k else math.nan for i in range(t)] for k in range(t)]
     fig, ax = plt.subplots(figsize=(1.2 * t + 2.5, 1.0 * t + 1.5))
     cmap = "viridis" if HIGHER_IS_BETTER.get(name, True) else "viridis_r"
-    bounded = name in ("accuracy", "task_share")  # fractions: a fixed 0..1 scale compares runs at a glance
+    # fractions: a fixed 0..1 scale compares runs at a glance
+    bounded = name in ("accuracy", "task_share", "copy_fraction", "precision", "recall")
     values = [v for row in rows for v in row]
     lo, hi = (0.0, 1.0) if bounded else (min(values), max(values))
     im = ax.imshow(grid, cmap=cmap, vmin=lo, vmax=hi)
