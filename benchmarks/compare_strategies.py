@@ -108,7 +108,7 @@ def run_one(method: str, seed: int, args) -> dict:
         *COMMON,
         *flags,
     ]
-    return run_cached(cmd, out, summarize_run, f"{method} seed {seed}")
+    return add_memorisation(run_cached(cmd, out, summarize_run, f"{method} seed {seed}"), out, args, seed)
 
 
 def run_cached(cmd: list[str], out: str, summarize, what: str) -> dict:
@@ -129,6 +129,9 @@ def run_cached(cmd: list[str], out: str, summarize, what: str) -> dict:
     return row
 
 
+MEMORISATION = ("copy_fraction", "train_distance_ratio", "precision", "recall")
+
+
 def summarize_run(out: str, seconds: float) -> dict:
     """The table's numbers of one finished run (its report/metrics.json and last checkpoint)."""
     with open(os.path.join(out, "report", "metrics.json")) as fh:
@@ -137,9 +140,44 @@ def summarize_run(out: str, seconds: float) -> dict:
         "accuracy": summary["accuracy"]["average_final"],
         "forgetting": summary["accuracy"]["forgetting"],
         "frechet": summary["frechet"]["average_final"],
+        **{name: summary[name]["average_final"] for name in MEMORISATION if name in summary},
         "seconds": seconds,
         "teacher_seconds_per_task": teacher_seconds_per_task(out),
     }
+
+
+def final_memorisation(out: str, oracle_path: str, num_samples: int, seed: int) -> dict[str, float]:
+    """The memorisation measures of a run's last model, averaged over its tasks, for runs whose report predates
+    them: the final row of the end-of-task evaluation, recomputed from the last export with the same evaluator
+    (bundled digits, default sampler, guidance 2). Cached in out/memorisation.json."""
+    cached = os.path.join(out, "memorisation.json")
+    if os.path.isfile(cached):
+        with open(cached) as fh:
+            return json.load(fh)
+    from continual_diffusers.data import load_split_digits
+    from continual_diffusers.evaluation import ContinualEvaluator, load_oracle
+    from continual_diffusers.models.loading import load_task_model
+    from continual_diffusers.sampling.generate import SamplerOptions
+
+    last = max(int(name.split("_")[1]) for name in os.listdir(out) if re.fullmatch(r"task_\d+", name))
+    model, conditioning, scheduler, meta = load_task_model(os.path.join(out, f"task_{last}"))
+    oracle, oracle_meta = load_oracle(oracle_path)
+    train, test = load_split_digits()
+    options = SamplerOptions(guidance_scale=2.0 if meta["classifier_free_guidance"] else 1.0, seed=seed)
+    evaluator = ContinualEvaluator(oracle, oracle_meta["resolution"], test, num_samples, options, train_tasks=train)
+    row = evaluator.evaluate(model, conditioning, scheduler, meta["seen_tasks"], meta["classes_per_task"], "cpu")
+    result = {name: statistics.mean(row[name].values()) for name in ("accuracy", *MEMORISATION)}
+    with open(cached, "w") as fh:
+        json.dump(result, fh)
+    return result
+
+
+def add_memorisation(row: dict, out: str, args, seed: int) -> dict:
+    """`row` with the memorisation measures (from the run's report, else recomputed by `final_memorisation`)."""
+    if all(name in row for name in MEMORISATION):
+        return row
+    measured = final_memorisation(out, args.oracle_path, args.eval_num_samples, seed)
+    return {**row, **{name: measured[name] for name in MEMORISATION}}
 
 
 def teacher_seconds_per_task(run_dir: str) -> float | None:
@@ -175,6 +213,8 @@ def merge(paths: list[str]) -> dict[str, list[dict]]:
                 run_dir = os.path.join(saved["args"]["output_dir"], f"{method}_seed{seed}")
                 if "teacher_seconds_per_task" not in row and os.path.isdir(run_dir):  # results of older versions
                     row["teacher_seconds_per_task"] = teacher_seconds_per_task(run_dir)
+                if os.path.isdir(run_dir):
+                    row.update(add_memorisation(row, run_dir, argparse.Namespace(**saved["args"]), seed))
             merged.setdefault(method, []).extend(rows)
     return merged
 
@@ -188,20 +228,28 @@ def table(results: dict[str, list[dict]]) -> str:
     acc = {m: statistics.mean(r["accuracy"] for r in rs) for m, rs in results.items()}
     gap = acc.get("joint", float("nan")) - acc.get("naive", float("nan"))
     lines = [
-        "| method | seeds | final avg accuracy ↑ | forgetting ↓ | feature FID ↓ | naive→joint gap closed | "
-        "wall time / run | teacher time / task |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | seeds | final avg accuracy ↑ | forgetting ↓ | feature FID ↓ | copy fraction ↓ | "
+        "distance to training / held-out's | recall ↑ | naive→joint gap closed | wall time / run | "
+        "teacher time / task |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, rs in results.items():
         closed = (acc[m] - acc["naive"]) / gap if "naive" in acc and "joint" in acc and gap else float("nan")
         teacher = [r["teacher_seconds_per_task"] for r in rs if r.get("teacher_seconds_per_task") is not None]
         lines.append(
             f"| {m} | {len(rs)} | {fmt([r['accuracy'] for r in rs])} | {fmt([r['forgetting'] for r in rs])} | "
-            f"{fmt([r['frechet'] for r in rs])} | {closed:.0%} | "
+            f"{fmt([r['frechet'] for r in rs])} | {fmt_optional(rs, 'copy_fraction')} | "
+            f"{fmt_optional(rs, 'train_distance_ratio')} | {fmt_optional(rs, 'recall')} | {closed:.0%} | "
             f"{statistics.median(r['seconds'] for r in rs) / 60:.0f} min | "
             f"{f'{statistics.median(teacher):.0f} s' if teacher else '–'} |"
         )
     return "\n".join(lines)
+
+
+def fmt_optional(rows: list[dict], name: str) -> str:
+    """`fmt` of a column that results of older versions may lack ("–" when no row has it)."""
+    values = [r[name] for r in rows if r.get(name) is not None]
+    return fmt(values) if values else "–"
 
 
 def main() -> None:
