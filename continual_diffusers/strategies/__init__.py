@@ -1,14 +1,16 @@
 """Continual-learning strategies behind one hook contract (`base.ContinualStrategy`). `STRATEGIES` maps the CLI
-names to the classes; `CombinedStrategy` runs several of them together; `LoRAAdapters` (per-task adapters, needs
-peft) is injected by main_ldm.py."""
+names to the classes, and each class names its options' dataclass (`config`, a `StrategyConfig`: the CLI's flags
+come from it, strategies/config.py); `CombinedStrategy` runs several of them together; `LoRAAdapters` (per-task
+adapters, needs peft) is injected by main_ldm.py."""
 
-from .base import ContinualStrategy, Naive, TaskContext
+from .base import ContinualStrategy, Naive, NaiveConfig, TaskContext
 from .combined import CombinedStrategy
-from .ewc import EWC, estimate_fisher
-from .generative_replay import GenerativeReplay
-from .lora import LoRAAdapters
-from .replay import Replay
-from .si import SynapticIntelligence
+from .config import StrategyConfig, StrategyContext
+from .ewc import EWC, EWCConfig, estimate_fisher
+from .generative_replay import GenerativeReplay, GenerativeReplayConfig
+from .lora import LoRAAdapters, LoRAConfig
+from .replay import Replay, ReplayConfig
+from .si import SIConfig, SynapticIntelligence
 
 # Registry order is hook order in a combination: generative replay comes after buffer replay so its rows are the
 # last ones of a batch (its distillation penalty relies on that).
@@ -22,13 +24,21 @@ STRATEGIES = {
 
 __all__ = [
     "EWC",
+    "EWCConfig",
     "GenerativeReplay",
+    "GenerativeReplayConfig",
     "LoRAAdapters",
+    "LoRAConfig",
     "STRATEGIES",
     "CombinedStrategy",
     "ContinualStrategy",
     "Naive",
+    "NaiveConfig",
     "Replay",
+    "ReplayConfig",
+    "SIConfig",
+    "StrategyConfig",
+    "StrategyContext",
     "SynapticIntelligence",
     "TaskContext",
     "estimate_fisher",

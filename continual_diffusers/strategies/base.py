@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..objectives import DenoisingObjective, LossOutput
+from .config import StrategyConfig, StrategyContext
 
 
 @dataclass
@@ -42,6 +43,8 @@ class TaskContext:
 
 class ContinualStrategy:
     name = "naive"
+    # Its options (a `StrategyConfig` dataclass): the CLI adds their flags and builds the strategy from them.
+    config: type[StrategyConfig] | None = None
 
     def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         return None
@@ -74,7 +77,18 @@ class ContinualStrategy:
             raise ValueError(f"strategy {self.name!r} has no state but the checkpoint holds {sorted(state)}")
 
 
+@dataclass
+class NaiveConfig(StrategyConfig):
+    """Naive fine-tuning has no options."""
+
+    name = "naive"
+
+    def build(self, context: StrategyContext) -> Naive:
+        return Naive()
+
+
 class Naive(ContinualStrategy):
     """Plain sequential fine-tuning: the lower bound every method is compared with."""
 
     name = "naive"
+    config = NaiveConfig

@@ -17,6 +17,7 @@ Energy models' ε̂ = ∇ₓE is itself a gradient, so the Fisher differentiates
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -26,13 +27,57 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..models.denoiser import EnergyModel
 from ..objectives import DenoisingObjective, LossOutput
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.faults import fault_point
+from ..utils.options import option, options_group
 from ..utils.progress import progress_bar
 from ..utils.seed import make_generator
 from .base import ContinualStrategy, TaskContext
+from .config import StrategyConfig, StrategyContext
 
 EWCMode = Literal["separate", "online"]
+
+
+@options_group("EWC", "elastic weight consolidation (per-sample diagonal Fisher)")
+@dataclass
+class EWCConfig(StrategyConfig):
+    """EWC's options (`--ewc_loss`, the earlier implementation's switch, enables it like `--strategy ewc`)."""
+
+    name = "ewc"
+    enabled_by = "ewc_loss"
+
+    ewc_loss: bool = option(False, help="enables EWC")
+    lambda_ewc: float = option(
+        1.0,
+        bounds=b.NON_NEGATIVE,
+        flags=("--lambda_ewc", "--ewc_lambda"),
+        help="EWC strength λ in (λ/2)·Σ F (θ − θ*)²",
+    )
+    ewc_mode: str = option(
+        "separate", choices=("separate", "online"),
+        help="one penalty per past task, or one running Fisher decayed by --ewc_gamma",
+    )  # fmt: skip
+    ewc_gamma: float = option(1.0, bounds=b.DECAY, help="online EWC decay γ in (0, 1]")
+    num_samples_ewc: int = option(
+        100, bounds=b.EWC_SAMPLES, flags=("--num_samples_ewc", "--ewc_num_samples"), help="samples per Fisher estimate"
+    )
+    ewc_fisher_timesteps: int = option(4, bounds=b.INNER_STEPS, help="(timestep, noise) draws per Fisher sample")
+    ewc_fisher_batch_size: int = option(
+        8, bounds=b.BATCH_SIZE, help="samples per vectorised per-sample-gradient call (memory ∝ this × parameters)"
+    )
+
+    def build(self, context: StrategyContext) -> EWC:
+        return EWC(
+            self.lambda_ewc,
+            self.ewc_mode,
+            self.ewc_gamma,
+            num_samples=self.num_samples_ewc,
+            num_timesteps=self.ewc_fisher_timesteps,
+            batch_size=self.ewc_fisher_batch_size,
+        )
+
+
 ParamDict = dict[str, torch.Tensor]
 
 
@@ -204,6 +249,7 @@ class EWC(ContinualStrategy):
     """
 
     name = "ewc"
+    config = EWCConfig
 
     def __init__(
         self,

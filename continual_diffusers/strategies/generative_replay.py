@@ -38,14 +38,19 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..objectives import LossOutput
-from ..sampling.ancestral import DEFAULT_SCHEDULER
+from ..sampling.ancestral import DEFAULT_SCHEDULER, SCHEDULERS
 from ..sampling.generate import SamplerOptions, generate_samples
+from ..utils import bounds as b
+from ..utils.errors import UserInputError
+from ..utils.options import option, options_group
 from .base import ContinualStrategy, TaskContext
+from .config import StrategyConfig, StrategyContext
 
 MAX_STORED_PROMPTS = 10_000
 TEACHERS = ("model", "ema")
@@ -59,6 +64,78 @@ def _pair(size) -> tuple[int, int]:
 def _keep_latents(latents: torch.Tensor) -> torch.Tensor:
     """A 'decoder' that returns the sampled latents as they are (generation then skips the pixel-range clamp)."""
     return latents
+
+
+@options_group(
+    "Generative replay", "replay sampled from a frozen copy of the model (distillation: --distillation_weight)"
+)
+@dataclass
+class GenerativeReplayConfig(StrategyConfig):
+    name = "generative_replay"
+
+    gr_num_inference_steps: int = option(
+        10, bounds=b.TIMESTEPS, help="teacher sampling steps per replayed image (Masip et al.: 2)"
+    )
+    gr_scheduler: str = option(DEFAULT_SCHEDULER, choices=sorted(SCHEDULERS), help="teacher sampler")
+    gr_pool_size: int = option(
+        0,
+        bounds=b.POOL_SIZE,
+        help="0: sample replays on the fly every step; N: sample N per task once and draw from them",
+    )
+    gr_replay_ratio: float = option(0.5, bounds=b.OPEN_UNIT, help="replay fraction of every batch, in (0, 1)")
+    gr_loss_weight: float = option(
+        1.0, bounds=b.NON_NEGATIVE, help="weight of the replays' denoising loss (plain generative replay)"
+    )
+    distillation_weight: float = option(
+        0.0, bounds=b.NON_NEGATIVE,
+        help="λ > 0: generative distillation, the student regresses the teacher's ε on replays "
+        "(Masip et al. 2023 use 3.0)",
+    )  # fmt: skip
+    distillation_inputs: str = option(
+        "generated", choices=DISTILLATION_INPUTS,
+        help="what the teacher is distilled on: generated (its samples), noise (x ~ N(0, I), no sampling: "
+        "cheapest) or buffer (the images buffer replay adds; needs --buffer_type)",
+    )  # fmt: skip
+    gr_teacher: str = option(
+        "model", choices=TEACHERS,
+        help="the teacher's weights: the model's at the start of the task, or its EMA (needs --use_ema)",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        inputs = self.distillation_inputs
+        if inputs != "generated" and self.distillation_weight == 0:
+            raise UserInputError(f"--distillation_inputs {inputs} needs --distillation_weight > 0")
+        if inputs != "generated" and self.gr_pool_size:
+            raise UserInputError(
+                f"--gr_pool_size has no effect with --distillation_inputs {inputs} (nothing is sampled)"
+            )
+
+    def check(self, context: StrategyContext) -> None:
+        replay = context.enabled.get("replay")
+        if self.distillation_inputs == "buffer" and getattr(replay, "buffer_type", None) in ("no_data", None):
+            raise UserInputError(
+                "--distillation_inputs buffer distils on buffer replays: add --buffer_type (not no_data)"
+            )
+        if self.gr_teacher == "ema" and not context.use_ema:
+            raise UserInputError("--gr_teacher ema needs --use_ema (there are no EMA weights otherwise)")
+
+    def build(self, context: StrategyContext) -> GenerativeReplay:
+        if context.conditioning is None or context.train_scheduler is None:
+            raise UserInputError("generative replay is not available from this entry point")
+        num_train_timesteps = context.train_scheduler.config.num_train_timesteps
+        if self.gr_num_inference_steps > num_train_timesteps:
+            raise UserInputError(
+                f"--gr_num_inference_steps {self.gr_num_inference_steps} exceeds the schedule's "
+                f"{num_train_timesteps} training timesteps"
+            )
+        return GenerativeReplay(
+            context.conditioning, context.train_scheduler, seed=context.seed, replay_ratio=self.gr_replay_ratio,
+            loss_weight=self.gr_loss_weight, distillation_weight=self.distillation_weight,
+            num_inference_steps=self.gr_num_inference_steps, scheduler=self.gr_scheduler,
+            guidance_scale=context.guidance_scale, pool_size=self.gr_pool_size, latent=context.latent,
+            teacher=self.gr_teacher, distillation_inputs=self.distillation_inputs,
+        )  # fmt: skip
 
 
 class GenerativeReplay(ContinualStrategy):
@@ -81,6 +158,7 @@ class GenerativeReplay(ContinualStrategy):
     """
 
     name = "generative_replay"
+    config = GenerativeReplayConfig
 
     def __init__(
         self,

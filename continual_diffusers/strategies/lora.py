@@ -20,15 +20,60 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Literal
 
 from torch import nn
 
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from ..utils.options import option, options_group
 from .base import ContinualStrategy
+from .config import StrategyConfig, StrategyContext
 
 LoraMode = Literal["stacked", "isolated"]
 DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
+
+
+@options_group("LoRA", "one peft adapter per task on the frozen UNet (a continual strategy)")
+@dataclass
+class LoRAConfig(StrategyConfig):
+    """LoRA's options (main_ldm.py): `lora_rank` > 0 enables it; the adapters go into the context's model."""
+
+    name = "lora"
+    enabled_by = "lora_rank"
+
+    lora_rank: int = option(0, bounds=b.LORA_RANK, help="LoRA rank r; 0 = full fine-tuning")
+    lora_alpha: float | None = option(None, bounds=b.POSITIVE, help="LoRA α (scale α/r); default α = r")
+    lora_target_modules: list[str] = option(list(DEFAULT_TARGETS), nargs="+", help="module-name suffixes")
+    lora_mode: str = option(
+        "stacked", choices=("stacked", "isolated"),
+        help="stacked: task k trains adapter k on top of the frozen adapters 1..k-1; isolated: adapter k alone",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lora_rank == 0 and self.lora_alpha is not None:
+            raise UserInputError("--lora_alpha is set but LoRA is off (set --lora_rank)")
+
+    def export_metadata(self) -> dict:
+        """The adapters' settings, as task exports record them."""
+        alpha = self.lora_alpha or float(self.lora_rank)
+        return {
+            "rank": self.lora_rank,
+            "alpha": alpha,
+            "target_modules": list(self.lora_target_modules),
+            "mode": self.lora_mode,
+        }
+
+    def build(self, context: StrategyContext) -> LoRAAdapters:
+        targets = tuple(self.lora_target_modules)
+        try:
+            return LoRAAdapters(
+                context.model.unet, context.tasks.task_ids, self.lora_rank, self.lora_alpha, targets, self.lora_mode
+            )
+        except ValueError as err:  # peft: none of the target modules exists in this UNet
+            raise UserInputError(f"--lora_target_modules {self.lora_target_modules}: {err}".splitlines()[0]) from err
 
 
 def adapter_name(task_id: int) -> str:
@@ -48,6 +93,7 @@ class LoRAAdapters(ContinualStrategy):
     """
 
     name = "lora"
+    config = LoRAConfig
 
     def __init__(
         self,

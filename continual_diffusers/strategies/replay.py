@@ -12,19 +12,89 @@ Replayed samples' losses may be weighted (`loss_weight`), e.g. the reduced rehea
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from ..data.buffer import ReplayBuffer
+from ..data.buffer import AllData, NoData, ReplayBuffer, Reservoir, TaskBalanced
 from ..data.transforms import ImageTransform
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.faults import fault_point
+from ..utils.options import option, options_group, parse_bool
 from ..utils.seed import make_generator
 from .base import ContinualStrategy, TaskContext
+from .config import StrategyConfig, StrategyContext
 
 MixingMode = Literal["concat", "ratio"]
+# --buffer_type values: the earlier names (reservoir = task-balanced random subsets) plus clearer aliases.
+BUFFER_POLICIES = {
+    "no_data": "nothing is stored: plain fine-tuning",
+    "all_data": "every sample of every past task: joint training (unbounded)",
+    "reservoir": "the earlier name of task_balanced",
+    "task_balanced": "--buffer_size slots split evenly over past tasks, a random subset of each",
+    "stream_reservoir": "true reservoir sampling over the stream: each seen sample kept with equal probability",
+}
+LABEL_BALANCED = ("reservoir", "task_balanced")  # the policies that can balance labels
+
+
+@options_group("Replay", "experience replay from a buffer of past tasks' samples")
+@dataclass
+class ReplayConfig(StrategyConfig):
+    """Buffer replay's options (`--buffer_type` enables it; None: task_balanced when enabled by `--strategy`)."""
+
+    name = "replay"
+    enabled_by = "buffer_type"
+    enable_hint = " or --buffer_type"
+
+    buffer_type: str | None = option(
+        None, choices=list(BUFFER_POLICIES), flags=("--buffer_type", "--buffer_policy"),
+        help="enables replay; " + "; ".join(f"{k}: {v}" for k, v in BUFFER_POLICIES.items()),
+    )  # fmt: skip
+    buffer_size: int = option(
+        1000, bounds=b.BUFFER_SIZE,
+        help="total replay slots over all past tasks (task_balanced / reservoir / stream_reservoir)",
+    )  # fmt: skip
+    retain_label_uniform_sampling: bool = option(
+        False, parse=parse_bool, nargs="?", const=True,
+        help="balance class labels within each task's share (task_balanced / reservoir)",
+    )  # fmt: skip
+    replay_ratio: float | None = option(
+        None, bounds=b.PROBABILITY,
+        help="fixed replay fraction of every batch in [0, 1); unset: in proportion to the buffer size",
+    )  # fmt: skip
+    replay_loss_weight: float = option(1.0, bounds=b.NON_NEGATIVE, help="replayed loss × w")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.retain_label_uniform_sampling and (self.buffer_type or "task_balanced") not in LABEL_BALANCED:
+            raise UserInputError("--retain_label_uniform_sampling applies to --buffer_type reservoir / task_balanced")
+
+    def check(self, context: StrategyContext) -> None:
+        if self.retain_label_uniform_sampling and context.tasks.label_kind != "class":
+            raise UserInputError(
+                f"--retain_label_uniform_sampling needs class labels, the task file has {context.tasks.label_kind}"
+            )
+
+    def build(self, context: StrategyContext) -> Replay:
+        size, balanced = self.buffer_size, self.retain_label_uniform_sampling
+        policy = {
+            "no_data": NoData,
+            "all_data": AllData,
+            "stream_reservoir": lambda: Reservoir(size),
+            "reservoir": lambda: TaskBalanced(size, balanced),
+            "task_balanced": lambda: TaskBalanced(size, balanced),
+        }[self.buffer_type or "task_balanced"]()
+        return Replay(
+            ReplayBuffer(policy),
+            context.transform,
+            {t.task_id: len(t) for t in context.tasks},
+            mixing="concat" if self.replay_ratio is None else "ratio",
+            replay_ratio=self.replay_ratio or 0.0,
+            loss_weight=self.replay_loss_weight,
+        )
 
 
 class Replay(ContinualStrategy):
@@ -40,6 +110,7 @@ class Replay(ContinualStrategy):
     """
 
     name = "replay"
+    config = ReplayConfig
 
     def __init__(
         self,

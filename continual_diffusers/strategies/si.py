@@ -16,14 +16,37 @@ the CLI refuses SI with fp16 mixed precision.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ..objectives import LossOutput
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from ..utils.options import option, options_group
 from .base import ContinualStrategy, TaskContext
+from .config import StrategyConfig, StrategyContext
 from .ewc import ParamDict, trainable_parameters
+
+
+@options_group("SI", "synaptic intelligence")
+@dataclass
+class SIConfig(StrategyConfig):
+    name = "si"
+
+    si_lambda: float = option(1.0, bounds=b.NON_NEGATIVE, help="SI strength c in c·Σ Ω (θ − θ*)²")
+    si_epsilon: float = option(0.1, bounds=b.POSITIVE, help="SI damping ξ > 0")
+
+    def check(self, context: StrategyContext) -> None:
+        if context.mixed_precision == "fp16":
+            raise UserInputError(
+                "SI reads gradients, which fp16 gradient scaling distorts: use --mixed_precision bf16"
+            )
+
+    def build(self, context: StrategyContext) -> SynapticIntelligence:
+        return SynapticIntelligence(self.si_lambda, self.si_epsilon)
 
 
 def _snapshot(params: dict[str, nn.Parameter]) -> ParamDict:
@@ -39,6 +62,7 @@ class SynapticIntelligence(ContinualStrategy):
     """
 
     name = "si"
+    config = SIConfig
 
     def __init__(self, lambda_: float, epsilon: float = 0.1):
         if lambda_ < 0 or epsilon <= 0:

@@ -1,7 +1,9 @@
 """`TrainConfig`: the knobs of the continual training loop, as one typed bundle (the CLI fills it).
 
-Its defaults are the CLI's (main_ddpm.py), and it checks each value against the same bounds as the CLI's flag, so
-`TrainConfig(output_dir=...)` in Python trains what `python main_ddpm.py --output_dir ...` trains.
+Its fields are main_ddpm.py's training flags (`utils.options.option`: the flag's help, default and bounds are
+declared here once, and the CLI's flags are generated from them), and it checks each value against the same bounds
+as the flag, so `TrainConfig(output_dir=...)` in Python trains what `python main_ddpm.py --output_dir ...` trains.
+The validation fields (end-of-task samples) and `uncond_p` are filled by the CLI from the sampling and model flags.
 """
 
 from __future__ import annotations
@@ -12,42 +14,12 @@ from dataclasses import asdict, dataclass, field
 from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER, SCHEDULERS
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from ..utils.options import check_options, checked, option, options_group
 
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
-# field → bounds of the CLI flag that sets it; OPTIONAL fields may also be None (no limit / off).
-BOUNDS = {
-    "seed": b.SEED,
-    "train_batch_size": b.BATCH_SIZE,
-    "num_epochs": b.STEPS,
-    "max_train_steps": b.STEPS,
-    "gradient_accumulation_steps": b.GRAD_ACCUMULATION,
-    "learning_rate": b.POSITIVE,
-    "lr_warmup_steps": b.STEPS_OR_ZERO,
-    "adam_beta1": b.PROBABILITY,
-    "adam_beta2": b.PROBABILITY,
-    "adam_weight_decay": b.NON_NEGATIVE,
-    "adam_epsilon": b.POSITIVE,
-    "max_grad_norm": b.POSITIVE,
-    "ema_inv_gamma": b.POSITIVE,
-    "ema_power": b.POSITIVE,
-    "ema_max_decay": b.DECAY,
-    "uncond_p": b.PROBABILITY,
-    "checkpointing_steps": b.STEPS_OR_ZERO,
-    "checkpoints_total_limit": b.CHECKPOINT_LIMIT,
-    "eval_batch_size": b.IMAGES_PER_ROW,
-    "num_inference_steps": b.TIMESTEPS,
-    "ddim_eta": b.UNIT,
-    "guidance_scale": b.NON_NEGATIVE,
-}
-CHOICES = {
-    "lr_scheduler": LR_SCHEDULERS,
-    "ema_scope": ("task", "sequence"),
-    "on_nonfinite": ("stop", "skip"),
-    "validation_scheduler": tuple(sorted(SCHEDULERS)),
-}
-OPTIONAL = ("max_train_steps", "checkpointing_steps", "checkpoints_total_limit")
 
 
+@options_group("Training", "budget, optimiser, EMA, checkpoints")
 @dataclass
 class TrainConfig:
     """Settings of the continual training loop (per-task budget, optimiser, EMA, CFG dropout, checkpoints, end-of-task
@@ -58,44 +30,74 @@ class TrainConfig:
     """
 
     output_dir: str
-    seed: int = 42
+    seed: int = option(
+        42, bounds=b.SEED,
+        help="seeds the model initialisation and every random draw (data order, crops, noise, timesteps)",
+    )  # fmt: skip
     # Batches and budget (per task). One optimizer step sees train_batch_size × num_processes × grad_accum samples.
-    train_batch_size: int = 16
-    num_epochs: int = 50  # epochs per task; ignored when max_train_steps is set
-    max_train_steps: int | None = None  # optimizer steps per task
-    gradient_accumulation_steps: int = 1
+    train_batch_size: int = option(16, bounds=b.BATCH_SIZE, help="per device")
+    num_epochs: int = option(50, bounds=b.STEPS, help="epochs per task")  # ignored when max_train_steps is set
+    max_train_steps: int | None = option(None, bounds=b.STEPS, help="optimizer steps per task (overrides epochs)")
+    gradient_accumulation_steps: int = option(
+        1, bounds=b.GRAD_ACCUMULATION,
+        help="micro-batches per optimizer step (an optimizer step sees batch × processes × this samples)",
+    )  # fmt: skip
     # Optimiser and schedule (a fresh optimizer and schedule per task, built after the strategy's before_task).
-    learning_rate: float = 1e-4
-    lr_scheduler: str = "cosine"
-    lr_warmup_steps: int = 0  # optimizer steps
-    adam_beta1: float = 0.95
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-6
-    adam_epsilon: float = 1e-8
-    use_8bit_adam: bool = False
-    max_grad_norm: float = 1.0
+    learning_rate: float = option(1e-4, bounds=b.POSITIVE, help="AdamW peak learning rate")
+    lr_scheduler: str = option(
+        "cosine", choices=LR_SCHEDULERS,
+        help="diffusers learning-rate schedule after the warm-up; restarts at every task, over its optimizer steps",
+    )  # fmt: skip
+    lr_warmup_steps: int = option(0, bounds=b.STEPS_OR_ZERO, help="optimizer steps, per task")
+    adam_beta1: float = option(0.95, bounds=b.PROBABILITY, help="AdamW β₁ (gradient momentum)")
+    adam_beta2: float = option(0.999, bounds=b.PROBABILITY, help="AdamW β₂ (squared-gradient average)")
+    adam_weight_decay: float = option(1e-6, bounds=b.NON_NEGATIVE, help="AdamW decoupled weight decay")
+    adam_epsilon: float = option(1e-8, bounds=b.POSITIVE, help="AdamW ε added to the denominator")
+    use_8bit_adam: bool = option(False, help="bitsandbytes AdamW8bit (pip install '.[bnb]')")
+    max_grad_norm: float = option(
+        1.0, bounds=b.POSITIVE, flags=("--clip_grad_norm", "--max_grad_norm"),
+        help="clip the global gradient L2 norm to this value before every optimizer step",
+    )  # fmt: skip
     # EMA (one EMA over the whole task sequence; evaluation uses it, training weights are restored after).
-    use_ema: bool = False
-    ema_inv_gamma: float = 1.0
-    ema_power: float = 0.75
-    ema_max_decay: float = 0.9999
+    use_ema: bool = option(False, help="EMA weights for exports and validation")
+    ema_inv_gamma: float = option(
+        1.0, bounds=b.POSITIVE,
+        help="EMA warm-up: decay(s) = min(1 − (1 + s/inv_gamma)^−power, max_decay) after s optimizer steps",
+    )  # fmt: skip
+    ema_power: float = option(0.75, bounds=b.POSITIVE, help="EMA warm-up power (see --ema_inv_gamma)")
+    ema_max_decay: float = option(0.9999, bounds=b.DECAY, help="upper bound of the EMA decay per step")
     # "task": restart the EMA's warm-up at every task start, so task k's EMA averages task k's training only;
     # "sequence": one EMA over the whole sequence, whose horizon grows with the global step (by task 5 it still
     # holds earlier tasks' weights: naive fine-tuning's mean R[k][k] 0.94 vs 0.97 per task, README "Recipe").
-    ema_scope: str = "task"
-    # Classifier-free guidance dropout (0 disables CFG training).
-    uncond_p: float = 0.0
+    # The flag is unset by default (the CLI refuses it without --use_ema), and unset means "task".
+    ema_scope: str = option(
+        "task", choices=("task", "sequence"), unset_none=True,
+        help="task (default with --use_ema): restart the EMA warm-up at every task, so task k's EMA averages task "
+        "k's training only; sequence: one EMA over the whole task sequence",
+    )  # fmt: skip
+    # Classifier-free guidance dropout (0 disables CFG training); the CLI: --uncond_p with --classifier_free_guidance.
+    uncond_p: float = checked(0.0, bounds=b.PROBABILITY)
     # Checkpoints: resumable state every N optimizer steps (global count) and at each task end.
-    checkpointing_steps: int | None = 500
-    checkpoints_total_limit: int | None = None
+    checkpointing_steps: int | None = option(
+        500, bounds=b.STEPS_OR_ZERO, optional=True,
+        help="resumable checkpoint every N optimizer steps (0: only at task ends)",
+    )  # fmt: skip
+    checkpoints_total_limit: int | None = option(
+        None,
+        bounds=b.CHECKPOINT_LIMIT,
+        help="keep the newest N checkpoints (older ones are deleted); default: keep all",
+    )
     # A non-finite loss or gradient: "stop" (NonFiniteError, nothing written) or "skip" the optimizer step.
-    on_nonfinite: str = "stop"
-    # Validation samples written at the end of each task.
-    eval_batch_size: int = 8  # images per seen class / per prompt
-    validation_scheduler: str = DEFAULT_SCHEDULER
-    num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
-    ddim_eta: float = 0.0  # DDIM's η (validation_scheduler "ddim" only)
-    guidance_scale: float = 2.0  # CFG scale of the end-of-task samples; used only when uncond_p > 0
+    on_nonfinite: str = option(
+        "stop", choices=("stop", "skip"),
+        help="a NaN/inf loss or gradient: stop (exit 3, the last good checkpoint kept) or skip that optimizer step",
+    )  # fmt: skip
+    # Validation samples written at the end of each task (the CLI: the sampling flags).
+    eval_batch_size: int = checked(8, bounds=b.IMAGES_PER_ROW)  # images per seen class / per prompt
+    validation_scheduler: str = checked(DEFAULT_SCHEDULER, choices=tuple(sorted(SCHEDULERS)))
+    num_inference_steps: int = checked(DEFAULT_NUM_INFERENCE_STEPS, bounds=b.TIMESTEPS)
+    ddim_eta: float = checked(0.0, bounds=b.UNIT)  # DDIM's η (validation_scheduler "ddim" only)
+    guidance_scale: float = checked(2.0, bounds=b.NON_NEGATIVE)  # end-of-task CFG scale; used only when uncond_p > 0
     validation_prompts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -103,13 +105,7 @@ class TrainConfig:
             self.output_dir = os.fspath(self.output_dir)
         if not isinstance(self.output_dir, str):
             raise UserInputError(f"TrainConfig.output_dir must be a folder path, got {self.output_dir!r}")
-        for name, bounds in BOUNDS.items():
-            value = getattr(self, name)
-            if value is not None or name not in OPTIONAL:
-                bounds.check(f"TrainConfig.{name}", value)
-        for name, choices in CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise UserInputError(f"TrainConfig.{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+        check_options(self)
         prompts = self.validation_prompts
         if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
             raise UserInputError("TrainConfig.validation_prompts must be a list of strings")
