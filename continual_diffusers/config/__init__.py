@@ -1,0 +1,39 @@
+"""One typed configuration per component of a run, from which the command-line flags are generated.
+
+Every flag of main_ddpm.py, main_ldm.py and evaluate.py is a field of one of these dataclasses (or of a strategy's
+config, next to the strategy: `ReplayConfig` in strategies/replay.py, ...; or of `TrainConfig`), declared with
+`utils.options.option`: name (= the field, plus upstream aliases), help, default, choices and bounds in one place.
+A config checks itself on construction, so Python and the command line refuse the same values with the same
+message; cli/ adds the groups to a parser (`utils.options.add_options`) and builds the configs from the parsed
+flags (`utils.options.from_args`). Why a small generator of our own and not a library: see utils/options.py.
+"""
+
+from .run import (
+    DataConfig,
+    EvaluationConfig,
+    HubConfig,
+    LDMConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    RunConfig,
+    SlotConfig,
+    check_zero_snr_prediction,
+)
+from .sampling import CompositionFlags, LabelsConfig, MCMCFlags, SamplingConfig, SlotModeConfig
+
+__all__ = [
+    "CompositionFlags",
+    "DataConfig",
+    "EvaluationConfig",
+    "HubConfig",
+    "LDMConfig",
+    "LabelsConfig",
+    "MCMCFlags",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "RunConfig",
+    "SamplingConfig",
+    "SlotConfig",
+    "SlotModeConfig",
+    "check_zero_snr_prediction",
+]
