@@ -24,22 +24,23 @@ def run(args) -> None:
 
     from continual_diffusers.objectives import DenoisingObjective
 
-    cfg = cli.train_config(args)
-    set_seed(args.seed)  # model initialisation; every later draw uses generators derived from the seed
-    built = cli.build_ddpm(args)
-    test_tasks = cli.check_evaluation(args, built)
-    prediction_type = cli.prediction_type(args)  # unset: v for score models, ε for energy models
+    opts = cli.ddpm_options(args)  # every flag, as validated typed configs
+    set_seed(opts.train.seed)  # model initialisation; every later draw uses generators derived from the seed
+    built = cli.build_ddpm(opts)
+    test_tasks = cli.check_evaluation(opts, built)
+    objective = opts.objective
+    prediction_type = objective.resolved_prediction_type()  # unset: v for score models, ε for energy models
     scheduler = DDPMScheduler(
-        num_train_timesteps=args.ddpm_num_steps,
-        beta_schedule=args.ddpm_beta_schedule,
+        num_train_timesteps=objective.ddpm_num_steps,
+        beta_schedule=objective.ddpm_beta_schedule,
         prediction_type=prediction_type,
-        rescale_betas_zero_snr=args.rescale_betas_zero_snr,
+        rescale_betas_zero_snr=objective.rescale_betas_zero_snr,
     )
-    strategy = cli.build_strategy(args, built["tasks"], built["conditioning"], scheduler)
-    objective = DenoisingObjective(
-        scheduler, prediction_type, args.snr_gamma, args.noise_offset, args.timestep_sampling
+    strategy = cli.ddpm_strategy(opts, built, scheduler)
+    loss = DenoisingObjective(
+        scheduler, prediction_type, objective.snr_gamma, objective.noise_offset, objective.timestep_sampling
     )
-    train(args, cfg, built, strategy, objective, test_tasks)
+    train(args, opts, built, strategy, loss, test_tasks)
 
 
 def main(argv: list[str] | None = None) -> int:

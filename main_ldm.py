@@ -28,18 +28,17 @@ def run(args) -> None:
 
     from continual_diffusers.objectives import DenoisingObjective
 
-    set_seed(args.seed)  # UNet (scratch) and LoRA initialisation; every later draw uses seeded generators
-    built = ldm_cli.build_ldm(args)
-    cfg = ldm_cli.ldm_train_config(args)
-    test_tasks = check_evaluation(args, built)
-    strategy = ldm_cli.build_ldm_strategy(args, built)
-    scheduler = built["components"].scheduler
-    objective = DenoisingObjective(
-        scheduler, scheduler.config.prediction_type, args.snr_gamma, args.noise_offset, args.timestep_sampling
-    )
-    train(
-        args, cfg, built, strategy, objective, test_tasks, decode_fn=built["codec"].decode, vae=built["components"].vae
-    )
+    opts = ldm_cli.ldm_options(args)  # every flag, as validated typed configs
+    set_seed(opts.train.seed)  # UNet (scratch) and LoRA initialisation; every later draw uses seeded generators
+    built = ldm_cli.build_ldm(opts)
+    test_tasks = check_evaluation(opts, built)
+    strategy = ldm_cli.build_ldm_strategy(opts, built)
+    scheduler, objective = built["components"].scheduler, opts.objective
+    loss = DenoisingObjective(
+        scheduler, scheduler.config.prediction_type, objective.snr_gamma, objective.noise_offset,
+        objective.timestep_sampling,
+    )  # fmt: skip
+    train(args, opts, built, strategy, loss, test_tasks, decode_fn=built["codec"].decode, vae=built["components"].vae)
 
 
 def main(argv: list[str] | None = None) -> int:

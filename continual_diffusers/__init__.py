@@ -10,7 +10,9 @@ Nothing happens on import: the names below are imported from their sub-package t
   `Unconditional`, `ClassConditioning`, `TextConditioning`, `SlotConditioning`, `load_task_model`;
 - objectives: `DenoisingObjective`, `default_prediction_type` (v for score models, ε for energy models);
 - strategies: `Naive`, `Replay`, `EWC`, `SynapticIntelligence`, `GenerativeReplay`, `CombinedStrategy`,
-  `LoRAAdapters`, and `ContinualStrategy` to write your own;
+  `LoRAAdapters`, and `ContinualStrategy` to write your own; their options `ReplayConfig`, `EWCConfig`, `SIConfig`,
+  `GenerativeReplayConfig`, `LoRAConfig` (`.build(StrategyContext(tasks, ...))`);
+- config: the CLI's typed component configs `DataConfig`, `ModelConfig`, `ObjectiveConfig`, `SamplingConfig`;
 - sampling: `generate_samples`, `SamplerOptions`, `CompositionOptions`, `MCMCConfig`, `sample_ancestral`;
 - training: `TrainConfig`, `ContinualTrainer` (`ContinualTrainer.build(...)`, then `train_task` per task or `fit`);
 - pipelines: `ContinualDiffusionPipeline` (a diffusers pipeline: `from_pretrained(output_dir/task_k)`, then call it);
@@ -58,12 +60,19 @@ _EXPORTS = {
         "CombinedStrategy",
         "ContinualStrategy",
         "EWC",
+        "EWCConfig",
         "GenerativeReplay",
+        "GenerativeReplayConfig",
         "LoRAAdapters",
+        "LoRAConfig",
         "Naive",
         "Replay",
+        "ReplayConfig",
+        "SIConfig",
+        "StrategyContext",
         "SynapticIntelligence",
     ),
+    "config": ("DataConfig", "ModelConfig", "ObjectiveConfig", "SamplingConfig"),
     "sampling": ("CompositionOptions", "MCMCConfig", "SamplerOptions", "generate_samples", "sample_ancestral"),
     "training": ("ContinualTrainer", "TrainConfig"),
     "pipelines": ("ContinualDiffusionPipeline",),

@@ -1,9 +1,10 @@
-"""Evaluation flags (oracle, test data, end-of-task metrics) and their conversion."""
+"""End-of-task evaluation (oracle, test data) from the evaluation config; `load_test_tasks` and `get_oracle` are
+shared with `python -m continual_diffusers.evaluation`."""
 
 from __future__ import annotations
 
-import argparse
 import os
+from typing import NamedTuple
 
 from ..data import TaskSequence, load_split_digits, load_tasks
 from ..utils import bounds as b
@@ -13,29 +14,9 @@ from ..utils.logging import get_logger
 logger = get_logger(__name__)
 
 
-def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("Evaluation", "per-task metrics with an oracle classifier (class-labelled data)")
-    g.add_argument(
-        "--eval_every_task",
-        action="store_true",
-        help="after each task, score every seen task and write output_dir/report/",
-    )
-    g.add_argument(
-        "--eval_num_samples", type=b.EVAL_SAMPLES, default=100, help="generated images per task and evaluation"
-    )
-    g.add_argument(
-        "--test_data_path",
-        default=None,
-        help="real test images per task (default with the bundled digits: their held-out split)",
-    )
-    g.add_argument(
-        "--oracle_path",
-        default=None,
-        help="trained oracle folder; default: output_dir/oracle, trained on the training data if absent",
-    )
-
-
-def load_test_tasks(args: argparse.Namespace) -> TaskSequence:
+def load_test_tasks(args) -> TaskSequence:
+    """The real test tasks: --test_data_path, or the bundled digits' held-out split when training on them.
+    `args`: anything with `test_data_path` (and `data_path`): flags or `EvaluationConfig` + `DataConfig`."""
     if args.test_data_path:
         if not os.path.exists(args.test_data_path):
             raise UserInputError(f"--test_data_path {args.test_data_path}: no such task file or task folder")
@@ -88,20 +69,20 @@ def load_checked_oracle(path: str, test: TaskSequence):
     return oracle, meta
 
 
-def existing_oracle(args: argparse.Namespace, test: TaskSequence, output_dir: str):
+def existing_oracle(oracle_path: str | None, test: TaskSequence, output_dir: str):
     """--oracle_path, or output_dir/oracle when an earlier run trained one, loaded and checked; None when one must
     be trained (which writes, so it happens after every check)."""
-    path = args.oracle_path or os.path.join(output_dir, "oracle")
-    if args.oracle_path or os.path.isfile(os.path.join(path, "config.json")):
+    path = oracle_path or os.path.join(output_dir, "oracle")
+    if oracle_path or os.path.isfile(os.path.join(path, "config.json")):
         return load_checked_oracle(path, test)
     return None
 
 
-def get_oracle(args: argparse.Namespace, train: TaskSequence, test: TaskSequence, resolution: int, output_dir: str):
-    """(oracle, its config): load --oracle_path, or output_dir/oracle, or train one there."""
+def get_oracle(args, train: TaskSequence, test: TaskSequence, resolution: int, output_dir: str):
+    """(oracle, its config): load `args.oracle_path`, or output_dir/oracle, or train one there (`args.seed`)."""
     from ..evaluation.classifier import save_oracle, train_oracle
 
-    found = existing_oracle(args, test, output_dir)
+    found = existing_oracle(args.oracle_path, test, output_dir)
     if found is not None:
         return found
     path = os.path.join(output_dir, "oracle")
@@ -112,22 +93,20 @@ def get_oracle(args: argparse.Namespace, train: TaskSequence, test: TaskSequence
     return load_checked_oracle(path, test)
 
 
-def check_evaluation(args: argparse.Namespace, built: dict) -> TaskSequence | None:
+def check_evaluation(opts, built: dict) -> TaskSequence | None:
     """Validate the evaluation flags before anything is written; returns the test tasks (None: no evaluation)."""
-    if not args.eval_every_task:
+    if not opts.evaluation.eval_every_task:
         return None
     if built["conditioning"].kind == "text":
         raise UserInputError("--eval_every_task needs class labels; text-conditioned runs get sample grids only")
-    test = load_test_tasks(args)
+    test = load_test_tasks(_EvalPaths(opts.evaluation.test_data_path, opts.data.data_path))
     missing = sorted(set(built["tasks"].task_ids) - set(test.task_ids))
     if missing:
         raise UserInputError(f"--test_data_path has no test images for task(s) {missing}")
     return test
 
 
-def build_end_of_task_eval(
-    args: argparse.Namespace, built: dict, test: TaskSequence | None, train_scheduler, options, oracle=None
-):
+def build_end_of_task_eval(opts, built: dict, test: TaskSequence | None, train_scheduler, options, oracle=None):
     """The trainer's end-of-task evaluation callback, or None. `oracle`: (model, config) from `existing_oracle`;
     None: load or train one (`get_oracle`)."""
     if test is None:
@@ -135,8 +114,22 @@ def build_end_of_task_eval(
     from ..evaluation.evaluator import ContinualEvaluator
     from ..evaluation.task_eval import EndOfTaskEvaluation
 
-    oracle, meta = oracle or get_oracle(args, built["tasks"], test, built["metadata"]["resolution"], args.output_dir)
-    evaluator = ContinualEvaluator(oracle, meta["resolution"], test, args.eval_num_samples, options, built["tasks"])
-    return EndOfTaskEvaluation(
-        evaluator, built["conditioning"], train_scheduler, built["metadata"]["classes_per_task"], args.output_dir
+    output_dir, resolution = opts.run.output_dir, built["metadata"]["resolution"]
+    tasks, samples = built["tasks"], opts.evaluation.eval_num_samples
+    oracle, meta = oracle or get_oracle(
+        _OraclePlace(opts.evaluation.oracle_path, opts.train.seed), tasks, test, resolution, output_dir
     )
+    evaluator = ContinualEvaluator(oracle, meta["resolution"], test, samples, options, tasks)  # tasks: memorisation
+    return EndOfTaskEvaluation(
+        evaluator, built["conditioning"], train_scheduler, built["metadata"]["classes_per_task"], output_dir
+    )
+
+
+class _EvalPaths(NamedTuple):  # what `load_test_tasks` reads
+    test_data_path: str | None
+    data_path: str | None
+
+
+class _OraclePlace(NamedTuple):  # what `get_oracle` reads
+    oracle_path: str | None
+    seed: int

@@ -7,19 +7,20 @@ import argparse
 import json
 import os
 
-from ..training.config import TrainConfig
 from ..utils.logging import get_logger
+from .base import RunOptions
 
 logger = get_logger(__name__)
 
 
 def train(
-    args: argparse.Namespace, cfg: TrainConfig, built: dict, strategy, objective, test_tasks=None, **trainer_kwargs
+    args: argparse.Namespace, opts: RunOptions, built: dict, strategy, objective, test_tasks=None, **trainer_kwargs
 ) -> None:
     """Dry run, or: accelerator, trainer (restored from the checkpoint), oracle check, config.json, trackers,
     optional end-of-task evaluation, then `ContinualTrainer.fit`. Nothing is written before every check passed.
 
-    `built` holds tasks, conditioning, denoiser, make_dataset, metadata and text (see cli.training.build_ddpm)."""
+    `args`: the parsed flags (recorded); `opts`: the run's typed configuration built from them; `built` holds
+    tasks, conditioning, denoiser, make_dataset, metadata and text (see cli.training.build_ddpm)."""
     from ..models.denoiser import denoiser_state_dict
     from ..training.build import make_accelerator, tracker_config
     from ..training.checkpoint import check_compatible, check_writable, resolve_resume
@@ -27,54 +28,60 @@ def train(
     from ..training.validation import validation_options
     from .evaluation import build_end_of_task_eval, existing_oracle
 
-    # "args": the flag values (`--config` reads them back; not --config itself, whose values are already in), then
-    # what was derived from them.
-    flags = {k: v for k, v in vars(args).items() if k != "config"}
+    # "args": the flag values (`--config` reads them back; not --config itself, whose values are already in) and
+    # the ones the run derived; then the resolved typed configuration and the model.
+    cfg, run = opts.train, opts.run
+    flags = {**{k: v for k, v in vars(args).items() if k != "config"}, **opts.derived}
     order = class_order_echo(built["tasks"])  # the task file's class order, echoed in config.json and the report
-    resolved = {"args": flags, "train_config": cfg.to_dict(), "model": {**built["metadata"], **order}}
-    if args.dry_run:
+    resolved = {
+        "args": flags,
+        "train_config": cfg.to_dict(),
+        "config": opts.resolved(),
+        "model": {**built["metadata"], **order},
+    }
+    if run.dry_run:
         print(json.dumps(resolved, indent=2, default=str))
         return
     # Everything that can be refused is checked before the first write: the flags and the data (already), the
     # checkpoint, the oracle, then the output dir.
-    resume = resolve_resume(args.output_dir, args.resume_from_checkpoint)
+    resume = resolve_resume(run.output_dir, run.resume_from_checkpoint)
     if resume is not None:  # the safetensors header first: another architecture or strategy is named as such
         check_compatible(resume, denoiser_state_dict(built["denoiser"]), strategy.name)
-    log_with = None if args.logger == "none" else args.logger
-    accelerator = make_accelerator(cfg, args.mixed_precision, log_with, args.logging_dir)
+    log_with = None if run.logger == "none" else run.logger
+    accelerator = make_accelerator(cfg, run.mixed_precision, log_with, run.logging_dir)
     trainer = ContinualTrainer(
         accelerator, built["denoiser"].to(accelerator.device), built["conditioning"], objective, strategy, cfg,
         built["make_dataset"], built["metadata"], built["text"], None, **trainer_kwargs,
     )  # fmt: skip
     if resume is not None:
         trainer.restore(resume, built["tasks"])
-    oracle = existing_oracle(args, test_tasks, args.output_dir) if test_tasks is not None else None
+    evaluation = opts.evaluation
+    oracle = existing_oracle(evaluation.oracle_path, test_tasks, run.output_dir) if test_tasks is not None else None
     if accelerator.is_main_process:
-        check_writable(args.output_dir)  # one clear error instead of a traceback from the first write
-        with open(os.path.join(args.output_dir, "config.json"), "w") as fh:
+        check_writable(run.output_dir)  # one clear error instead of a traceback from the first write
+        with open(os.path.join(run.output_dir, "config.json"), "w") as fh:
             json.dump(resolved, fh, indent=2, default=str)
-    accelerator.init_trackers(args.project_name, config=tracker_config(cfg))
+    accelerator.init_trackers(run.project_name, config=tracker_config(cfg))
     if built["text"] is not None:
         built["text"][1].to(accelerator.device)
     if trainer_kwargs.get("vae") is not None:  # latent models: the frozen VAE decodes samples on the device
         trainer_kwargs["vae"].to(accelerator.device)
     with accelerator.main_process_first():  # the oracle is trained once, by the main process
         task_eval = build_end_of_task_eval(
-            args, built, test_tasks, objective.scheduler, validation_options(cfg), oracle
+            opts, built, test_tasks, objective.scheduler, validation_options(cfg), oracle
         )
     trainer.attach_evaluation(task_eval)
     if task_eval is not None and order:
         task_eval.report.data = order
     tasks = built["tasks"]
-    logger.info("training %d tasks %s; output in %s", len(tasks), tasks.task_ids, args.output_dir)
+    logger.info("training %d tasks %s; output in %s", len(tasks), tasks.task_ids, run.output_dir)
     trainer.fit(tasks)
     if task_eval is not None and accelerator.is_main_process:
         print(f"report: {os.path.join(task_eval.report_dir, 'report.md')}\n{task_eval.report.headline()}")
-    if getattr(args, "push_to_hub", False) and accelerator.is_main_process:
+    if opts.hub.push_to_hub and accelerator.is_main_process:
         from ..training.export import push_to_hub
-        from .training import hub_repo_id
 
-        push_to_hub(args.output_dir, hub_repo_id(args), private=args.hub_private_repo or None)
+        push_to_hub(run.output_dir, opts.hub.repo_id(run.output_dir), private=opts.hub.hub_private_repo or None)
 
 
 def class_order_echo(tasks) -> dict:

@@ -116,21 +116,22 @@ def run_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace]
 
 
 # ------------------------------------------------------------------------------------------------- --config
-# The sections of a run's config.json (cli/launch.py): "args" holds the flags; the others are derived from them.
-RUN_CONFIG_SECTIONS = ("args", "train_config", "model")
+# The sections of a run's config.json (cli/launch.py): "args" holds the flags; the others are derived from them
+# ("config": the resolved typed configuration, one object per component).
+RUN_CONFIG_SECTIONS = ("args", "train_config", "config", "model")
 
 
 class ConfigFileAction(argparse.Action):
-    """`--config PATH` (added by `cli.base.add_config_arg`). `run_main` calls `load_defaults` before parsing: the
+    """`--config PATH` (added by `add_config_arg`). `run_main` calls `load_defaults` before parsing: the
     file's values become the parser's defaults, so every command-line flag applies on top of them. Each value goes
     through its flag's own parsing: `type` (a JSON number or string is parsed like the command-line token), choices
     and bounds, and `check_parsed` checks the final values again after parsing. Unknown keys are refused.
 
-    The file is a run's config.json ({"args": {...}, "train_config": {...}, "model": {...}}: only "args" is read,
-    the other sections are derived from it) or an object of flag values keyed by destination ("learning_rate", not
-    "--learning_rate"; aliases by their destination: "max_grad_norm"). Keys the parser itself sets without a flag
-    (`set_defaults`, e.g. main_ldm's classifier_free_guidance, derived from --uncond_p) are recomputed by the run,
-    so their values in the file are skipped. At parse time the action only records the path."""
+    The file is a run's config.json ({"args": {...}, "train_config": {...}, "config": {...}, "model": {...}}: only
+    "args" is read, the other sections are derived from it) or an object of flag values keyed by destination
+    ("learning_rate", not "--learning_rate"; aliases by their destination: "max_grad_norm"). Keys the parser itself
+    sets without a flag (`set_defaults`, e.g. main_ldm's classifier_free_guidance, derived from --uncond_p) are
+    recomputed by the run, so their values in the file are skipped. At parse time the action only records the path."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, values)
@@ -158,6 +159,21 @@ class ConfigFileAction(argparse.Action):
                 elif token.startswith(flag + "="):
                     path = token[len(flag) + 1 :]
         return path
+
+
+def add_config_arg(parser: argparse.ArgumentParser) -> None:
+    """`--config PATH`: flag values from a JSON file (a run's config.json, or an object of flag values) become the
+    defaults, and the command-line flags apply on top; the file's values are checked like flags (types, choices,
+    bounds). See `ConfigFileAction`."""
+    parser.add_argument(
+        "--config",
+        action=ConfigFileAction,
+        default=None,
+        metavar="PATH",
+        help="JSON file of flag values, used as defaults that the command-line flags override: a run's "
+        'config.json (its "args" are read) or an object {"flag_name": value} with values as in config.json; '
+        "relative paths in it are relative to the working directory, not to the file",
+    )
 
 
 def read_config_file(parser: argparse.ArgumentParser, path: str, flag: str = "--config") -> dict:
