@@ -37,10 +37,19 @@ METHODS = {
     "replay_10pct": REPLAY_10,
     # λ sweep: with the per-sample Fisher, Σ F·Δθ² over a naive task switch is ~1e-4 on this model, so λ ~ 1e3–1e4
     # is where the penalty matches the denoising loss (~0.05).
+    "ewc_1e2": ["--ewc_loss", "--lambda_ewc", "1e2"],
     "ewc_1e3": ["--ewc_loss", "--lambda_ewc", "1e3"],
     "ewc_1e4": ["--ewc_loss", "--lambda_ewc", "1e4"],
+    "ewc_1e5": ["--ewc_loss", "--lambda_ewc", "1e5"],
+    "ewc_1e6": ["--ewc_loss", "--lambda_ewc", "1e6"],
+    # Online EWC (Schwarz et al. 2018): one running Fisher, γ = 1 (no decay: every task is kept equally).
+    "ewc_online_1e4": ["--ewc_loss", "--lambda_ewc", "1e4", "--ewc_mode", "online"],
+    "ewc_online_1e5": ["--ewc_loss", "--lambda_ewc", "1e5", "--ewc_mode", "online"],
+    "ewc_1e4_replay_1pct": ["--ewc_loss", "--lambda_ewc", "1e4", *REPLAY_1],
     "ewc_1e4_replay_10pct": ["--ewc_loss", "--lambda_ewc", "1e4", *REPLAY_10],
     "si": ["--strategy", "si", "--si_lambda", "1.0"],
+    "si_10": ["--strategy", "si", "--si_lambda", "10"],
+    "si_100": ["--strategy", "si", "--si_lambda", "100"],
     "generative_replay": GENERATIVE,
     "generative_distillation": [*GENERATIVE, "--distillation_weight", "3.0"],
     # Variants (Masip et al.): the EMA weights as teacher; distillation on pure-noise inputs (no sampling);
