@@ -29,7 +29,7 @@ from ..strategies import CombinedStrategy, ContinualStrategy, LoRAConfig, Naive,
 from ..training.build import export_metadata
 from ..training.config import TrainConfig
 from ..utils.errors import UserInputError
-from ..utils.options import add_options, from_args
+from ..utils.options import add_options, from_args, help_of
 from .base import RunOptions, build_parser, run_options
 from .strategy import add_strategy_args, build_strategy
 from .training import strategy_context
@@ -39,7 +39,7 @@ NOT_HERE = "does not apply: the noise schedule comes from <pretrained_model_name
 OBJECTIVE_HELP = {
     "ddpm_num_steps": NOT_HERE,
     "ddpm_beta_schedule": NOT_HERE,
-    "prediction_type": ObjectiveConfig.__dataclass_fields__["prediction_type"].metadata["cli"].help
+    "prediction_type": help_of(ObjectiveConfig, "prediction_type")
     + "; default: the pretrained scheduler's (epsilon with --energy_based_training)",
 }
 # Recorded in config.json "args" although not flags here, so --config skips them: classifier_free_guidance is

@@ -95,6 +95,11 @@ def _spec(field: dataclasses.Field) -> Flag:
     return field.metadata[_KEY]
 
 
+def help_of(cls, name: str) -> str:
+    """The help text of `cls`'s flag `name` (an entry point may extend it)."""
+    return _spec(cls.__dataclass_fields__[name]).help
+
+
 def default_of(field: dataclasses.Field):
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
