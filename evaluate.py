@@ -41,7 +41,6 @@ from continual_diffusers.config.sampling import (
     SamplingConfig,
     SlotModeConfig,
 )
-from continual_diffusers.evaluation import slot_modes
 from continual_diffusers.utils.entrypoint import run_main
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
@@ -173,6 +172,8 @@ def run(args) -> str:
 def _run_slot_mode(g, slot, export, model, conditioning, scheduler, meta: dict, state, out: str) -> str:
     """--slot_mode: one process (the source images are few), sheets + run.json in the output folder (created once
     the inputs are validated)."""
+    from continual_diffusers.evaluation import slot_modes
+
     if state.num_processes > 1:
         raise UserInputError("--slot_mode runs in one process; launch evaluate.py without accelerate")
     if g.composition.composition_pipeline:

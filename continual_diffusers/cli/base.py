@@ -93,6 +93,9 @@ def build_parser(description: str, *groups) -> argparse.ArgumentParser:
     """A parser of config groups (a class: `add_options`; a function: it adds its flags), then `--config`."""
     parser = new_parser(description)
     for group in groups:
-        add_options(parser, group) if isinstance(group, type) else group(parser)
+        if isinstance(group, type):
+            add_options(parser, group)
+        else:
+            group(parser)
     add_config_arg(parser)
     return parser

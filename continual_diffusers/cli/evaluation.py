@@ -7,7 +7,6 @@ import os
 from typing import NamedTuple
 
 from ..data import TaskSequence, load_split_digits, load_tasks
-from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
 
@@ -26,52 +25,11 @@ def load_test_tasks(args) -> TaskSequence:
     raise UserInputError("--eval_every_task needs --test_data_path (real test images of each task)")
 
 
-# An oracle's config.json: its sizes (OracleCNN: GroupNorm(8, ·) needs widths divisible by 8).
-ORACLE_SIZES = {
-    "in_channels": b.CHANNELS,
-    "num_classes": b.NUM_CLASSES,
-    "width": b.CHANNELS,
-    "feature_dim": b.CHANNELS,
-}
-
-
-def load_checked_oracle(path: str, test: TaskSequence):
-    """(oracle, its config) from an oracle folder, refused (`UserInputError`) unless its config is sane, its
-    weights load and are finite, and it classifies images like the test tasks' (channels, classes)."""
-    import torch
-
-    from ..evaluation.classifier import load_oracle
-    from ..models.loading import read_json_object
-
-    file = os.path.join(path, "config.json")
-    if not os.path.isfile(file):
-        raise UserInputError(
-            f"{path}: not an oracle folder (no config.json); train one with "
-            "`python -m continual_diffusers.evaluation train-oracle`"
-        )
-    meta = read_json_object(file)
-    for key, bounds in {**ORACLE_SIZES, "resolution": b.RESOLUTION}.items():
-        bounds.check(f"{file}: {key}", meta.get(key))
-    if meta["width"] % 8 or meta["feature_dim"] % 8:
-        raise UserInputError(f"{file}: width and feature_dim must be multiples of 8")
-    try:
-        oracle, meta = load_oracle(path)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-        reason = " ".join(line.strip() for line in str(err).splitlines()[:2])  # torch: "Error(s) in …:\n\tsize …"
-        raise UserInputError(f"{path}: the oracle does not load ({reason})") from err
-    if not all(bool(torch.isfinite(p).all()) for p in oracle.parameters()):
-        raise UserInputError(f"{path}/model.safetensors: the oracle's weights hold NaN or infinite values")
-    if meta["in_channels"] != test.num_channels or meta["num_classes"] < test.num_classes:
-        raise UserInputError(
-            f"{path}: the oracle takes {meta['in_channels']}-channel images of {meta['num_classes']} classes, the "
-            f"test tasks have {test.num_channels} channel(s) and {test.num_classes} classes"
-        )
-    return oracle, meta
-
-
 def existing_oracle(oracle_path: str | None, test: TaskSequence, output_dir: str):
     """--oracle_path, or output_dir/oracle when an earlier run trained one, loaded and checked; None when one must
     be trained (which writes, so it happens after every check)."""
+    from ..evaluation.oracle_check import load_checked_oracle  # on use: the evaluation package is heavy to import
+
     path = oracle_path or os.path.join(output_dir, "oracle")
     if oracle_path or os.path.isfile(os.path.join(path, "config.json")):
         return load_checked_oracle(path, test)
@@ -90,7 +48,7 @@ def get_oracle(args, train: TaskSequence, test: TaskSequence, resolution: int, o
     model, acc = train_oracle(train, test, resolution, seed=args.seed)
     logger.info("oracle test accuracy %.4f, saved in %s", acc, path)
     save_oracle(model, path, resolution, acc)
-    return load_checked_oracle(path, test)
+    return existing_oracle(path, test, output_dir)
 
 
 def check_evaluation(opts, built: dict) -> TaskSequence | None:
