@@ -263,8 +263,11 @@ class EWC(ContinualStrategy):
     ):
         if mode not in ("separate", "online"):
             raise ValueError(f"mode must be 'separate' or 'online', got {mode!r}")
-        if lambda_ < 0 or not 0.0 < gamma <= 1.0 or min(num_samples, num_timesteps, batch_size) < 1:
-            raise ValueError("need lambda_ >= 0, 0 < gamma <= 1, num_samples/num_timesteps/batch_size >= 1")
+        b.NON_NEGATIVE.check("lambda_", lambda_)  # the bounds of the flags (EWCConfig)
+        b.DECAY.check("gamma", gamma)
+        b.EWC_SAMPLES.check("num_samples", num_samples)
+        b.INNER_STEPS.check("num_timesteps", num_timesteps)
+        b.BATCH_SIZE.check("batch_size", batch_size)
         self.lambda_, self.mode, self.gamma = lambda_, mode, gamma
         self.fisher_options = dict(
             num_samples=num_samples, num_timesteps=num_timesteps, batch_size=batch_size, vectorize=vectorize

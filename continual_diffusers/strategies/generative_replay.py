@@ -176,10 +176,11 @@ class GenerativeReplay(ContinualStrategy):
         teacher: str = "model",
         distillation_inputs: str = "generated",
     ):
-        if not 0.0 < replay_ratio < 1.0:
-            raise ValueError(f"replay_ratio must be in (0, 1), got {replay_ratio}")
-        if distillation_weight < 0 or loss_weight < 0 or pool_size < 0 or num_inference_steps < 1:
-            raise ValueError("distillation_weight, loss_weight, pool_size must be >= 0 and num_inference_steps >= 1")
+        b.OPEN_UNIT.check("replay_ratio", replay_ratio)  # the bounds of the flags (GenerativeReplayConfig)
+        for name, value in {"distillation_weight": distillation_weight, "loss_weight": loss_weight}.items():
+            b.NON_NEGATIVE.check(name, value)
+        b.POOL_SIZE.check("pool_size", pool_size)
+        b.TIMESTEPS.check("num_inference_steps", num_inference_steps)
         if teacher not in TEACHERS or distillation_inputs not in DISTILLATION_INPUTS:
             raise ValueError(f"teacher must be one of {TEACHERS} and distillation_inputs one of {DISTILLATION_INPUTS}")
         if distillation_inputs != "generated" and distillation_weight == 0:

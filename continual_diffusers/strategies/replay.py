@@ -123,10 +123,8 @@ class Replay(ContinualStrategy):
     ):
         if mixing not in ("concat", "ratio"):
             raise ValueError(f"mixing must be 'concat' or 'ratio', got {mixing!r}")
-        if not 0.0 <= replay_ratio < 1.0:
-            raise ValueError(f"replay_ratio must be in [0, 1), got {replay_ratio}")
-        if loss_weight < 0:
-            raise ValueError(f"loss_weight must be >= 0, got {loss_weight}")
+        b.PROBABILITY.check("replay_ratio", replay_ratio)  # the bounds of the flags (ReplayConfig)
+        b.NON_NEGATIVE.check("loss_weight", loss_weight)
         self.buffer = buffer
         self.transform = transform
         self.task_sizes = dict(task_sizes)

@@ -65,8 +65,8 @@ class SynapticIntelligence(ContinualStrategy):
     config = SIConfig
 
     def __init__(self, lambda_: float, epsilon: float = 0.1):
-        if lambda_ < 0 or epsilon <= 0:
-            raise ValueError(f"need lambda_ >= 0 and epsilon > 0, got {lambda_}, {epsilon}")
+        b.NON_NEGATIVE.check("lambda_", lambda_)  # the bounds of the flags (SIConfig)
+        b.POSITIVE.check("epsilon", epsilon)
         self.lambda_, self.epsilon = lambda_, epsilon
         self.omega: ParamDict = {}  # ω: running path integral of the current task
         self.importance: ParamDict = {}  # Ω: consolidated importance of past tasks
