@@ -26,14 +26,16 @@ from ..utils.options import from_args
 from .base import RunOptions, build_parser, run_options
 from .strategy import add_strategy_args, build_strategy
 
-DDPM_GROUPS = (DataConfig, ModelConfig, SlotConfig, ObjectiveConfig, add_strategy_args, TrainConfig, RunConfig)
+# main_ddpm's flag groups, in --help order (a config class, or a function that adds flags).
+DDPM_GROUPS = (
+    DataConfig, ModelConfig, SlotConfig, ObjectiveConfig, add_strategy_args, TrainConfig, RunConfig, HubConfig,
+    SamplingConfig, EvaluationConfig,
+)  # fmt: skip
 
 
 def ddpm_parser() -> argparse.ArgumentParser:
-    return build_parser(
-        "Continual training of a pixel-space DDPM UNet (score- or energy-based) over a task sequence.",
-        *DDPM_GROUPS, HubConfig, SamplingConfig, EvaluationConfig,
-    )  # fmt: skip
+    description = "Continual training of a pixel-space DDPM UNet (score- or energy-based) over a task sequence."
+    return build_parser(description, *DDPM_GROUPS)
 
 
 def ddpm_options(args: argparse.Namespace) -> RunOptions:
