@@ -22,6 +22,7 @@ import statistics
 import time
 
 import torch
+from compare_strategies import fmt
 
 from continual_diffusers.data import ImageTransform, TaskDataset, load_split_digits, load_tasks
 from continual_diffusers.evaluation.classifier import load_oracle, predict
@@ -99,11 +100,6 @@ def bench_model(model_dir: str, configs, seeds, args, oracle, test_tasks) -> dic
                 grid = f"{tag}_{key.replace(':', '_')}.png"
                 save_grid(images, os.path.join(args.output_dir, grid), nrow=args.num_samples)
     return rows
-
-
-def fmt(values: list[float], digits: int = 3) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def table(results: dict[str, list[dict]]) -> str:

@@ -34,6 +34,8 @@ METHODS = {
     # The default mixing adds replays in proportion to the buffer (14 of 300 images → ~5 % of a batch); a fixed
     # half-replay batch gives the 14 images as much weight as the new task's data.
     "replay_1pct_ratio50": [*REPLAY_1, "--replay_ratio", "0.5"],
+    # A fifth of every batch: between the default's ~5 % (no copies, 54 % of the gap) and half (copies).
+    "replay_1pct_ratio20": [*REPLAY_1, "--replay_ratio", "0.2"],
     "replay_10pct": REPLAY_10,
     # λ sweep: with the per-sample Fisher, Σ F·Δθ² over a naive task switch is ~1e-4 on this model, so λ ~ 1e3–1e4
     # is where the penalty matches the denoising loss (~0.05).
@@ -46,10 +48,13 @@ METHODS = {
     "ewc_online_1e4": ["--ewc_loss", "--lambda_ewc", "1e4", "--ewc_mode", "online"],
     "ewc_online_1e5": ["--ewc_loss", "--lambda_ewc", "1e5", "--ewc_mode", "online"],
     "ewc_1e4_replay_1pct": ["--ewc_loss", "--lambda_ewc", "1e4", *REPLAY_1],
+    "ewc_1e5_replay_1pct": ["--ewc_loss", "--lambda_ewc", "1e5", *REPLAY_1],
+    "ewc_online_1e5_replay_1pct": ["--ewc_loss", "--lambda_ewc", "1e5", "--ewc_mode", "online", *REPLAY_1],
     "ewc_1e4_replay_10pct": ["--ewc_loss", "--lambda_ewc", "1e4", *REPLAY_10],
     "si": ["--strategy", "si", "--si_lambda", "1.0"],
     "si_10": ["--strategy", "si", "--si_lambda", "10"],
     "si_100": ["--strategy", "si", "--si_lambda", "100"],
+    "si_1e3": ["--strategy", "si", "--si_lambda", "1e3"],
     "generative_replay": GENERATIVE,
     "generative_distillation": [*GENERATIVE, "--distillation_weight", "3.0"],
     # Variants (Masip et al.): the EMA weights as teacher; distillation on pure-noise inputs (no sampling);
@@ -228,9 +233,11 @@ def merge(paths: list[str]) -> dict[str, list[dict]]:
     return merged
 
 
-def fmt(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+def fmt(values: list[float], digits: int = 3) -> str:
+    """mean ± sample standard deviation ("mean" alone for one value: one seed has no spread to show)."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(results: dict[str, list[dict]]) -> str:
@@ -247,18 +254,18 @@ def table(results: dict[str, list[dict]]) -> str:
         teacher = [r["teacher_seconds_per_task"] for r in rs if r.get("teacher_seconds_per_task") is not None]
         lines.append(
             f"| {m} | {len(rs)} | {fmt([r['accuracy'] for r in rs])} | {fmt([r['forgetting'] for r in rs])} | "
-            f"{fmt([r['frechet'] for r in rs])} | {fmt_optional(rs, 'copy_fraction')} | "
-            f"{fmt_optional(rs, 'train_distance_ratio')} | {fmt_optional(rs, 'recall')} | {closed:.0%} | "
+            f"{fmt([r['frechet'] for r in rs], 1)} | {fmt_optional(rs, 'copy_fraction')} | "
+            f"{fmt_optional(rs, 'train_distance_ratio', 2)} | {fmt_optional(rs, 'recall', 2)} | {closed:.0%} | "
             f"{statistics.median(r['seconds'] for r in rs) / 60:.0f} min | "
             f"{f'{statistics.median(teacher):.0f} s' if teacher else '–'} |"
         )
     return "\n".join(lines)
 
 
-def fmt_optional(rows: list[dict], name: str) -> str:
+def fmt_optional(rows: list[dict], name: str, digits: int = 3) -> str:
     """`fmt` of a column that results of older versions may lack ("–" when no row has it)."""
     values = [r[name] for r in rows if r.get(name) is not None]
-    return fmt(values) if values else "–"
+    return fmt(values, digits) if values else "–"
 
 
 def main() -> None:
