@@ -4,7 +4,6 @@ shared with `python -m continual_diffusers.evaluation`."""
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from ..data import TaskSequence, load_split_digits, load_tasks
 from ..utils.errors import UserInputError
@@ -13,14 +12,14 @@ from ..utils.logging import get_logger
 logger = get_logger(__name__)
 
 
-def load_test_tasks(args) -> TaskSequence:
-    """The real test tasks: --test_data_path, or the bundled digits' held-out split when training on them.
-    `args`: anything with `test_data_path` (and `data_path`): flags or `EvaluationConfig` + `DataConfig`."""
-    if args.test_data_path:
-        if not os.path.exists(args.test_data_path):
-            raise UserInputError(f"--test_data_path {args.test_data_path}: no such task file or task folder")
-        return load_tasks(args.test_data_path)
-    if getattr(args, "data_path", None) is None:
+def load_test_tasks(test_data_path: str | None, data_path: str | None) -> TaskSequence:
+    """The real test tasks: --test_data_path, or the bundled digits' held-out split when training on them
+    (`data_path` None)."""
+    if test_data_path:
+        if not os.path.exists(test_data_path):
+            raise UserInputError(f"--test_data_path {test_data_path}: no such task file or task folder")
+        return load_tasks(test_data_path)
+    if data_path is None:
         return load_split_digits()[1]
     raise UserInputError("--eval_every_task needs --test_data_path (real test images of each task)")
 
@@ -36,16 +35,18 @@ def existing_oracle(oracle_path: str | None, test: TaskSequence, output_dir: str
     return None
 
 
-def get_oracle(args, train: TaskSequence, test: TaskSequence, resolution: int, output_dir: str):
-    """(oracle, its config): load `args.oracle_path`, or output_dir/oracle, or train one there (`args.seed`)."""
+def get_oracle(
+    oracle_path: str | None, seed: int, train: TaskSequence, test: TaskSequence, resolution: int, output_dir: str
+):
+    """(oracle, its config): load `oracle_path`, or output_dir/oracle, or train one there (seeded with `seed`)."""
     from ..evaluation.classifier import save_oracle, train_oracle
 
-    found = existing_oracle(args.oracle_path, test, output_dir)
+    found = existing_oracle(oracle_path, test, output_dir)
     if found is not None:
         return found
     path = os.path.join(output_dir, "oracle")
     logger.info("training the oracle classifier on all tasks' training data (once per output dir)")
-    model, acc = train_oracle(train, test, resolution, seed=args.seed)
+    model, acc = train_oracle(train, test, resolution, seed=seed)
     logger.info("oracle test accuracy %.4f, saved in %s", acc, path)
     save_oracle(model, path, resolution, acc)
     return existing_oracle(path, test, output_dir)
@@ -57,7 +58,7 @@ def check_evaluation(opts, built: dict) -> TaskSequence | None:
         return None
     if built["conditioning"].kind == "text":
         raise UserInputError("--eval_every_task needs class labels; text-conditioned runs get sample grids only")
-    test = load_test_tasks(_EvalPaths(opts.evaluation.test_data_path, opts.data.data_path))
+    test = load_test_tasks(opts.evaluation.test_data_path, opts.data.data_path)
     missing = sorted(set(built["tasks"].task_ids) - set(test.task_ids))
     if missing:
         raise UserInputError(f"--test_data_path has no test images for task(s) {missing}")
@@ -75,19 +76,9 @@ def build_end_of_task_eval(opts, built: dict, test: TaskSequence | None, train_s
     output_dir, resolution = opts.run.output_dir, built["metadata"]["resolution"]
     tasks, samples = built["tasks"], opts.evaluation.eval_num_samples
     oracle, meta = oracle or get_oracle(
-        _OraclePlace(opts.evaluation.oracle_path, opts.train.seed), tasks, test, resolution, output_dir
+        opts.evaluation.oracle_path, opts.train.seed, tasks, test, resolution, output_dir
     )
     evaluator = ContinualEvaluator(oracle, meta["resolution"], test, samples, options, tasks)  # tasks: memorisation
     return EndOfTaskEvaluation(
         evaluator, built["conditioning"], train_scheduler, built["metadata"]["classes_per_task"], output_dir
     )
-
-
-class _EvalPaths(NamedTuple):  # what `load_test_tasks` reads
-    test_data_path: str | None
-    data_path: str | None
-
-
-class _OraclePlace(NamedTuple):  # what `get_oracle` reads
-    oracle_path: str | None
-    seed: int

@@ -95,7 +95,7 @@ def report_cmd(args) -> str:
     check_sampler_ranges(args)
     dirs = task_dirs(args.run_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    test = load_test_tasks(args)
+    test = load_test_tasks(args.test_data_path, args.data_path)
     train = _tasks(args.data_path)
     # The memorisation measures compare samples with the run's training images: the bundled digits only stand in
     # for them when the test images are the bundled ones too.
@@ -106,7 +106,9 @@ def report_cmd(args) -> str:
     for task_id, path in dirs:
         model, conditioning, scheduler, meta = load_task_model(path, None, device)
         if evaluation is None:
-            oracle, oracle_meta = get_oracle(args, train, test, meta["resolution"], args.run_dir)
+            oracle, oracle_meta = get_oracle(
+                args.oracle_path, args.seed, train, test, meta["resolution"], args.run_dir
+            )
             guidance = args.guidance_scale if meta.get("classifier_free_guidance") else 1.0
             options = SamplerOptions(
                 args.scheduler,
