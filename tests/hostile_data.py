@@ -369,7 +369,7 @@ def hf_arrow_file_format(folder: Path):
         writer.write_table(table)
     data = _patch(sink.getvalue().to_pybytes(), struct.pack("<3i", 0, 5, 10), struct.pack("<3i", 0, 5, 1 << 30))
     (folder / "file.arrow").write_bytes(data)
-    return _hf_argv(folder / "file.arrow"), "Arrow IPC file format"
+    return _hf_argv(folder / "file.arrow"), "an Arrow IPC file (random-access format)"
 
 
 def hf_arrow_compressed(folder: Path):
@@ -587,7 +587,7 @@ def hf_image_path_traversal(folder: Path):
 def hf_image_path_fifo(folder: Path):
     path = _with_image_path(folder, "pipe.png")
     os.mkfifo(folder / "data" / "pipe.png")
-    return _hf_argv(path), "pipe.png: a FIFO, not a regular file"
+    return _hf_argv(path), "row 1 (pipe.png): a FIFO, not a regular file"
 
 
 def hf_image_bytes_pixel_bomb(folder: Path):
