@@ -2,9 +2,10 @@
 streams and `save_to_disk` folders (`from-hf`), and task folders (`convert`, `info`, `main_ddpm.py --data_path`).
 
 Each builder writes what it needs into a fresh folder and returns the argument list of one run (without
-`--output_dir`) and a fragment of the one `error:` line the run must end with. `CASES` lists them as
-(name, builder, needs_timeout): a case whose input is or holds a FIFO would block forever on a reader that opens it
-blindly, so the test runs those in a process of their own with a timeout.
+`--output_dir`; a list starting with "main_ddpm" runs main_ddpm.py with the rest) and a fragment of the one `error:`
+line the run must end with. `CASES` lists them as (name, builder, holds a FIFO): a case whose input is or holds a
+FIFO would block forever on a reader that opens it blindly, so the test runs those in a process of their own with a
+timeout.
 
 Image payloads are made by hand where a real encoder would need the memory they describe: a PNG of 13000x13000
 zero pixels is an IHDR and a zlib stream of zero rows (≈ 660 KB), a JPEG or GIF of 30000x30000 is a small image
@@ -644,6 +645,27 @@ def task_folder_images_fifo(folder: Path):
     return ["info", tasks], "'task_2/images.npy' is not a regular file"
 
 
+def task_folder_labels_fifo_main_ddpm(folder: Path):
+    """main_ddpm.py --data_path on a task folder whose labels are a FIFO."""
+    tasks = _task_folder(folder)
+    (tasks / "task_1" / "labels.npy").unlink()
+    os.mkfifo(tasks / "task_1" / "labels.npy")
+    return ["main_ddpm", "--data_path", tasks], "'task_1/labels.npy' is not a regular file"
+
+
+def task_folder_images_dev_zero_main_ddpm(folder: Path):
+    """main_ddpm.py --data_path on a task folder whose images are a symlink to /dev/zero."""
+    tasks = _task_folder(folder)
+    (tasks / "task_2" / "images.npy").unlink()
+    os.symlink("/dev/zero", tasks / "task_2" / "images.npy")
+    return ["main_ddpm", "--data_path", tasks], "'task_2/images.npy' is not a regular file"
+
+
+def task_file_fifo_convert(folder: Path):
+    os.mkfifo(folder / "tasks.npz")
+    return ["convert", folder / "tasks.npz", folder / "out.npz"], "not a regular file"
+
+
 # (name, builder, holds a FIFO)
 CASES = [
     ("folder_fifo_image", folder_fifo_image, True),
@@ -697,4 +719,7 @@ CASES = [
     ("hf_image_bytes_eps", hf_image_bytes_eps, False),
     ("task_folder_sparse_5gib_to_npz", task_folder_sparse_5gib_to_npz, False),
     ("task_folder_images_fifo", task_folder_images_fifo, True),
+    ("task_folder_labels_fifo_main_ddpm", task_folder_labels_fifo_main_ddpm, True),
+    ("task_folder_images_dev_zero_main_ddpm", task_folder_images_dev_zero_main_ddpm, True),
+    ("task_file_fifo_convert", task_file_fifo_convert, True),
 ]

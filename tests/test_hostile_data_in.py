@@ -1,13 +1,14 @@
 """Hostile and broken data through the data-ingestion entry points: image folders (`from-folder`), parquet files,
-Arrow IPC streams and `save_to_disk` folders (`from-hf`), task folders (`convert`, `info`).
+Arrow IPC streams and `save_to_disk` folders (`from-hf`), task folders (`convert`, `info`, `main_ddpm.py
+--data_path`).
 
-Every case (tests/hostile_data.py builds them) runs `python -m continual_diffusers.data`'s `main(argv)` in a
-subprocess under RLIMIT_AS = its address space after the imports + 1 GiB (tests/hostile_files.py's runner), where a
-native crash shows as a missing result and a negative exit status. Each must end with exit code 2 and exactly one
-`error: …` line naming the problem, no traceback, no control character from a file name on the terminal, nothing
-created or changed in its folder (the output dir is not created), nothing executed, in < 30 s. Cases whose input is a
-FIFO run in a process of their own: each has a 10 s alarm, and the process a timeout, so a reader that blocks on a
-FIFO fails the test rather than hanging it.
+Every case (tests/hostile_data.py builds them) runs `python -m continual_diffusers.data`'s (or main_ddpm.py's)
+`main(argv)` in a subprocess under RLIMIT_AS = its address space after the imports + 1 GiB (tests/hostile_files.py's
+runner), where a native crash shows as a missing result and a negative exit status. Each must end with exit code 2
+and exactly one `error: …` line naming the problem, no traceback, no control character from a file name on the
+terminal, nothing created or changed in its folder (the output dir is not created), nothing executed, in < 30 s.
+Cases whose input is a FIFO run in a process of their own: each has a 10 s alarm, and the process a timeout, so a
+reader that blocks on a FIFO fails the test rather than hanging it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import hostile_data as d
 import pytest
+from conftest import TINY_FLAGS
 from test_hostile_task_files import assert_one_error_line
 
 pytest.importorskip("pyarrow")
@@ -57,6 +59,7 @@ def tree_state(folder: Path) -> dict[str, tuple]:
 @dataclass
 class Case:
     id: str
+    module: str
     argv: list
     expected: str
     folder: Path
@@ -70,17 +73,20 @@ def _build(root: Path) -> dict[str, Case]:
         folder = root / name
         folder.mkdir(parents=True)
         argv, expected = builder(folder)
-        if argv[0] in ("from-folder", "from-hf"):
+        module = d.DATA_CLI
+        if argv[0] == "main_ddpm":
+            module, argv = "main_ddpm", [*argv[1:], *TINY_FLAGS, "--output_dir", folder / "out"]
+        elif argv[0] in ("from-folder", "from-hf"):
             argv = [*argv, "--output_dir", folder / "out"]
         argv = [os.fsdecode(a) if isinstance(a, Path) else str(a) for a in argv]
-        cases[name] = Case(name, argv, expected, folder, fifo)
+        cases[name] = Case(name, module, argv, expected, folder, fifo)
     return cases
 
 
 def _run(cases: list[Case], where: Path, timeout: int, case_timeout: int = 0) -> tuple[int | None, dict, str]:
     where.mkdir()
     spec, results = where / "spec.json", where / "results.jsonl"
-    runs = [{"id": c.id, "module": d.DATA_CLI, "argv": c.argv, "timeout_s": case_timeout} for c in cases]
+    runs = [{"id": c.id, "module": c.module, "argv": c.argv, "timeout_s": case_timeout} for c in cases]
     spec.write_text(json.dumps({"cases": runs, "limit_mib": LIMIT_MIB, "preload": PRELOAD}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, str(ROOT / "tests" / "hostile_files.py"), str(spec), str(results)]
