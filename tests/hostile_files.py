@@ -561,9 +561,28 @@ def run_cases(cases: list[dict], results: Path, limit_mib: int, preload: list[st
             out.flush()
 
 
+def _convert(kind: str, path: str) -> None:
+    """A dataset ("hf": from-hf's reader) or image folder ("folder") converted to task files in a scratch folder."""
+    import shutil
+    import tempfile
+
+    from continual_diffusers.data import BuildOptions, build_task_files, read_hf_dataset, scan_image_folder
+
+    source = read_hf_dataset(path) if kind == "hf" else scan_image_folder(path)
+    scratch = tempfile.mkdtemp(prefix="fuzz-out-")
+    try:
+        build_task_files(source, BuildOptions(classes_per_task=1, resolution=8), scratch, "fuzz")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def load_files(files: list[dict], results: Path, limit_mib: int) -> None:
-    """Load each {"kind": "task" | "cifar", "path"} with load_tasks / read_batch: "ok", the UserInputError subclass
-    and its message, or "unexpected <exception type>" for anything else."""
+    """Load each {"kind": "task" | "cifar" | "hf" | "folder", "path"} with load_tasks / read_batch, or convert it
+    (from-hf's and from-folder's readers, then build_task_files): "ok", the UserInputError subclass and its message,
+    or "unexpected <exception type>" for anything else."""
+    if any(file["kind"] == "hf" for file in files):
+        importlib.import_module("pyarrow.parquet")  # imported before the limit, as the data CLI's cases are
+
     from continual_diffusers.data import load_tasks
     from continual_diffusers.data.cifar10 import read_batch
     from continual_diffusers.utils.errors import UserInputError
@@ -573,7 +592,12 @@ def load_files(files: list[dict], results: Path, limit_mib: int) -> None:
         for file in files:
             start = time.perf_counter()
             try:
-                load_tasks(file["path"]) if file["kind"] == "task" else read_batch(file["path"])
+                if file["kind"] == "task":
+                    load_tasks(file["path"])
+                elif file["kind"] == "cifar":
+                    read_batch(file["path"])
+                else:
+                    _convert(file["kind"], file["path"])
                 outcome, message = "ok", ""
             except UserInputError as error:
                 outcome, message = type(error).__name__, str(error)
