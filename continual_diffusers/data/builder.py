@@ -294,7 +294,13 @@ def build_task_files(
     names = {split: f"{name}_tasks_{split}{suffix}" for split in splits}
     with StagedOutput(output_dir, list(names.values())) as output:
         for split, per_task in splits.items():
-            sequence = _write_split(source, options, order, per_task, shape, output.staged(names[split]))
+            try:
+                sequence = _write_split(source, options, order, per_task, shape, output.staged(names[split]))
+            except MemoryError:  # sizes within the caps, but more than this machine has
+                raise UserInputError(
+                    f"not enough memory to build {names[split]}; use --layout folder (written block by block), "
+                    "--resolution, or fewer images"
+                ) from None
             logger.info("%s: %d tasks, %d images", names[split], len(sequence), sum(len(t) for t in sequence))
         final = output.commit()
     return {split: final[names[split]] for split in splits}
