@@ -205,6 +205,20 @@ def test_class_ids_without_names_get_no_invented_names(tmp_path, capsys):
     assert "class order: task 1: 7; task 2: 900000" in out
 
 
+def test_string_labels_across_files_with_different_dictionaries(tmp_path, capsys):
+    """Two parquet files (each read with its own label dictionary) and their class ids: one sorted name list."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    (tmp_path / "data").mkdir()
+    pq.write_table(d.hf_table(pa, 4, labels=pa.array(["dog", "cat", "dog", "cat"])), tmp_path / "data" / "a.parquet")
+    pq.write_table(d.hf_table(pa, 4, labels=pa.array(["eel", "eel", "cat", "cat"])), tmp_path / "data" / "b.parquet")
+    from continual_diffusers.data import read_hf_dataset
+
+    source = read_hf_dataset(tmp_path / "data")
+    assert source.class_names == ["cat", "dog", "eel"]
+    assert source.labels.tolist() == [1, 0, 1, 0, 2, 2, 0, 0]
+
+
 def test_rows_sharing_one_stored_image_are_decoded_once(tmp_path, capsys, monkeypatch):
     """5,000 rows that refer to one dictionary value: one header read and one decode, not 5,000 of each."""
     pa = pytest.importorskip("pyarrow")

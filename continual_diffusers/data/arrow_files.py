@@ -154,7 +154,7 @@ def _scan_messages(pa, buffer, path: Path) -> None:
 
 
 def read_arrow_stream(path: Path, columns: list[str], limits: DataLimits):
-    """The columns `columns` (those present) of an Arrow IPC stream, validated in full, and the schema's metadata."""
+    """(the columns `columns` (those present) of an Arrow IPC stream, validated in full; the stream's whole schema)."""
     pa = pyarrow()
     data = _read_bytes(path, limits.dataset_bytes, "Arrow file")
     if data[:6] == b"ARROW1":
@@ -167,10 +167,10 @@ def read_arrow_stream(path: Path, columns: list[str], limits: DataLimits):
         _scan_messages(pa, buffer, path)
         table = pa.ipc.open_stream(pa.BufferReader(buffer)).read_all()
         check_rows(table.num_rows, path, limits)
-        metadata = table.schema.metadata or {}
+        schema = table.schema
         table = table.select([name for name in columns if name in table.column_names])
         validate(table, path)
-    return table, metadata
+    return table, schema
 
 
 def validate(table, path: Path) -> None:

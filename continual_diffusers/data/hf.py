@@ -155,9 +155,9 @@ def _read_file(pa, path: Path, columns: dict[str, str], limits: DataLimits):
             _check_schema(pa, parquet.schema_arrow, columns, path)
             return af.read_parquet(parquet, file, list(columns.values()), path, limits), parquet.schema_arrow.metadata
     if path.suffix == ".arrow":
-        table, metadata = af.read_arrow_stream(path, list(columns.values()), limits)
-        _check_schema(pa, table.schema, columns, path)
-        return table, metadata
+        table, schema = af.read_arrow_stream(path, list(columns.values()), limits)
+        _check_schema(pa, schema, columns, path)
+        return table, schema.metadata
     raise UserInputError(f"{shown(path)}: expected a .parquet or .arrow file, or a dataset folder")
 
 
@@ -203,8 +203,8 @@ def _string_labels(pa, column, name: str, path: Path, limits: DataLimits) -> tup
     parts, distinct, start = [], set(), 0
     for chunk in column.chunks:
         values, indices = _dictionary_parts(pa, chunk)
-        texts = values.to_pylist()
         used, first = np.unique(indices, return_index=True)
+        texts = dict(zip(used.tolist(), values.take(pa.array(used)).to_pylist()))  # only the values rows refer to
         for index, at in zip(used.tolist(), first.tolist()):
             text, row = texts[index], start + at
             if text is None:
@@ -221,7 +221,11 @@ def _string_labels(pa, column, name: str, path: Path, limits: DataLimits) -> tup
         start += len(chunk)
     names = sorted(distinct)
     ids = {text: i for i, text in enumerate(names)}
-    labels = [np.array([ids.get(t, -1) for t in texts], np.int64)[indices] for texts, indices in parts]
+    labels = []
+    for texts, indices in parts:  # texts: {used dictionary index: text}, keys in increasing order
+        used = np.fromiter(texts, np.int64, len(texts))
+        class_ids = np.array([ids[text] for text in texts.values()], np.int64)
+        labels.append(class_ids[np.searchsorted(used, indices)])
     return np.concatenate(labels) if labels else np.zeros(0, np.int64), names
 
 
@@ -355,9 +359,15 @@ def read_hf_dataset(
         UserInputError: pyarrow missing, an unreadable or invalid path or file, a missing or unsuitable column, a
             value past a limit.
     """
+    try:
+        return _read_hf_dataset(Path(path), image_column, label_column, caption_column, split, limits)
+    except MemoryError:  # sizes within the limits, but more than this machine has
+        raise UserInputError(f"{shown(path)}: not enough memory to read it") from None
+
+
+def _read_hf_dataset(path: Path, image_column, label_column, caption_column, split, limits) -> Source:
     pa = af.pyarrow()
     limits = limits or DataLimits.from_env()
-    path = Path(path)
     files, base, info = _data_files(path, split)
     columns = {"--image_column": image_column, "--label_column": label_column}
     if caption_column is not None:
