@@ -219,6 +219,25 @@ def test_string_labels_across_files_with_different_dictionaries(tmp_path, capsys
     assert source.labels.tolist() == [1, 0, 1, 0, 2, 2, 0, 0]
 
 
+def test_the_dataset_limit_counts_all_files_together(tmp_path):
+    """Each of two files fits the dataset limit, both together do not; a file listed twice in state.json is refused."""
+    pa = pytest.importorskip("pyarrow")
+    from continual_diffusers.data import read_hf_dataset
+
+    (tmp_path / "data").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "data" / f"{name}.arrow").write_bytes(d.arrow_stream_bytes(d.hf_table(pa, 4)))
+    size = (tmp_path / "data" / "a.arrow").stat().st_size
+    read_hf_dataset(tmp_path / "data", limits=DataLimits(dataset_bytes=2 * size))
+    with pytest.raises(UserInputError, match="b.arrow: .* bytes, more than the"):
+        read_hf_dataset(tmp_path / "data", limits=DataLimits(dataset_bytes=2 * size - 1))
+    dataset = d._save_to_disk(tmp_path, d.hf_table(pa, 2))
+    (dataset / "state.json").write_text('{"_data_files": [{"filename": "data-00000-of-00001.arrow"}, '
+                                        '{"filename": "data-00000-of-00001.arrow"}]}')  # fmt: skip
+    with pytest.raises(UserInputError, match="distinct file names"):
+        read_hf_dataset(dataset)
+
+
 def test_rows_sharing_one_stored_image_are_decoded_once(tmp_path, capsys, monkeypatch):
     """5,000 rows that refer to one dictionary value: one header read and one decode, not 5,000 of each."""
     pa = pytest.importorskip("pyarrow")

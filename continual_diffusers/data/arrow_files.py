@@ -6,16 +6,16 @@ allocated, and parquet decodes a dictionary value stored once into every row tha
 decode to 0.9 GB). So:
 
 - every file is opened with `open_regular_file` (a FIFO or device is refused, never read);
-- **Arrow IPC**: only the stream format (what `datasets` writes; the file format's footer may point anywhere) of at
-  most `DataLimits.dataset_bytes`, read into memory. Its messages are scanned first: at most
-  `MAX_RECORD_BATCHES`, and no compressed record or dictionary batch (their decompressed sizes sit inside the body
-  and are allocated before anything can check them). The table is then cut to the columns asked for and validated
-  in full (`validate(full=True)`: offsets inside their buffers, valid UTF-8, dictionary indices inside their
-  dictionaries) before any value is touched;
+- **Arrow IPC**: only the stream format (what `datasets` writes; the file format's footer may point anywhere), read
+  into memory (all the files of one dataset at most `DataLimits.dataset_bytes` together). Its messages are scanned
+  first: at most `MAX_RECORD_BATCHES`, and no compressed record or dictionary batch (their decompressed sizes sit
+  inside the body and are allocated before anything can check them). The table is then cut to the columns asked for
+  and validated in full (`validate(full=True)`: offsets inside their buffers, valid UTF-8, dictionary indices inside
+  their dictionaries) before any value is touched;
 - **parquet**: the footer is read first (`open_parquet`): at most `DataLimits.images` rows and `MAX_ROW_GROUPS` row
-  groups; the columns asked for must state at most `DataLimits.dataset_bytes` uncompressed, and fixed-width columns
-  as many once decoded. Byte-array columns are read as dictionaries (`read_dictionary`), so a value stored once
-  stays one value however many rows refer to it; the result is validated in full as well;
+  groups; the columns asked for must state at most what is left of `DataLimits.dataset_bytes` uncompressed, and
+  fixed-width columns as many once decoded. Byte-array columns are read as dictionaries (`read_dictionary`), so a
+  value stored once stays one value however many rows refer to it; the result is validated in full as well;
 - **JSON** (`dataset_info.json`, `state.json`, `dataset_dict.json`, the schema's `huggingface` metadata): at most
   `MAX_JSON_BYTES`, UTF-8, and nesting that exhausts the parser's recursion is refused, not a traceback.
 
@@ -153,10 +153,11 @@ def _scan_messages(pa, buffer, path: Path) -> None:
             )
 
 
-def read_arrow_stream(path: Path, columns: list[str], limits: DataLimits):
-    """(the columns `columns` (those present) of an Arrow IPC stream, validated in full; the stream's whole schema)."""
+def read_arrow_stream(path: Path, columns: list[str], limits: DataLimits, max_bytes: int):
+    """(the columns `columns` (those present) of an Arrow IPC stream of at most `max_bytes`, validated in full; the
+    stream's whole schema; the bytes read)."""
     pa = pyarrow()
-    data = _read_bytes(path, limits.dataset_bytes, "Arrow file")
+    data = _read_bytes(path, max_bytes, "Arrow file")
     if data[:6] == b"ARROW1":
         raise UserInputError(
             f"{shown(path)}: an Arrow IPC file (random-access format), whose footer may point anywhere; from-hf "
@@ -170,7 +171,7 @@ def read_arrow_stream(path: Path, columns: list[str], limits: DataLimits):
         schema = table.schema
         table = table.select([name for name in columns if name in table.column_names])
         validate(table, path)
-    return table, schema
+    return table, schema, len(data)
 
 
 def validate(table, path: Path) -> None:
@@ -223,8 +224,9 @@ def _leaves(parquet, columns: list[str]) -> list[tuple[int, str, str, int]]:
     return found
 
 
-def read_parquet(parquet, file, columns: list[str], path: Path, limits: DataLimits):
-    """The columns `columns` of a parquet file opened by `open_parquet` (see the module doc), validated in full."""
+def read_parquet(parquet, file, columns: list[str], path: Path, limits: DataLimits, max_bytes: int):
+    """(the columns `columns` of a parquet file opened by `open_parquet` (see the module doc), validated in full;
+    the bytes they state uncompressed, at most `max_bytes`)."""
     pa = pyarrow()
     leaves = _leaves(parquet, columns)
     metadata = parquet.metadata
@@ -235,14 +237,14 @@ def read_parquet(parquet, file, columns: list[str], path: Path, limits: DataLimi
             chunk = row_group.column(index)
             width = _FIXED_WIDTH.get(physical, length if physical == "FIXED_LEN_BYTE_ARRAY" else 0)
             stated += max(chunk.total_uncompressed_size, chunk.num_values * width)
-    if stated > limits.dataset_bytes:
+    if stated > max_bytes:
         raise UserInputError(
             f"{shown(path)}: its columns {', '.join(safe_display(c, 60) for c in columns)} state {stated} bytes "
-            f"once decompressed, more than {limits.describe('dataset_bytes')}"
+            f"once decompressed, more than the {max_bytes} left of {limits.describe('dataset_bytes')}"
         )
     as_dictionary = [leaf_path for _, leaf_path, physical, _ in leaves if physical == "BYTE_ARRAY"]
     with _arrow_errors(path, "parquet file"):
         reader = pa.parquet.ParquetFile(file, metadata=metadata, read_dictionary=as_dictionary)
         table = reader.read(columns=columns, use_threads=False)
     validate(table, path)
-    return table
+    return table, stated

@@ -81,9 +81,11 @@ def _data_files(path: Path, split: str) -> tuple[list[Path], Path, Path | None]:
         names = (
             [e.get("filename") if isinstance(e, dict) else None for e in entries] if isinstance(entries, list) else []
         )
-        if not names or len(names) > MAX_DATA_FILES or not all(_plain_name(n) for n in names):
+        plain = all(_plain_name(n) for n in names) and len(set(names)) == len(names)
+        if not names or len(names) > MAX_DATA_FILES or not plain:
             raise UserInputError(
-                f"{shown(path)}/state.json: '_data_files' must list 1 to {MAX_DATA_FILES} file names in the folder"
+                f"{shown(path)}/state.json: '_data_files' must list 1 to {MAX_DATA_FILES} distinct file names in the "
+                "folder"
             )
         info = path / "dataset_info.json"
         return [_inside(path, n, "a data file") for n in names], path, info if os.path.lexists(info) else None
@@ -147,17 +149,19 @@ def _check_schema(pa, schema, columns: dict[str, str], path: Path) -> None:
             raise UserInputError(f"{shown(path)}: column {name!r} is {shown_type}; captions must be strings")
 
 
-def _read_file(pa, path: Path, columns: dict[str, str], limits: DataLimits):
-    """(table of the columns asked for, the schema's metadata) of one data file."""
+def _read_file(pa, path: Path, columns: dict[str, str], limits: DataLimits, max_bytes: int):
+    """(table of the columns asked for, the schema's metadata, bytes read) of one data file of at most `max_bytes`."""
+    names = list(columns.values())
     if path.suffix == ".parquet":
         parquet, file = af.open_parquet(path, limits)
         with file:
             _check_schema(pa, parquet.schema_arrow, columns, path)
-            return af.read_parquet(parquet, file, list(columns.values()), path, limits), parquet.schema_arrow.metadata
+            table, used = af.read_parquet(parquet, file, names, path, limits, max_bytes)
+            return table, parquet.schema_arrow.metadata, used
     if path.suffix == ".arrow":
-        table, schema = af.read_arrow_stream(path, list(columns.values()), limits)
+        table, schema, used = af.read_arrow_stream(path, names, limits, max_bytes)
         _check_schema(pa, schema, columns, path)
-        return table, schema.metadata
+        return table, schema.metadata, used
     raise UserInputError(f"{shown(path)}: expected a .parquet or .arrow file, or a dataset folder")
 
 
@@ -372,9 +376,10 @@ def _read_hf_dataset(path: Path, image_column, label_column, caption_column, spl
     columns = {"--image_column": image_column, "--label_column": label_column}
     if caption_column is not None:
         columns["--caption_column"] = caption_column
-    tables, features = [], None
+    tables, features, budget = [], None, limits.dataset_bytes
     for file in files:
-        table, metadata = _read_file(pa, file, columns, limits)
+        table, metadata, used = _read_file(pa, file, columns, limits, budget)
+        budget -= used
         if features is None:
             features = _schema_features(metadata, file)
         tables.append(table)
