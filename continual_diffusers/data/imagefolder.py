@@ -25,6 +25,7 @@ import numpy as np
 from continual_diffusers.data.builder import Source
 from continual_diffusers.data.decode import open_image_file
 from continual_diffusers.data.limits import MAX_FOLDER_DEPTH, DataLimits
+from continual_diffusers.data.tasks import MAX_CLASS_ID
 from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.files import file_kind
@@ -167,6 +168,8 @@ def scan_image_folder(root: str | os.PathLike, limits: DataLimits | None = None)
         logger.info("%s: ignoring files next to the class folders: %s", safe_display(root, 300), ", ".join(stray[:5]))
     if not classes:
         raise UserInputError(f"{safe_display(root, 300)}: no class folders (expected root/<class>/<images>)")
+    if len(classes) > MAX_CLASS_ID + 1:
+        raise UserInputError(f"{safe_display(root, 300)}: {len(classes)} class folders; ids end at {MAX_CLASS_ID}")
     names = [_class_name(entry.name, root) for entry in classes]
     paths, labels = [], []
     for label, entry in enumerate(classes):
