@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from continual_diffusers.data.classorder import resolve_class_order, split_classes
-from continual_diffusers.data.decode import decode
+from continual_diffusers.data.decode import decode, quiet_pil
 from continual_diffusers.data.lazy import write_task_folder
 from continual_diffusers.data.limits import DataLimits
 from continual_diffusers.data.npz import MAX_BYTES_ENV, max_task_file_bytes
@@ -288,6 +288,11 @@ def build_task_files(
     members = {"train": train, "test": test} if options.test_fraction > 0 else {"train": train}
     splits = {split: [np.concatenate([of[c] for c in group]) for group in groups] for split, of in members.items()}
     used = np.concatenate([indices for per_task in splits.values() for indices in per_task])
+    with quiet_pil():
+        return _scan_size_and_write(source, options, order, splits, used, output_dir, name, limits)
+
+
+def _scan_size_and_write(source, options, order, splits, used, output_dir, name, limits) -> dict[str, Path]:
     shape = _scan(source, used, options)
     _check_sizes(splits, shape, source, options, limits)
     suffix = ".npz" if options.layout == "npz" else ""

@@ -6,8 +6,9 @@
 - The pixel count in the header is checked against `DataLimits.image_pixels` before anything is decoded (PIL's own
   decompression-bomb check allows 179 million pixels, 0.7 GB of RGBA, and only warns from 89 million).
 - A file is opened with `open_regular_file` (a FIFO or a device is refused, never read).
-- Every failure is one `UserInputError` naming the image; PIL's warnings (bomb warnings, odd palettes, corrupt EXIF)
-  are not printed.
+- Every failure is one `UserInputError` naming the image. PIL's warnings (bomb warnings, odd palettes, corrupt EXIF)
+  are silenced for a whole conversion by `quiet_pil` (one `warnings.catch_warnings` per build, not per image: it is
+  slow).
 """
 
 from __future__ import annotations
@@ -29,13 +30,11 @@ FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 
 @contextmanager
 def _pil_errors(where: str, limits: DataLimits | None = None):
-    """PIL's exceptions as one UserInputError naming `where`; its warnings silenced."""
+    """PIL's exceptions as one UserInputError naming `where`."""
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
+        yield
     except UserInputError:
         raise
     except Image.DecompressionBombError as error:  # PIL's own, larger limit: reached before the header is ours
@@ -48,6 +47,18 @@ def _pil_errors(where: str, limits: DataLimits | None = None):
         raise UserInputError(f"{where}: unreadable image ({' '.join(str(error).split())[:150]})") from None
     except MemoryError:
         raise UserInputError(f"{where}: not enough memory to decode it") from None
+
+
+@contextmanager
+def quiet_pil():
+    """PIL's per-image warnings silenced (the images are checked here; a warning line would break the one-line
+    error output of a refusal)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        from PIL import Image
+
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 def _opened(stream, where: str, limits: DataLimits):

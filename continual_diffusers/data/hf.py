@@ -23,6 +23,8 @@ folder.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -185,11 +187,11 @@ class _Rows:
 
     def __init__(self, chunks: list):
         self.chunks = chunks
-        self.starts = np.cumsum([0] + [len(chunk) for chunk in chunks])
+        self.starts = list(itertools.accumulate((len(chunk) for chunk in chunks), initial=0))
 
     def locate(self, i: int) -> tuple[int, int]:
-        k = int(np.searchsorted(self.starts, i, side="right")) - 1
-        return k, i - int(self.starts[k])
+        k = bisect.bisect_right(self.starts, i) - 1
+        return k, i - self.starts[k]
 
     def value(self, i: int):
         k, j = self.locate(i)
@@ -297,7 +299,7 @@ class _Captions:
         self.rows = rows
 
     def __len__(self) -> int:
-        return int(self.rows.starts[-1])
+        return self.rows.starts[-1]
 
     def __getitem__(self, i: int) -> str:
         return self.rows.value(i)
@@ -318,13 +320,16 @@ class _Images:
                 chunks.append(chunk)
                 paths.append(None)
         self.data, self.paths = _Rows(chunks), paths
+        # each dictionary-encoded chunk's indices (-1: no bytes), to name the stored value a row refers to
+        self.indices = [
+            chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False) if pa.types.is_dictionary(chunk.type) else None
+            for chunk in chunks
+        ]
 
     def key(self, i: int):
         k, j = self.data.locate(i)
-        chunk = self.data.chunks[k]
-        if self.pa.types.is_dictionary(chunk.type) and chunk.indices[j].is_valid:
-            return k, chunk.indices[j].as_py()
-        return None
+        indices = self.indices[k]
+        return (k, int(indices[j])) if indices is not None and indices[j] >= 0 else None
 
     def open(self, i: int):
         k, j = self.data.locate(i)
