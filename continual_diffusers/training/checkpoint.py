@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from ..utils.errors import NonFiniteError, StorageError, UserInputError
 from ..utils.faults import fault_point
+from ..utils.jsonfile import read_json
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -274,6 +275,5 @@ def _write_json(path: str, data: dict) -> None:
         json.dump(data, fh, indent=2, sort_keys=True)
 
 
-def _read_json(path: str) -> dict:
-    with open(path) as fh:
-        return json.load(fh)
+def _read_json(path: str):
+    return read_json(path)  # a regular file of bounded size and nesting, or a one-line UserInputError
