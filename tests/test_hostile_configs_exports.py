@@ -231,6 +231,17 @@ def report(edit, *flags):
     return argv
 
 
+def resume(edit):
+    """main_ddpm resuming from a copy of the pixel run's last checkpoint, edited by `edit(folder, d)`."""
+
+    def argv(b, d) -> list:
+        folder = copy(str(sorted(Path(b.run).glob("checkpoint-*"))[-1]), d, "checkpoint")
+        edit(folder, d)
+        return ddpm("--classifier_free_guidance", "--resume_from_checkpoint", folder)(b, d)
+
+    return argv
+
+
 def hub(repo_id: str | None, out_name: str = "out"):
     def argv(b, d) -> list:
         flags = ["--push_to_hub", *(["--hub_model_id", repo_id] if repo_id else [])]
@@ -378,6 +389,12 @@ ORACLE_REPORT_HUB_CASES = [
          "not a regular file (a FIFO)", fifo=True),
     Case("oracle_pickled", "main_ddpm", oracle(lambda f, d: pickled_weights(f, "model.bin", d / "pwned")),
          "no model.safetensors weights (found model.bin"),
+    Case("ckpt_state_fifo", "main_ddpm", resume(lambda f, d: fifo(f / "training_state.json")),
+         "training_state.json: not a regular file (a FIFO)", fifo=True),
+    Case("ckpt_weights_fifo", "main_ddpm", resume(lambda f, d: fifo(f / "model.safetensors")),
+         "model.safetensors: not a regular file (a FIFO)", fifo=True),
+    Case("ckpt_state_nested", "main_ddpm", resume(lambda f, d: nest_into(f / "training_state.json", "seen_tasks")),
+         "training_state.json: not valid JSON (nested deeper than 100 levels)"),
     Case("eval_every_task_unlabelled", "main_ddpm", lambda b, d: ddpm("--eval_every_task", "--test_data_path",
                                                                       b.unlabelled)(b, d),
          "--eval_every_task trains an oracle classifier on class labels, but --test_data_path has no labels"),
@@ -462,7 +479,8 @@ def test_corpus_size():
     """Config files, pixel and latent exports (each SD component), SD folders, oracles, report and Hub ids."""
     assert len(CASES) >= 30
     assert sum(c.fifo for c in CASES) >= 6
-    for prefix in ("config_", "model_config_", "export_", "pipeline_", "ldm_", "sd_", "oracle_", "report_", "hub_"):
+    for prefix in ("config_", "model_config_", "export_", "pipeline_", "ldm_", "sd_", "oracle_", "report_", "hub_",
+                   "ckpt_"):  # fmt: skip
         assert sum(c.id.startswith(prefix) for c in CASES) >= 2, prefix
     for component in ("tokenizer", "text_encoder", "vae", "scheduler"):
         assert any(c.id.startswith("ldm_" + component) for c in CASES), component

@@ -93,8 +93,8 @@ def check_metadata(meta: dict, path: str) -> None:
         for v in per_task.values()
     ):
         raise refuse(f"classes_per_task must map task ids to lists of class ids in [0, {num_classes})")
-    if not isinstance(seen, list) or not all(isinstance(t, int) and str(t) in per_task for t in seen):
-        raise refuse("seen_tasks must list task ids of classes_per_task")
+    if not isinstance(seen, list) or not seen or not all(isinstance(t, int) and str(t) in per_task for t in seen):
+        raise refuse("seen_tasks must list task ids of classes_per_task (an export follows at least one task)")
     prompts = meta.get("validation_prompts", [])
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
         raise refuse("validation_prompts must be a list of strings")

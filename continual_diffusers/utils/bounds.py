@@ -34,7 +34,8 @@ class Bounds:
         try:
             return self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {self.kind.__name__} value: {text!r}") from None
+            shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+            raise argparse.ArgumentTypeError(f"invalid {self.kind.__name__} value: {shown}") from None
 
     def contains(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
