@@ -145,13 +145,18 @@ def test_shown_values_stay_short_and_on_one_line(value):
         ({"extra_key": "x" * 10**5}, "extra_key is a string of 100000 characters"),
         ({"extra_key": json.loads("[" * 20 + "]" * 20)}, "extra_key is nested deeper than 8 levels"),
         ({"_class_name": "AutoencoderKL"}, "describes a AutoencoderKL, this model needs a UNet2DModel"),
+        # builds, but cannot run: caught by the forward pass on meta tensors
+        ({"attn_norm_num_groups": True}, "cannot run (group_norm(): argument 'num_groups'"),
+        ({"mid_block_scale_factor": None}, "the model this config describes cannot run"),
+        ({"upsample_type": "evil"}, "the model this config describes cannot run"),
     ],
 )
 def test_model_config_values(change, message):
     from diffusers import UNet2DModel
 
     config = {"sample_size": 8, "block_out_channels": [8, 16], "norm_num_groups": 4, "layers_per_block": 1,
-              "down_block_types": ["DownBlock2D"] * 2, "up_block_types": ["UpBlock2D"] * 2}  # fmt: skip
+              "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+              "attention_head_dim": 8}  # fmt: skip
     skeleton = check_model_config(UNet2DModel, config, "cfg", UNET_SIZES)
     assert all(p.is_meta for p in skeleton.parameters())  # nothing allocated
     with pytest.raises(UserInputError) as caught:

@@ -8,7 +8,10 @@
    utils/bounds.py, and the known real-valued keys (`FLOAT_BOUNDS`: `norm_eps` in (0, 1), dropouts in [0, 1), ...);
 3. the model built on an *empty skeleton* (accelerate's `init_empty_weights`: parameters on the meta device, no
    memory), which refuses what diffusers/transformers cannot build (wrong types, unknown block types, widths that
-   do not divide), and counts its parameters: at most `MAX_PARAMETERS`.
+   do not divide), and counts its parameters: at most `MAX_PARAMETERS`;
+4. one forward pass of the skeleton on meta tensors (`probe_forward`: shapes only, no arithmetic, no memory), which
+   refuses what builds but cannot run (a `true` where a group count belongs, a null epsilon, an unknown up-sampling
+   type whose shapes do not meet), so such a config fails at load time instead of in the middle of sampling.
 
 The skeleton is returned, so the caller can compare it with the weights file's header (models/weights.py) before
 the real model is built.
@@ -17,6 +20,8 @@ the real model is built.
 from __future__ import annotations
 
 import math
+
+import torch
 
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
@@ -139,7 +144,46 @@ def check_model_config(cls, config, where: str, sizes: dict[str, b.Bounds]):
     count = sum(p.numel() for p in skeleton.parameters())
     if count > MAX_PARAMETERS:
         raise UserInputError(f"{where}: {count:,} parameters, more than the {MAX_PARAMETERS:,} allowed")
+    probe_forward(skeleton, where)
     return skeleton
+
+
+def probe_forward(skeleton, where: str) -> None:
+    """One forward pass of an empty skeleton on meta tensors of batch 1 (UNets, the VAE, the CLIP text encoder;
+    other models are not probed): `UserInputError` if the model its config describes cannot run."""
+    inputs = _probe_inputs(skeleton)
+    if inputs is None:
+        return
+    try:
+        with torch.no_grad(), quiet_libraries():
+            skeleton(**inputs)
+    except Exception as err:  # the library's failure on this config, whatever its type
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserInputError(f"{where}: the model this config describes cannot run ({message[:300]})") from err
+
+
+def _probe_inputs(model) -> dict | None:
+    """Meta inputs of batch 1 for the kinds of model this library loads from files."""
+    name, config = type(model).__name__, model.config
+
+    def meta(*shape, dtype=torch.float32):
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+    def square(size) -> tuple[int, int]:
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    if name in ("UNet2DModel", "UNet2DConditionModel"):
+        inputs = {"sample": meta(1, config.in_channels, *square(config.sample_size)), "timestep": meta(1)}
+        if getattr(config, "num_class_embeds", None):
+            inputs["class_labels"] = meta(1, dtype=torch.long)
+        if name == "UNet2DConditionModel":
+            inputs["encoder_hidden_states"] = meta(1, 1, config.cross_attention_dim)
+        return inputs
+    if name == "AutoencoderKL":
+        return {"sample": meta(1, config.in_channels, *square(config.sample_size))}
+    if name == "CLIPTextModel":
+        return {"input_ids": meta(1, config.max_position_embeddings, dtype=torch.long)}
+    return None
 
 
 def empty_skeleton(cls, config: dict, where: str):
@@ -152,9 +196,6 @@ def empty_skeleton(cls, config: dict, where: str):
             if hasattr(cls, "from_config"):
                 return cls.from_config(config)
             return cls(cls.config_class.from_dict(config))
-    except (
-        ValueError, TypeError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError, OverflowError,
-        NotImplementedError, AssertionError,
-    ) as err:  # fmt: skip
+    except Exception as err:  # whatever the library refuses in a config (ValueError, TypeError, its own types)
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserInputError(f"{where}: not a valid {cls.__name__} config ({message[:300]})") from err

@@ -7,9 +7,11 @@ to it; without EMA `unet/` holds the training weights. Older exports (`unet/` = 
 load. Slot-conditioned models have `slot_encoder/` [`slot_encoder_training/` or, older, `slot_encoder_ema/`] paired
 with the UNet folder.
 
-An export folder is input: its JSON files are checked before anything is built from them (types, sizes within
-utils/bounds.py, the UNet and schedule consistent with the metadata), and its weights must be finite, so an edited
-or mixed-up folder is refused with one line instead of a traceback, a huge allocation or black samples.
+An export folder is input: its files are checked before anything is built from them (models/components.py: regular
+files, bounded JSON, configs on an empty skeleton that the safetensors headers must match; the schedule against
+what every sampler accepts, sampling/schedule_check.py; the UNet and schedule consistent with the metadata), and
+its weights must be finite, so an edited or mixed-up folder is refused with one line instead of a traceback, a
+hang, a huge allocation or black samples.
 """
 
 from __future__ import annotations
