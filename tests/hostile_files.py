@@ -6,9 +6,10 @@ subprocess under a memory limit.
 Runner: `python tests/hostile_files.py SPEC.json RESULTS.jsonl`. SPEC is {"limit_mib", "cases": [{"id", "module",
 "argv", optional "env" and "timeout_s"}, ...], optional "preload": [module, ...]} or {"limit_mib", "files": [{"kind",
 "path"}, ...]}: it imports what it needs, sets RLIMIT_AS to the address space after the imports plus `limit_mib`,
-then runs `module.main(argv)` for each case with stdout and stderr captured (or loads each file), writing one JSON
-line per case as soon as it is done: a crash shows as missing lines and a negative exit status, a case blocked past
-its timeout as a TimeoutError.
+then runs `module.main(argv)` for each case with stdout and stderr captured (a case with a "function" calls
+`module.<function>(*argv)` instead: a library entry point, whose exception is the result) or loads each file, writing
+one JSON line per case as soon as it is done: a crash shows as missing lines and a negative exit status, a case
+blocked past its timeout as a TimeoutError.
 """
 
 from __future__ import annotations
@@ -550,7 +551,14 @@ def run_cases(cases: list[dict], results: Path, limit_mib: int, preload: list[st
             with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(printed):
                 try:
                     with _case_environment(case):
-                        code = modules[case["module"]].main(case["argv"])
+                        if "function" in case:
+                            target = modules[case["module"]]
+                            for name in case["function"].split("."):  # "Class.method" too
+                                target = getattr(target, name)
+                            target(*case["argv"])
+                            code = 0
+                        else:
+                            code = modules[case["module"]].main(case["argv"])
                 except SystemExit as exit_:
                     code = exit_.code
                 except BaseException as exc:  # reported, not raised: the test shows it
