@@ -15,11 +15,11 @@ from continual_diffusers.models.config_check import UNET_SIZES, check_config_val
 from continual_diffusers.sampling.schedule_check import check_sampling_timesteps, check_schedule_config
 from continual_diffusers.utils import bounds as b
 from continual_diffusers.utils.errors import UserInputError
+from continual_diffusers.utils.files import open_regular_file
 from continual_diffusers.utils.jsonfile import (
     MAX_JSON_BYTES_ENV,
     MAX_JSON_DEPTH,
     json_depth,
-    open_regular_file,
     read_json,
     read_json_object,
 )
@@ -50,16 +50,16 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(path)
     done, error = _returns_quickly(lambda: read_json(path))
     assert done, "reading a FIFO blocked"
-    assert isinstance(error, UserInputError) and str(error) == f"{path}: not a regular file (a FIFO)"
+    assert isinstance(error, UserInputError) and str(error) == f"{path}: a FIFO, not a regular file"
     done, error = _returns_quickly(lambda: open_regular_file(path))
     assert done and isinstance(error, UserInputError)
 
 
 @pytest.mark.parametrize("path, kind", [("/dev/zero", "a character device"), ("/dev/null", "a character device")])
 def test_devices_and_folders_are_refused(path, kind, tmp_path):
-    with pytest.raises(UserInputError, match=f"not a regular file \\({kind}\\)"):
+    with pytest.raises(UserInputError, match=f"{kind}, not a regular file"):
         read_json(path)
-    with pytest.raises(UserInputError, match="not a regular file \\(a folder\\)"):
+    with pytest.raises(UserInputError, match="a folder, not a regular file"):
         read_json(tmp_path)
 
 

@@ -262,11 +262,11 @@ BIG_INT = 10**309  # beyond any float: int → float conversions overflow
 NO_FLOAT = f"an integer of {len(str(BIG_INT))} digits"
 
 CONFIG_CASES = [
-    Case("config_fifo", "main_ddpm", ddpm_with(config_file(fifo, "fifo.json")), "not a regular file (a FIFO)",
+    Case("config_fifo", "main_ddpm", ddpm_with(config_file(fifo, "fifo.json")), "a FIFO, not a regular file",
          fifo=True),
     Case("config_dev_zero", "evaluate", lambda b, d: ["--config", "/dev/zero", "--model_path",
                                                       Path(b.run) / "task_2", "--output_dir", d / "out"],
-         "--config /dev/zero: not a regular file (a character device)"),
+         "--config /dev/zero: a character device, not a regular file"),
     Case("config_sparse_1_5_gb", "main_ddpm", ddpm_with(config_file(sparse)), "more than the 16777216 allowed"),
     Case("config_nested", "main_ldm", lambda b, d: [*config_file("[" * 10**5 + "]" * 10**5)(b, d),
                                                     "--pretrained_model_name_or_path", b.sd],
@@ -284,7 +284,7 @@ CONFIG_CASES = [
          f"got {NO_FLOAT}"),
     Case("model_config_nan_norm_eps", "main_ddpm", ddpm_with(unet_config(lambda p: edit_json(p, norm_eps=float(
         "nan")))), "norm_eps must be in (0, 1), got nan"),
-    Case("model_config_fifo", "main_ddpm", ddpm_with(unet_config(fifo)), "not a regular file (a FIFO)", fifo=True),
+    Case("model_config_fifo", "main_ddpm", ddpm_with(unet_config(fifo)), "a FIFO, not a regular file", fifo=True),
     Case("model_config_nested", "main_ddpm", ddpm_with(unet_config(lambda p: nest_into(p, "block_out_channels"))),
          "not valid JSON (nested deeper than 100 levels)"),
     Case("model_config_freq_shift_10_309", "main_ddpm", ddpm_with(unet_config(lambda p: edit_json(
@@ -297,7 +297,7 @@ EXPORT_CASES = [
     Case("export_meta_sparse_1_5_gb", "evaluate", export(lambda f, d: sparse(meta(f))),
          "continual_diffusers.json: 1610612736 bytes, more than the 16777216 allowed"),
     Case("export_meta_fifo", "evaluate", export(lambda f, d: fifo(meta(f))),
-         "continual_diffusers.json: not a regular file (a FIFO)", fifo=True),
+         "continual_diffusers.json: a FIFO, not a regular file", fifo=True),
     Case("export_meta_without_seen_tasks", "evaluate", export(lambda f, d: drop_key(meta(f), "seen_tasks")),
          "is not a task model's metadata (no 'seen_tasks' key)"),
     Case("export_meta_classes_10_309", "evaluate", export(lambda f, d: edit_json(meta(f), num_classes=BIG_INT)),
@@ -308,9 +308,9 @@ EXPORT_CASES = [
     Case("export_unet_million_widths", "evaluate", export(lambda f, d: edit_json(
         f / "unet" / "config.json", block_out_channels=[8] * 10**6)), "block_out_channels has 1000000 entries"),
     Case("export_unet_config_fifo", "evaluate", export(lambda f, d: fifo(f / "unet" / "config.json")),
-         "unet/config.json: not a regular file (a FIFO)", fifo=True),
+         "unet/config.json: a FIFO, not a regular file", fifo=True),
     Case("export_unet_weights_fifo", "evaluate", export(lambda f, d: fifo(
-        f / "unet" / "diffusion_pytorch_model.safetensors")), "not a regular file (a FIFO)", fifo=True),
+        f / "unet" / "diffusion_pytorch_model.safetensors")), "a FIFO, not a regular file", fifo=True),
     Case("export_schedule_spacing", "evaluate", export(lambda f, d: edit_json(sched(f), timestep_spacing="evil")),
          "timestep_spacing must be one of ['linspace', 'leading', 'trailing'], got 'evil'"),
     Case("export_schedule_learned_variance", "evaluate", export(lambda f, d: edit_json(
@@ -327,7 +327,7 @@ EXPORT_CASES = [
     Case("export_schedule_algorithm", "evaluate", export(lambda f, d: edit_json(sched(f), algorithm_type="evil")),
          "the dpm++ sampler cannot use this schedule"),
     Case("export_schedule_fifo", "evaluate", export(lambda f, d: fifo(sched(f))),
-         "scheduler_config.json: not a regular file (a FIFO)", fifo=True),
+         "scheduler_config.json: a FIFO, not a regular file", fifo=True),
     Case("pipeline_meta_nested", PIPELINE, pipeline(lambda f, d: nest_into(meta(f), "classes_per_task")),
          "continual_diffusers.json: not valid JSON (nested deeper than 100 levels)",
          function="ContinualDiffusionPipeline.from_pretrained"),
@@ -345,7 +345,7 @@ LATENT_CASES = [
     Case("ldm_tokenizer_not_json", "evaluate", export(lambda f, d: (f / "tokenizer" / "tokenizer.json").write_text(
         "this is not JSON"), source="latent"), "tokenizer/tokenizer.json: not valid JSON"),
     Case("ldm_tokenizer_fifo", "evaluate", export(lambda f, d: fifo(f / "tokenizer" / "tokenizer.json"),
-                                                  source="latent"), "not a regular file (a FIFO)", fifo=True),
+                                                  source="latent"), "a FIFO, not a regular file", fifo=True),
     Case("ldm_tokenizer_unbounded_length", "evaluate", export(_no_max_length, source="latent"),
          "the tokenizer pads prompts to"),
     Case("ldm_text_encoder_wider", "evaluate", export(lambda f, d: edit_json(f / "text_encoder" / "config.json",
@@ -375,7 +375,7 @@ LATENT_CASES = [
                                                                                hidden_size=32)),
          "the config and the weights do not belong together"),
     Case("sd_unet_config_fifo", "main_ldm", sd_folder(lambda f, d: fifo(f / "unet" / "config.json")),
-         "unet/config.json: not a regular file (a FIFO)", fifo=True),
+         "unet/config.json: a FIFO, not a regular file", fifo=True),
     Case("sd_offset_past_T", "main_ldm", sd_folder(lambda f, d: None, "--num_inference_steps", "10"),
          "with 10 inference steps the ddpm sampler's timesteps reach 10"),
 ]  # fmt: skip
@@ -386,13 +386,13 @@ ORACLE_REPORT_HUB_CASES = [
     Case("oracle_config_nested", "main_ddpm", oracle(lambda f, d: nest_into(f / "config.json", "width")),
          "config.json: not valid JSON (nested deeper than 100 levels)"),
     Case("oracle_config_fifo", "main_ddpm", oracle(lambda f, d: fifo(f / "config.json")),
-         "not a regular file (a FIFO)", fifo=True),
+         "a FIFO, not a regular file", fifo=True),
     Case("oracle_pickled", "main_ddpm", oracle(lambda f, d: pickled_weights(f, "model.bin", d / "pwned")),
          "no model.safetensors weights (found model.bin"),
     Case("ckpt_state_fifo", "main_ddpm", resume(lambda f, d: fifo(f / "training_state.json")),
-         "training_state.json: not a regular file (a FIFO)", fifo=True),
+         "training_state.json: a FIFO, not a regular file", fifo=True),
     Case("ckpt_weights_fifo", "main_ddpm", resume(lambda f, d: fifo(f / "model.safetensors")),
-         "model.safetensors: not a regular file (a FIFO)", fifo=True),
+         "model.safetensors: a FIFO, not a regular file", fifo=True),
     Case("ckpt_state_nested", "main_ddpm", resume(lambda f, d: nest_into(f / "training_state.json", "seen_tasks")),
          "training_state.json: not valid JSON (nested deeper than 100 levels)"),
     Case("eval_every_task_unlabelled", "main_ddpm", lambda b, d: ddpm("--eval_every_task", "--test_data_path",

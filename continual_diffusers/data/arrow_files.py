@@ -16,15 +16,14 @@ decode to 0.9 GB). So:
   groups; the columns asked for must state at most what is left of `DataLimits.dataset_bytes` uncompressed, and
   fixed-width columns as many once decoded. Byte-array columns are read as dictionaries (`read_dictionary`), so a
   value stored once stays one value however many rows refer to it; the result is validated in full as well;
-- **JSON** (`dataset_info.json`, `state.json`, `dataset_dict.json`, the schema's `huggingface` metadata): at most
-  `MAX_JSON_BYTES`, UTF-8, and nesting that exhausts the parser's recursion is refused, not a traceback.
+- **JSON** (`dataset_info.json`, `state.json`, `dataset_dict.json`, the schema's `huggingface` metadata) is read
+  with the package's bounded reader (`utils/jsonfile.py`: size, UTF-8, nesting depth).
 
 Every problem is a `UserInputError` naming the file; running out of memory anyway is one line too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from contextlib import contextmanager
@@ -35,7 +34,6 @@ from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.files import NotRegularFileError, open_regular_file, read_regular_file
 
-MAX_JSON_BYTES = 16 * 2**20
 MAX_RECORD_BATCHES = 100_000  # messages of one stream (datasets writes batches of 100-1000 rows)
 MAX_ROW_GROUPS = 100_000
 _FIXED_WIDTH = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
@@ -83,24 +81,6 @@ def _read_bytes(path: Path, max_bytes: int, what: str) -> bytes:
         raise UserInputError(f"{shown(path)}: cannot read the {what} ({error.strerror or error})") from None
 
 
-def parse_json(data: bytes, where: str) -> object:
-    """JSON from untrusted bytes: UserInputError for invalid UTF-8, invalid JSON or nesting too deep to parse."""
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError; absurd nesting
-        reason = safe_display(" ".join(str(error).split()), 120)
-        raise UserInputError(f"{where}: not valid JSON ({reason})") from None
-
-
-def read_json_file(path: Path) -> dict:
-    """A JSON object from a regular file of at most MAX_JSON_BYTES."""
-    data = parse_json(_read_bytes(path, MAX_JSON_BYTES, "JSON file"), shown(path))
-    if not isinstance(data, dict):
-        raise UserInputError(f"{shown(path)}: expected a JSON object")
-    return data
-
-
-# ------------------------------------------------------------------------------------------------- Arrow IPC
 def _flatbuffer_field(data: bytes, table: int, index: int) -> int | None:
     """Position of field `index` of the flatbuffer table at `table`, or None if absent."""
     vtable = table - struct.unpack_from("<i", data, table)[0]

@@ -40,6 +40,7 @@ from continual_diffusers.data.tasks import MAX_CLASS_ID
 from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.files import file_kind
+from continual_diffusers.utils.jsonfile import max_json_bytes, parse_json, read_json_object
 
 
 def _inside(folder: Path, name: str | os.PathLike, what: str) -> Path:
@@ -71,7 +72,7 @@ def _data_files(path: Path, split: str) -> tuple[list[Path], Path, Path | None]:
     if not stat.S_ISDIR(mode):
         raise UserInputError(f"{shown(path)}: {file_kind(mode)}, not a regular file or folder (a dataset)")
     if os.path.lexists(path / "dataset_dict.json"):
-        splits = af.read_json_file(path / "dataset_dict.json").get("splits", [])
+        splits = read_json_object(path / "dataset_dict.json").get("splits", [])
         names = [s for s in splits if isinstance(s, str)] if isinstance(splits, list) else []
         if split not in names or not _plain_name(split):
             shown_splits = ", ".join(safe_display(s, 40) for s in names[:20])
@@ -79,7 +80,7 @@ def _data_files(path: Path, split: str) -> tuple[list[Path], Path, Path | None]:
                                  "pass --split")  # fmt: skip
         path = _inside(path, split, "the split folder")
     if os.path.lexists(path / "state.json"):
-        entries = af.read_json_file(path / "state.json").get("_data_files", [])
+        entries = read_json_object(path / "state.json").get("_data_files", [])
         names = (
             [e.get("filename") if isinstance(e, dict) else None for e in entries] if isinstance(entries, list) else []
         )
@@ -172,10 +173,10 @@ def _schema_features(metadata: dict | None, path: Path) -> dict:
     raw = (metadata or {}).get(b"huggingface")
     if not raw:
         return {}
-    if len(raw) > af.MAX_JSON_BYTES:
+    if len(raw) > max_json_bytes():
         raise UserInputError(f"{shown(path)}: schema metadata 'huggingface' of {len(raw)} bytes (at most "
-                             f"{af.MAX_JSON_BYTES})")  # fmt: skip
-    data = af.parse_json(raw, f"{shown(path)}: schema metadata 'huggingface'")
+                             f"{max_json_bytes()})")  # fmt: skip
+    data = parse_json(raw, f"{shown(path)}: schema metadata 'huggingface'")
     info = data.get("info") if isinstance(data, dict) else None
     features = info.get("features") if isinstance(info, dict) else None
     return features if isinstance(features, dict) else {}
@@ -389,7 +390,7 @@ def _read_hf_dataset(path: Path, image_column, label_column, caption_column, spl
             features = _schema_features(metadata, file)
         tables.append(table)
     if info is not None:
-        features = af.read_json_file(info).get("features")
+        features = read_json_object(info).get("features")
         features = features if isinstance(features, dict) else {}
     try:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]

@@ -18,7 +18,8 @@ import os
 import stat
 
 from ..utils.errors import UserInputError
-from ..utils.jsonfile import file_type, max_json_bytes, open_regular_file, read_json, read_json_object
+from ..utils.files import NotRegularFileError, file_kind, open_regular_file
+from ..utils.jsonfile import max_json_bytes, read_json, read_json_object
 
 TEXT_SUFFIXES = (".txt", ".model", ".jinja", ".tiktoken")  # tokenizer files the libraries read whole
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -44,12 +45,11 @@ def check_component_files(folder: str) -> None:
         if stat.S_ISDIR(mode):
             continue
         if not stat.S_ISREG(mode):
-            raise UserInputError(f"{path}: not a regular file ({file_type(mode)})")
+            raise UserInputError(f"{path}: {file_kind(mode)}, not a regular file")
         if entry.name.endswith(".json"):
             read_json(path)
         elif entry.name.endswith(TEXT_SUFFIXES):
-            fd, _ = open_regular_file(path, max_json_bytes())
-            os.close(fd)
+            _check_regular(path, max_json_bytes())
 
 
 def safetensors_shapes(folder: str, stem: str, variant: str | None = None) -> dict[str, tuple[int, ...]]:
@@ -70,8 +70,7 @@ def safetensors_shapes(folder: str, stem: str, variant: str | None = None) -> di
     shapes = {}
     for file in files:
         try:
-            fd, _ = open_regular_file(file)
-            os.close(fd)
+            _check_regular(file)
             with safe_open(file, framework="pt") as fh:
                 shapes.update({key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()})
         except (OSError, SafetensorError, ValueError) as err:
@@ -110,3 +109,11 @@ def check_weights_fit(skeleton, shapes: dict[str, tuple[int, ...]], where: str) 
             f"{where}: weight {name} has shape {list(shapes[name])} but the config describes {list(want[name])}; "
             "the config and the weights do not belong together"
         )
+
+
+def _check_regular(path: str, max_bytes: int | None = None) -> None:
+    """`path` is a regular file of at most `max_bytes` (a library that opens it by name would block on a FIFO)."""
+    try:
+        open_regular_file(path, max_bytes).close()
+    except NotRegularFileError as err:
+        raise UserInputError(f"{path}: {err}") from None

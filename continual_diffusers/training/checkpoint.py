@@ -31,7 +31,8 @@ from safetensors.torch import load_file, save_file
 
 from ..utils.errors import NonFiniteError, StorageError, UserInputError
 from ..utils.faults import fault_point
-from ..utils.jsonfile import open_regular_file, read_json
+from ..utils.files import NotRegularFileError, open_regular_file
+from ..utils.jsonfile import read_json
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -150,18 +151,22 @@ def _check_regular(*files: str) -> None:
     is left to the reader's own message)."""
     for file in files:
         try:
-            fd, _ = open_regular_file(file)
+            open_regular_file(file).close()
         except FileNotFoundError:
             continue
-        os.close(fd)
+        except NotRegularFileError as err:
+            raise UserInputError(f"{file}: {err}") from None
 
 
 def _load_pt(file: str):
     """A `.pt` of tensors and numbers; anything else (a pickled object) is refused in one line, never with torch's
     advice to retry with weights_only=False. A FIFO or device is refused without blocking (`open_regular_file`)."""
-    fd, _ = open_regular_file(file)
     try:
-        with os.fdopen(fd, "rb") as fh, warnings.catch_warnings():  # torch warns about pickles it then refuses
+        regular = open_regular_file(file)
+    except NotRegularFileError as err:
+        raise UserInputError(f"{file}: {err}") from None
+    try:
+        with regular as fh, warnings.catch_warnings():  # torch warns about pickles it then refuses
             warnings.simplefilter("ignore")
             return torch.load(fh, weights_only=True)
     except pickle.UnpicklingError:

@@ -81,12 +81,16 @@ def _strict(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(code: int, message: str) -> int:
-    """Close progress bars an exception left open (a bar's line has no newline yet), then print one line."""
+    """Close progress bars an exception left open (a bar's line has no newline yet), then print one line: control
+    characters a message carries from a file or folder name are escaped (`safe_display`), so no message can forge
+    a second line or send escape sequences to the terminal."""
     from tqdm import tqdm
+
+    from .display import safe_display
 
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {safe_display(message)}", file=sys.stderr)
     return code
 
 
