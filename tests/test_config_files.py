@@ -77,7 +77,7 @@ def test_size_cap_is_checked_before_reading(tmp_path, monkeypatch):
     with pytest.raises(UserInputError, match=f"raise the cap with \\${MAX_JSON_BYTES_ENV}"):
         read_json(small)
     monkeypatch.setenv(MAX_JSON_BYTES_ENV, "lots")
-    with pytest.raises(UserInputError, match="must be a number of bytes"):
+    with pytest.raises(UserInputError, match="must be a positive whole number"):
         read_json(small)
 
 

@@ -8,10 +8,10 @@ write a dataset far larger than its source. The task-file cap (`npz.MAX_TASK_FIL
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 
 from continual_diffusers.utils.errors import UserInputError
+from continual_diffusers.utils.files import limit_from_env
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # width x height of one image, read from its header before it is decoded
 MAX_IMAGES = 2_000_000  # rows of a dataset / images of a folder (ImageNet-1k: 1.28 M; CIFAR-10: 60 k)
@@ -54,15 +54,7 @@ class DataLimits:
     @classmethod
     def from_env(cls) -> DataLimits:
         """The defaults, each replaced by its environment variable (a number) if set."""
-        values = {}
-        for name, variable in ENV.items():
-            text = os.environ.get(variable)
-            if text is None:
-                continue
-            if not text.isdigit() or len(text) > 20 or int(text) < 1:
-                raise UserInputError(f"${variable} must be a positive whole number, got {text[:40]!r}")
-            values[name] = int(text)
-        return cls(**values)
+        return cls(**{name: limit_from_env(variable, getattr(cls, name)) for name, variable in ENV.items()})
 
     def describe(self, name: str) -> str:
         """'the limit of N ($VARIABLE)' for a message about the limit `name`."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from continual_diffusers.data.unpickle import plain_dtype_problem, unicode_problem
 from continual_diffusers.utils.errors import UserInputError
-from continual_diffusers.utils.files import NotRegularFileError, open_regular_file
+from continual_diffusers.utils.files import NotRegularFileError, limit_from_env, open_regular_file
 
 MAX_TASK_FILE_BYTES = 4 * 2**30  # default cap on a task file's size on disk and on its members' total stated size
 MAX_BYTES_ENV = "CONTINUAL_DIFFUSERS_MAX_TASK_FILE_BYTES"  # overrides MAX_TASK_FILE_BYTES (a number of bytes)
@@ -49,12 +49,7 @@ class NpzError(UserInputError):
 
 def max_task_file_bytes() -> int:
     """The cap on a task file's size: $CONTINUAL_DIFFUSERS_MAX_TASK_FILE_BYTES if set, else MAX_TASK_FILE_BYTES."""
-    value = os.environ.get(MAX_BYTES_ENV)
-    if value is None:
-        return MAX_TASK_FILE_BYTES
-    if not value.isdigit() or len(value) > 20:
-        raise UserInputError(f"${MAX_BYTES_ENV} must be a number of bytes, got {value[:40]!r}")
-    return int(value)
+    return limit_from_env(MAX_BYTES_ENV, MAX_TASK_FILE_BYTES)
 
 
 def _quoted(name: str) -> str:

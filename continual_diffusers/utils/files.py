@@ -83,3 +83,14 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
     if size > max_bytes:
         raise NotRegularFileError(f"grew past {max_bytes} bytes while being read")
     return b"".join(chunks)
+
+
+def limit_from_env(variable: str, default: int) -> int:
+    """A size or count limit: the environment variable `variable` if set (a positive whole number, else a
+    `UserInputError`), otherwise `default`."""
+    text = os.environ.get(variable)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 20 or int(text) < 1:
+        raise UserInputError(f"${variable} must be a positive whole number, got {text[:40]!r}")
+    return int(text)

@@ -20,7 +20,7 @@ import os
 
 from .display import safe_display
 from .errors import UserInputError
-from .files import NotRegularFileError, read_regular_file
+from .files import NotRegularFileError, limit_from_env, read_regular_file
 
 MAX_JSON_BYTES = 16 * 2**20  # 16 MiB: configs are a few KB, a CLIP tokenizer.json 2-4 MB
 MAX_JSON_BYTES_ENV = "CONTINUAL_DIFFUSERS_MAX_JSON_BYTES"
@@ -30,12 +30,7 @@ _KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
 
 def max_json_bytes() -> int:
     """The cap on a JSON file's size: $CONTINUAL_DIFFUSERS_MAX_JSON_BYTES if set, else MAX_JSON_BYTES."""
-    value = os.environ.get(MAX_JSON_BYTES_ENV)
-    if value is None:
-        return MAX_JSON_BYTES
-    if not value.isdigit() or len(value) > 20:
-        raise UserInputError(f"${MAX_JSON_BYTES_ENV} must be a number of bytes, got {value[:40]!r}")
-    return int(value)
+    return limit_from_env(MAX_JSON_BYTES_ENV, MAX_JSON_BYTES)
 
 
 def json_kind(value) -> str:
