@@ -35,7 +35,8 @@ import numpy as np
 
 from continual_diffusers.data.lazy import LazyImages, read_task_folder, write_task_folder
 from continual_diffusers.data.npz import MAX_BYTES_ENV, NpzError, max_task_file_bytes, read_npz
-from continual_diffusers.data.unpickle import UnsafePickleError, parse_pickle, short_repr
+from continual_diffusers.data.pickle_values import short_repr
+from continual_diffusers.data.unpickle import UnsafePickleError, parse_pickle
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 
