@@ -14,15 +14,8 @@ from continual_diffusers.data.digits import load_split_digits, write_split_digit
 from continual_diffusers.data.hf import read_hf_dataset
 from continual_diffusers.data.imagefolder import scan_image_folder
 from continual_diffusers.data.lazy import LazyImages, read_task_folder, write_task_folder
-from continual_diffusers.data.tasks import (
-    Task,
-    TaskFileError,
-    TaskSequence,
-    convert_legacy,
-    load_tasks,
-    save_tasks,
-    tasks_from_dict,
-)
+from continual_diffusers.data.task_sequence import Task, TaskFileError, TaskSequence, tasks_from_dict
+from continual_diffusers.data.tasks import convert_legacy, load_tasks, save_tasks
 from continual_diffusers.data.transforms import ImageTransform
 
 __all__ = [

@@ -37,7 +37,8 @@ from continual_diffusers.data.lazy import write_task_folder
 from continual_diffusers.data.limits import DataLimits
 from continual_diffusers.data.npz import MAX_BYTES_ENV, max_task_file_bytes
 from continual_diffusers.data.staging import StagedOutput
-from continual_diffusers.data.tasks import FORMAT, Layout, Task, TaskSequence, load_tasks, save_tasks
+from continual_diffusers.data.task_sequence import Task, TaskSequence
+from continual_diffusers.data.tasks import FORMAT, Layout, load_tasks, save_tasks
 from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger

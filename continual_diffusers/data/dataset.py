@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from continual_diffusers.data.lazy import LazyImages, PreparedImages
-from continual_diffusers.data.tasks import LabelKind, Task
+from continual_diffusers.data.task_sequence import LabelKind, Task
 from continual_diffusers.data.transforms import ImageTransform
 
 

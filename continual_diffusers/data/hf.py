@@ -14,11 +14,11 @@ tasks).
 
 Files are read by `arrow_files` (validated before use, sizes checked before they are allocated). Here: column
 types are checked from the schema before a column is read; values are never expanded (a dictionary-encoded column
-stays a dictionary; rows that share a stored image share its decoding); class ids are at most `tasks.MAX_CLASS_ID`
-and, without names in the features, have no names (no id is ever expanded into a range of names); captions and
-class names are at most `DataLimits.caption_chars` characters. Every file the dataset names (data files in
-state.json, files of a folder, image paths in the data) must be a regular file that resolves inside the dataset's
-folder.
+stays a dictionary; rows that share a stored image share its decoding); class ids are at most
+`task_sequence.MAX_CLASS_ID` and, without names in the features, have no names (no id is ever expanded into a
+range of names); captions and class names are at most `DataLimits.caption_chars` characters. Every file the
+dataset names (data files in state.json, files of a folder, image paths in the data) must be a regular file that
+resolves inside the dataset's folder.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from continual_diffusers.data.arrow_files import shown
 from continual_diffusers.data.builder import Source
 from continual_diffusers.data.decode import open_image_bytes, open_image_file
 from continual_diffusers.data.limits import MAX_DATA_FILES, DataLimits
-from continual_diffusers.data.tasks import MAX_CLASS_ID
+from continual_diffusers.data.task_sequence import MAX_CLASS_ID
 from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.files import file_kind
