@@ -16,7 +16,8 @@ import sys
 
 import numpy as np
 
-from continual_diffusers.data.builder import BuildOptions, build_task_files, order_summary
+from continual_diffusers.data.builder import BuildOptions, build_task_files
+from continual_diffusers.data.classorder import order_summary
 from continual_diffusers.data.digits import write_split_digits
 from continual_diffusers.data.task_sequence import TaskSequence
 from continual_diffusers.data.tasks import convert_legacy, load_tasks
