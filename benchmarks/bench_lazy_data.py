@@ -16,16 +16,23 @@ formats run alternately (the order rotates each round, so a busy neighbour on a 
   `TaskDataset` code as the folder's: only the reader differs. Labels are read with `get_tensor`.
 
 The folder's peak stays flat as the number of images grows; the .npz's grows with the data.
+
+`--probe_safetensors` instead runs `safe_open` on hostile files (each in a fresh process, 20 s timeout) and prints
+what happened, next to what this project's readers do with the same file (README, Threat model).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +128,82 @@ def write_formats(tmp: Path, num: int, side: int, formats: list[str]) -> dict[st
     return paths
 
 
+# name → (child script reading {path}, what this project's reader does with such a file)
+PROBES = {
+    "a FIFO": ("safe_open({path!r}, framework='np')", "refused at once (opened O_NONBLOCK, then fstat)"),
+    "header length 2**63": ("safe_open({path!r}, framework='np')", "refused (header at most 10,000 bytes)"),
+    "data offsets past the end": ("safe_open({path!r}, framework='np')", "refused (sizes must match the file)"),
+    "overlapping data offsets": ("safe_open({path!r}, framework='np')", "refused (sizes must match the file)"),
+    "1,000,000 tensors (a 63 MiB header)": (
+        "safe_open({path!r}, framework='np')",
+        "refused (at most 20,000 arrays, a 4 MiB directory)",
+    ),
+    "truncated after opening": (
+        "f = safe_open({path!r}, framework='np'); rows = f.get_slice('x'); rows[:2]\n"
+        "os.truncate({path!r}, 1000); rows[4000:]",
+        "one error line: 'changed on disk since it was checked'",
+    ),
+}
+
+
+def write_probe(path: Path, name: str) -> None:
+    """The hostile file of probe `name` (the others start from a valid 4096×4096 uint8 tensor "x")."""
+    from safetensors.numpy import save_file
+
+    if name == "a FIFO":
+        os.mkfifo(path)
+        return
+    save_file({"x": np.ones((4096, 4096), np.uint8), "y": np.ones(4, np.int64)}, path)
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header, body = json.loads(data[8 : 8 + size]), data[8 + size :]
+    if name == "header length 2**63":
+        path.write_bytes(struct.pack("<Q", 2**63) + data[8:])
+        return
+    if name == "data offsets past the end":
+        header["x"]["data_offsets"][1] = 10**12
+    elif name == "overlapping data offsets":  # "x" starts inside "y" (the file is 16 bytes shorter to match)
+        first = min(header, key=lambda key: header[key]["data_offsets"][0] if key != "__metadata__" else 2**63)
+        second = "x" if first == "y" else "y"
+        start, end = header[second]["data_offsets"]
+        header[second]["data_offsets"] = [start - 16, end - 16]
+        body = body[:-16]
+    elif name.startswith("1,000,000 tensors"):
+        header = {f"t{i}": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]} for i in range(10**6)}
+        body = b""
+    if name != "truncated after opening":
+        raw = json.dumps(header).encode()
+        path.write_bytes(struct.pack("<Q", len(raw)) + raw + body)
+
+
+def probe_safetensors(tmp: Path) -> None:
+    import safetensors
+
+    print(f"safetensors {safetensors.__version__}: safe_open on hostile files (fresh process each, 20 s timeout)")
+    print("| file | exit | s | peak RSS (MB) | safetensors says | this project's reader |")
+    print("|---|---|---|---|---|---|")
+    for k, (name, (code, ours)) in enumerate(PROBES.items()):
+        path = tmp / f"probe{k}.safetensors"
+        write_probe(path, name)
+        script = (
+            "import os\nfrom safetensors import safe_open\n" + code.format(path=str(path)) + "\n"
+            "print('read;', int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) // 1024)"
+        )
+        start = time.perf_counter()
+        try:
+            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+            lines = (out.stdout + out.stderr).strip().splitlines() or [""]
+            said, exit_code, peak = lines[-1].split("SafetensorError: ")[-1][:90], str(out.returncode), "-"
+            if said.startswith("read;"):
+                said, peak = "(read without complaint)", said.split(";")[1].strip()
+            elif out.returncode < 0:
+                said = f"killed by signal {-out.returncode}"
+        except subprocess.TimeoutExpired:
+            said, exit_code, peak = "(still blocked in open after 20 s)", "timeout", "-"
+        seconds = time.perf_counter() - start
+        print(f"| {name} | {exit_code} | {seconds:.1f} | {peak} | {said} | {ours} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -130,7 +213,13 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
                         help="formats to compare (default: all)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="runs of each format, alternated (default: 1)")
+    parser.add_argument("--probe_safetensors", action="store_true",
+                        help="run safetensors on hostile files instead (default: off)")  # fmt: skip
     args = parser.parse_args()
+    if args.probe_safetensors:
+        with tempfile.TemporaryDirectory() as tmp:
+            probe_safetensors(Path(tmp))
+        return
     print(f"median of {args.repeats} run(s) per cell: peak RSS (MB) / epoch (s)")
     print("| images | MB on disk | " + " | ".join(args.formats) + " |")
     print("|---|---|" + "---|" * len(args.formats))
