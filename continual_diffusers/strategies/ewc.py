@@ -35,6 +35,7 @@ from ..utils.progress import progress_bar
 from ..utils.seed import make_generator
 from .base import ContinualStrategy, TaskContext
 from .config import StrategyConfig, StrategyContext
+from .parameters import ParamDict, trainable_parameters
 
 EWCMode = Literal["separate", "online"]
 
@@ -76,19 +77,6 @@ class EWCConfig(StrategyConfig):
             num_timesteps=self.ewc_fisher_timesteps,
             batch_size=self.ewc_fisher_batch_size,
         )
-
-
-ParamDict = dict[str, torch.Tensor]
-
-
-def strip_wrapper(name: str) -> str:
-    """Parameter name without a leading DDP "module." prefix."""
-    return name[len("module.") :] if name.startswith("module.") else name
-
-
-def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """name → parameter for every trainable parameter, names as in the unwrapped model."""
-    return {strip_wrapper(n): p for n, p in model.named_parameters() if p.requires_grad}
 
 
 class _Prediction(nn.Module):

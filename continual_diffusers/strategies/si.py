@@ -28,7 +28,7 @@ from ..utils.errors import UserInputError
 from ..utils.options import option, options_group
 from .base import ContinualStrategy, TaskContext
 from .config import StrategyConfig, StrategyContext
-from .ewc import ParamDict, trainable_parameters
+from .parameters import ParamDict, trainable_parameters
 
 
 @options_group("SI", "synaptic intelligence")
