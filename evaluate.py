@@ -30,7 +30,7 @@ import sys
 
 from continual_diffusers.cli.base import build_parser
 from continual_diffusers.config import generation as gen
-from continual_diffusers.config.generation import Generation
+from continual_diffusers.config.generation import SampleRequest
 from continual_diffusers.config.sampling import (
     CompositionFlags,
     ExportConfig,
@@ -58,11 +58,11 @@ def parser():
     )
 
 
-def generation(args) -> Generation:
+def generation(args) -> SampleRequest:
     """The sampling request, validated, from the parsed flags."""
     parts = [from_args(cls, args) for cls in (SamplingConfig, LabelsConfig, MCMCFlags, CompositionFlags)]
     output = from_args(OutputConfig, args)
-    return Generation(*parts, seed=output.seed, progress=output.progress)
+    return SampleRequest(*parts, seed=output.seed, progress=output.progress)
 
 
 def _gather(state, generated, out: str):
@@ -96,7 +96,7 @@ def _gather(state, generated, out: str):
     return generated
 
 
-def prompt_composition(g: Generation, prompts_config: PromptsConfig, meta: dict) -> Generation:
+def prompt_composition(g: SampleRequest, prompts_config: PromptsConfig, conditioning) -> SampleRequest:
     """A prompt "p1 | p2" (with optional --weights_prompt "w1 | w2") becomes the composition of p1 and p2: the
     request with that composition instead of the prompt."""
     prompts, weights_prompt, composition = (
@@ -106,7 +106,7 @@ def prompt_composition(g: Generation, prompts_config: PromptsConfig, meta: dict)
     )
     if weights_prompt is None and not any("|" in p for p in prompts):
         return g
-    if meta["conditioning"] != "text":
+    if conditioning.call_argument != "prompt":
         raise UserInputError('"p1 | p2" prompts and --weights_prompt need a text-conditioned model')
     if composition.composition_pipeline or composition.composition_labels:
         raise UserInputError('compose with either a "p1 | p2" prompt or --composition_pipeline, not both')
@@ -133,21 +133,22 @@ def run(args) -> str:
     from accelerate import PartialState
 
     from continual_diffusers.evaluation.generate import write_samples
-    from continual_diffusers.pipelines import ContinualDiffusionPipeline, negative_prompts
-    from continual_diffusers.training.checkpoint import check_writable
+    from continual_diffusers.pipelines import ContinualDiffusionPipeline
+    from continual_diffusers.pipelines.labels import negative_prompts
+    from continual_diffusers.utils.files import check_writable
 
     g, export, slot = generation(args), from_args(ExportConfig, args), from_args(SlotModeConfig, args)
     prompts = from_args(PromptsConfig, args)
     state = PartialState()
     use_ema = {"auto": None, "yes": True, "no": False}[export.ema]
     pipe = ContinualDiffusionPipeline.from_pretrained(export.model_path, use_ema, state.device)
-    meta, scheduler = pipe.metadata, pipe.scheduler
+    spec, conditioning, scheduler = pipe.spec, pipe.conditioning, pipe.scheduler
     out = from_args(OutputConfig, args).output_dir or os.path.join(export.model_path, "eval")
     if slot.slot_mode:
-        return _run_slot_mode(g, slot, export, pipe.denoiser, pipe.conditioning, scheduler, meta, state, out)
-    g = prompt_composition(g, prompts, meta)
-    labels = gen.sample_labels(g, meta)
-    options = gen.sampler_options(g, meta)
+        return _run_slot_mode(g, slot, export, pipe.denoiser, conditioning, scheduler, spec, state, out)
+    g = prompt_composition(g, prompts, conditioning)
+    labels = gen.sample_labels(g, conditioning, spec)
+    options = gen.sampler_options(g, conditioning, spec)
     last_t = check_schedule_fits(g.sampling, export, scheduler)
     if options.mcmc is not None and options.mcmc.start_timestep > last_t:
         raise UserInputError(
@@ -155,7 +156,9 @@ def run(args) -> str:
             " MCMC would never run"
         )
     rows = list(dict.fromkeys(labels))  # labels come in rows of --num_samples images
-    null_labels = negative_prompts(prompts.negative_prompt, rows, len(labels) // len(rows), meta, options, flag="--")
+    null_labels = negative_prompts(
+        prompts.negative_prompt, rows, len(labels) // len(rows), conditioning, options, flag="--"
+    )
     options = dataclasses.replace(options, progress=g.progress and state.is_main_process)
     check_writable(out)
     num_chunks = -(-len(labels) // options.batch_size)
@@ -169,7 +172,7 @@ def run(args) -> str:
     return out
 
 
-def _run_slot_mode(g, slot, export, model, conditioning, scheduler, meta: dict, state, out: str) -> str:
+def _run_slot_mode(g, slot, export, model, conditioning, scheduler, spec, state, out: str) -> str:
     """--slot_mode: one process (the source images are few), sheets + run.json in the output folder (created once
     the inputs are validated)."""
     from continual_diffusers.evaluation import slot_modes
@@ -180,9 +183,9 @@ def _run_slot_mode(g, slot, export, model, conditioning, scheduler, meta: dict, 
         raise UserInputError(
             "slot models compose with --slot_mode compose --compose_slots, not --composition_pipeline"
         )
-    options = dataclasses.replace(gen.sampler_options(g, meta), progress=g.progress)
+    options = dataclasses.replace(gen.sampler_options(g, conditioning, spec), progress=g.progress)
     check_schedule_fits(g.sampling, export, scheduler)
-    record = slot_modes.run_slot_mode(slot, g, model, conditioning, scheduler, meta, options, state.device, out)
+    record = slot_modes.run_slot_mode(slot, g, model, conditioning, scheduler, spec, options, state.device, out)
     slot_modes.write_record(out, dict(record, model_path=str(export.model_path), seed=g.seed), options)
     return out
 

@@ -20,27 +20,13 @@ from continual_diffusers.utils.entrypoint import run_main
 
 def run(args) -> None:
     from accelerate.utils import set_seed
-    from diffusers import DDPMScheduler
-
-    from continual_diffusers.objectives import DenoisingObjective
 
     opts = cli.ddpm_options(args)  # every flag, as validated typed configs
     set_seed(opts.train.seed)  # model initialisation; every later draw uses generators derived from the seed
-    built = cli.build_ddpm(opts)
-    test_tasks = cli.check_evaluation(opts, built)
-    objective = opts.objective
-    prediction_type = objective.resolved_prediction_type()  # unset: v for score models, ε for energy models
-    scheduler = DDPMScheduler(
-        num_train_timesteps=objective.ddpm_num_steps,
-        beta_schedule=objective.ddpm_beta_schedule,
-        prediction_type=prediction_type,
-        rescale_betas_zero_snr=objective.rescale_betas_zero_snr,
-    )
-    strategy = cli.ddpm_strategy(opts, built, scheduler)
-    loss = DenoisingObjective(
-        scheduler, prediction_type, objective.snr_gamma, objective.noise_offset, objective.timestep_sampling
-    )
-    train(args, opts, built, strategy, loss, test_tasks)
+    parts = cli.build_ddpm(opts)  # tasks, conditioning, denoiser, objective, datasets, model spec
+    test_tasks = cli.check_evaluation(opts, parts)
+    strategy = cli.build_ddpm_strategy(opts, parts)
+    train(args, opts, parts, strategy, test_tasks)
 
 
 def main(argv: list[str] | None = None) -> int:

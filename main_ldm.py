@@ -26,19 +26,12 @@ from continual_diffusers.utils.entrypoint import run_main
 def run(args) -> None:
     from accelerate.utils import set_seed
 
-    from continual_diffusers.objectives import DenoisingObjective
-
     opts = ldm_cli.ldm_options(args)  # every flag, as validated typed configs
     set_seed(opts.train.seed)  # UNet (scratch) and LoRA initialisation; every later draw uses seeded generators
-    built = ldm_cli.build_ldm(opts)
-    test_tasks = check_evaluation(opts, built)
-    strategy = ldm_cli.build_ldm_strategy(opts, built)
-    scheduler, objective = built["components"].scheduler, opts.objective
-    loss = DenoisingObjective(
-        scheduler, scheduler.config.prediction_type, objective.snr_gamma, objective.noise_offset,
-        objective.timestep_sampling,
-    )  # fmt: skip
-    train(args, opts, built, strategy, loss, test_tasks, decode_fn=built["codec"].decode, vae=built["components"].vae)
+    parts = ldm_cli.build_ldm(opts)  # tasks, conditioning, denoiser, objective, latent datasets, VAE, model spec
+    test_tasks = check_evaluation(opts, parts)
+    strategy = ldm_cli.build_ldm_strategy(opts, parts)
+    train(args, opts, parts, strategy, test_tasks)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,9 +28,11 @@ from tiny_sd import write_tiny_sd  # noqa: E402
 from continual_diffusers.data import ImageTransform, Task, TaskDataset  # noqa: E402
 from continual_diffusers.models.conditioning import TextConditioning  # noqa: E402
 from continual_diffusers.models.denoiser import ScoreModel  # noqa: E402
-from continual_diffusers.models.latent import LatentCodec, LatentTaskDataset, load_sd_components  # noqa: E402
+from continual_diffusers.models.latent import LatentCodec, LatentTaskDataset  # noqa: E402
+from continual_diffusers.models.lora import save_lora_adapters  # noqa: E402
 from continual_diffusers.objectives import DenoisingObjective  # noqa: E402
-from continual_diffusers.strategies.lora import LoRAAdapters, save_lora_adapters  # noqa: E402
+from continual_diffusers.pipelines.sd_components import load_sd_components  # noqa: E402
+from continual_diffusers.strategies.lora import LoRAAdapters  # noqa: E402
 
 
 def time_steps(components, dataset, num_steps: int, batch_size: int) -> float:

@@ -27,7 +27,7 @@ from continual_diffusers.evaluation.memorisation import (
     nearest_training_distance_ratio,
     precision_recall,
 )
-from continual_diffusers.models.loading import load_task_model
+from continual_diffusers.pipelines.loading import load_task_model
 from continual_diffusers.sampling.generate import SamplerOptions, generate_samples
 
 
@@ -44,9 +44,9 @@ def last_export(run_dir: str) -> str:
 
 
 def measure(run_dir: str, args, oracle, resolution: int, train_feats, heldout_feats, classes) -> dict[str, float]:
-    model, conditioning, scheduler, meta = load_task_model(last_export(run_dir))
+    model, conditioning, scheduler, spec = load_task_model(last_export(run_dir))
     labels = [classes[i % len(classes)] for i in range(args.num_samples)]
-    guidance = args.guidance_scale if meta["classifier_free_guidance"] else 1.0
+    guidance = args.guidance_scale if spec.classifier_free_guidance else 1.0
     rows = []
     for seed in args.seeds:
         options = SamplerOptions(guidance_scale=guidance, seed=seed)

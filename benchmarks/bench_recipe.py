@@ -214,17 +214,17 @@ def text_metrics(out: str, args, class_test_path: str) -> dict:
 
     from continual_diffusers.data import load_tasks
     from continual_diffusers.evaluation.classifier import load_oracle, predict
-    from continual_diffusers.models.loading import load_task_model
+    from continual_diffusers.pipelines.loading import load_task_model
     from continual_diffusers.sampling.generate import SamplerOptions, generate_samples
 
     oracle, _ = load_oracle(args.oracle_path)
     classes_of = {t.task_id: sorted({int(c) for c in t.labels}) for t in load_tasks(class_test_path)}
     rows = []
     for k in range(1, len([d for d in os.listdir(out) if d.startswith("task_")]) + 1):
-        model, conditioning, scheduler, meta = load_task_model(os.path.join(out, f"task_{k}"))
+        model, conditioning, scheduler, spec = load_task_model(os.path.join(out, f"task_{k}"))
         options = SamplerOptions(args.scheduler, args.num_inference_steps, 2.0, seed=k)
         row = []
-        for task in meta["seen_tasks"]:
+        for task in spec.seen_tasks:
             classes = classes_of[task]
             labels = [classes[j % len(classes)] for j in range(args.eval_num_samples)]
             images = generate_samples(model, conditioning, scheduler, [caption(c) for c in labels], options, "cpu")

@@ -27,7 +27,7 @@ from compare_strategies import fmt
 from continual_diffusers.data import ImageTransform, TaskDataset, load_split_digits, load_tasks
 from continual_diffusers.evaluation.classifier import load_oracle, predict
 from continual_diffusers.evaluation.metrics import frechet_distance
-from continual_diffusers.models.loading import load_task_model
+from continual_diffusers.pipelines.loading import load_task_model
 from continual_diffusers.sampling.ancestral import SCHEDULERS
 from continual_diffusers.sampling.generate import SamplerOptions, generate_samples
 from continual_diffusers.utils.images import save_grid
@@ -68,13 +68,13 @@ def real_features(oracle, test_tasks, classes: list[int], resolution: int) -> to
 
 
 def bench_model(model_dir: str, configs, seeds, args, oracle, test_tasks) -> dict[str, list[dict]]:
-    model, conditioning, scheduler, meta = load_task_model(model_dir)
-    if meta["conditioning"] != "class":
+    model, conditioning, scheduler, spec = load_task_model(model_dir)
+    if spec.conditioning != "class":
         raise SystemExit(f"{model_dir}: the sampler benchmark needs a class-conditional model")
-    classes = sorted({c for t in meta["seen_tasks"] for c in meta["classes_per_task"][str(t)]})
+    classes = spec.seen_classes()
     labels = [c for c in classes for _ in range(args.num_samples)]
-    real = real_features(oracle, test_tasks, classes, meta["resolution"])
-    guidance = args.guidance_scale if meta["classifier_free_guidance"] else 1.0
+    real = real_features(oracle, test_tasks, classes, spec.resolution)
+    guidance = args.guidance_scale if spec.classifier_free_guidance else 1.0
     calls = {"n": 0}
     model.unet.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
     rows: dict[str, list[dict]] = {}

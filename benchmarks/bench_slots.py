@@ -33,11 +33,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import main_ddpm  # noqa: E402
-from continual_diffusers.cli.slots import _concat_conditions, save_sheet  # noqa: E402
 from continual_diffusers.data import ImageTransform, load_tasks  # noqa: E402
 from continual_diffusers.data.shapes import load_masks, masks_path, write_shapes  # noqa: E402
+from continual_diffusers.evaluation.slot_modes import _concat_conditions, save_sheet  # noqa: E402
 from continual_diffusers.evaluation.slots import attention_sheet, encode_slots, fg_ari  # noqa: E402
-from continual_diffusers.models.loading import load_task_model  # noqa: E402
+from continual_diffusers.pipelines.loading import load_task_model  # noqa: E402
 from continual_diffusers.sampling.generate import SamplerOptions, generate_samples  # noqa: E402
 from continual_diffusers.utils.images import save_grid  # noqa: E402
 
@@ -110,8 +110,8 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def evaluate(args, slot_dir: str, uncond_dir: str | None, test_data: str) -> dict:
-    model, conditioning, scheduler, meta = load_task_model(slot_dir, device=args.device)
-    images, masks = test_images(test_data, meta["resolution"])
+    model, conditioning, scheduler, spec = load_task_model(slot_dir, device=args.device)
+    images, masks = test_images(test_data, spec.resolution)
     slots, attention = encode_slots(conditioning, images)
     scores = fg_ari(masks, attention.numpy())
     per_task = len(images) // 2

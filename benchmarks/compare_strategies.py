@@ -170,16 +170,16 @@ def final_memorisation(out: str, oracle_path: str, num_samples: int, seed: int) 
             return json.load(fh)
     from continual_diffusers.data import load_split_digits
     from continual_diffusers.evaluation import ContinualEvaluator, load_oracle
-    from continual_diffusers.models.loading import load_task_model
+    from continual_diffusers.pipelines.loading import load_task_model
     from continual_diffusers.sampling.generate import SamplerOptions
 
     last = max(int(name.split("_")[1]) for name in os.listdir(out) if re.fullmatch(r"task_\d+", name))
-    model, conditioning, scheduler, meta = load_task_model(os.path.join(out, f"task_{last}"))
+    model, conditioning, scheduler, spec = load_task_model(os.path.join(out, f"task_{last}"))
     oracle, oracle_meta = load_oracle(oracle_path)
     train, test = load_split_digits()
-    options = SamplerOptions(guidance_scale=2.0 if meta["classifier_free_guidance"] else 1.0, seed=seed)
+    options = SamplerOptions(guidance_scale=2.0 if spec.classifier_free_guidance else 1.0, seed=seed)
     evaluator = ContinualEvaluator(oracle, oracle_meta["resolution"], test, num_samples, options, train_tasks=train)
-    row = evaluator.evaluate(model, conditioning, scheduler, meta["seen_tasks"], meta["classes_per_task"], "cpu")
+    row = evaluator.evaluate(model, conditioning, scheduler, list(spec.seen_tasks), spec.classes_per_task, "cpu")
     result = {name: statistics.mean(row[name].values()) for name in ("accuracy", *MEMORISATION)}
     with open(cached, "w") as fh:
         json.dump(result, fh)

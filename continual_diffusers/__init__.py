@@ -7,7 +7,8 @@ Nothing happens on import: the names below are imported from their sub-package t
 - data: `load_split_digits`, `load_tasks`, `save_tasks`, `tasks_from_dict`, `Task`, `TaskSequence` (indexed by task
   id, not position), `TaskDataset`, `ImageTransform`, `ReplayBuffer` and its policies `TaskBalanced`, `Reservoir`;
 - models: `UNetSpec`, `build_unet`, `make_denoiser`, `ScoreModel`, `EnergyModel`, the conditionings
-  `Unconditional`, `ClassConditioning`, `TextConditioning`, `SlotConditioning`, `load_task_model`;
+  `Unconditional`, `ClassConditioning`, `TextConditioning`, `SlotConditioning` (and `Conditioning` to write a kind),
+  `ModelSpec` (a task model's description: its continual_diffusers.json);
 - objectives: `DenoisingObjective`, `default_prediction_type` (v for score models, ε for energy models);
 - strategies: `Naive`, `Replay`, `EWC`, `SynapticIntelligence`, `GenerativeReplay`, `CombinedStrategy`,
   `LoRAAdapters`, and `ContinualStrategy` to write your own; their options `ReplayConfig`, `EWCConfig`, `SIConfig`,
@@ -15,9 +16,24 @@ Nothing happens on import: the names below are imported from their sub-package t
 - config: the CLI's typed component configs `DataConfig`, `ModelConfig`, `ObjectiveConfig`, `SamplingConfig`;
 - sampling: `generate_samples`, `SamplerOptions`, `CompositionOptions`, `MCMCConfig`, `sample_ancestral`;
 - training: `TrainConfig`, `ContinualTrainer` (`ContinualTrainer.build(...)`, then `train_task` per task or `fit`);
-- pipelines: `ContinualDiffusionPipeline` (a diffusers pipeline: `from_pretrained(output_dir/task_k)`, then call it);
+- pipelines: `ContinualDiffusionPipeline` (a diffusers pipeline: `from_pretrained(output_dir/task_k)`, then call it),
+  `load_task_model` (an export back as denoiser, conditioning, schedule and `ModelSpec`);
 - evaluation: `ContinualEvaluator`, `EndOfTaskEvaluation`, `train_oracle`, `load_oracle`, `save_oracle`;
 - errors: `UserInputError` (bad input, raised before anything is written), `RunError`.
+
+Layers, lowest first. A package imports only packages of lower layers (never one of its own layer, never one
+above; lazy imports inside functions count too), tests/test_layering.py checks it by parsing every import:
+
+    0  utils
+    1  data
+    2  models
+    3  objectives  sampling
+    4  pipelines  strategies
+    5  config
+    6  training  evaluation
+    7  cli
+
+The entry scripts (main_ddpm.py, main_ldm.py, evaluate.py, ...) sit above cli, and nothing imports them.
 """
 
 from __future__ import annotations
@@ -49,10 +65,10 @@ _EXPORTS = {
         "ScoreModel",
         "SlotConditioning",
         "TextConditioning",
+        "ModelSpec",
         "UNetSpec",
         "Unconditional",
         "build_unet",
-        "load_task_model",
         "make_denoiser",
     ),
     "objectives": ("DenoisingObjective", "default_prediction_type"),
@@ -75,7 +91,7 @@ _EXPORTS = {
     "config": ("DataConfig", "ModelConfig", "ObjectiveConfig", "SamplingConfig"),
     "sampling": ("CompositionOptions", "MCMCConfig", "SamplerOptions", "generate_samples", "sample_ancestral"),
     "training": ("ContinualTrainer", "TrainConfig"),
-    "pipelines": ("ContinualDiffusionPipeline",),
+    "pipelines": ("ContinualDiffusionPipeline", "load_task_model"),
     "evaluation": ("ContinualEvaluator", "EndOfTaskEvaluation", "load_oracle", "save_oracle", "train_oracle"),
     "utils": ("RunError", "UserInputError"),
 }

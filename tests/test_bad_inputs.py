@@ -551,7 +551,7 @@ EVAL_CASES = [
     ("eval_metadata_not_json", lambda i: ["--model_path", i.export_bad_json],
      "continual_diffusers.json: not valid JSON"),
     ("eval_metadata_unet_mismatch", lambda i: ["--model_path", i.export_fewer_classes],
-     "has 2 class embeddings but its metadata says 4 classes"),
+     "the UNet has num_class_embeds=2 but 4 classes + the CFG null class need num_class_embeds=5"),
     ("eval_class_out_of_range", lambda i: ["--model_path", i.export, "--class_labels", "9"], "out of range"),
     ("eval_composition_out_of_range", lambda i: ["--model_path", i.export, "--composition_pipeline",
                                                  "--composition_labels", "2,7"],

@@ -368,7 +368,8 @@ def test_lazy_folder_works_with_replay_and_conversion(tmp_path):
 
 
 def test_cached_latents_on_a_lazy_folder(tmp_path, tiny_sd_dir):
-    from continual_diffusers.models.latent import LatentCodec, LatentTaskDataset, load_sd_components
+    from continual_diffusers.models.latent import LatentCodec, LatentTaskDataset
+    from continual_diffusers.pipelines.sd_components import load_sd_components
 
     save_tasks(tmp_path / "t", make_tasks("text"), layout="folder")
     codec = LatentCodec(load_sd_components(tiny_sd_dir).vae)

@@ -490,7 +490,7 @@ def test_the_untouched_inputs_run(built, tmp_path):
     """Control: the folders the cases edit work unedited (so each case is refused for its edit)."""
     import evaluate
     from continual_diffusers.data import load_tasks
-    from continual_diffusers.evaluation.oracle_check import load_checked_oracle
+    from continual_diffusers.evaluation.oracle import load_checked_oracle
 
     for model in (Path(built.run) / "task_2", built.ldm_export):
         assert evaluate.main(["--model_path", str(model), "--output_dir", str(tmp_path / Path(model).parent.name),

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 import main_ldm
 from continual_diffusers.data import ImageTransform, TaskDataset, save_tasks
-from continual_diffusers.models.latent import LatentCodec, LatentTaskDataset, load_sd_components
+from continual_diffusers.models.latent import LatentCodec, LatentTaskDataset
+from continual_diffusers.pipelines.sd_components import load_sd_components
 
 LDM_FLAGS = ["--train_batch_size", 4, "--num_inference_steps", 2, "--num_samples", 1, "--logger", "none",
              "--seed", 0, "--validation_prompts", "digit 0", "digit 3"]  # fmt: skip

@@ -4,8 +4,6 @@ training set (or buffer) must score as fully memorised, one that returns held-ou
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
@@ -94,6 +92,7 @@ def _evaluate(monkeypatch, images_for_task, train_tasks=True, num_samples=60):
     from continual_diffusers.data import ImageTransform, TaskDataset, load_split_digits
     from continual_diffusers.evaluation import evaluator as evaluator_mod
     from continual_diffusers.evaluation.classifier import OracleCNN
+    from continual_diffusers.models.conditioning import ClassConditioning
     from continual_diffusers.sampling.generate import SamplerOptions
 
     train, test = load_split_digits(num_tasks=5)
@@ -112,7 +111,8 @@ def _evaluate(monkeypatch, images_for_task, train_tasks=True, num_samples=60):
         oracle, 8, test, num_samples, SamplerOptions(), train_tasks=train if train_tasks else None
     )
     classes = {str(t): train[t].classes() for t in train.task_ids}
-    return evaluator.evaluate(None, SimpleNamespace(kind="class"), None, [1, 2], classes, "cpu")
+    conditioning = ClassConditioning(10, null_class=False)
+    return evaluator.evaluate(None, conditioning, None, [1, 2], classes, "cpu")
 
 
 def test_evaluator_scores_a_generator_that_returns_training_images_as_memorised(monkeypatch):

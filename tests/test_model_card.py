@@ -11,7 +11,9 @@ import yaml
 from conftest import TINY_FLAGS
 
 import main_ddpm
-from continual_diffusers.training.export import HUB_IGNORE, model_card, push_to_hub
+from continual_diffusers.models.spec import ModelSpec
+from continual_diffusers.training.hub import HUB_IGNORE, push_to_hub
+from continual_diffusers.training.model_card import model_card
 from continual_diffusers.utils.errors import RunError
 
 
@@ -91,11 +93,12 @@ def test_cards_parse_as_yaml_front_matter(tmp_path, task_file, fake_hub):
 
 
 def test_card_lists_the_metrics_so_far():
-    meta = {"conditioning": "class", "num_classes": 4, "seen_tasks": [1, 2], "classes_per_task": {"1": [0, 1]}}
-    meta["classes_per_task"]["2"] = [2, 3]
+    per_task = {"1": [0, 1], "2": [2, 3]}
+    meta = {"conditioning": "class", "num_classes": 4, "resolution": 8, "in_channels": 3, "seen_tasks": [1, 2]}
+    spec = ModelSpec.from_json({**meta, "classes_per_task": per_task}, "metadata")
     history = [{"after_task": 1, "metrics": {"accuracy": {"1": 0.5}}}]
     history.append({"after_task": 2, "metrics": {"accuracy": {"1": 0.25, "2": 0.75}}})
-    card = model_card(meta, {"strategy": "replay", "learning_rate": 1e-4}, history, task_id=2)
+    card = model_card(spec, {"strategy": "replay", "learning_rate": 1e-4}, history, task_id=2)
     head, body = card[4:].split("\n---\n", 1)
     data = yaml.safe_load(head)
     assert data["continual_metrics"] == history and data["classes_per_task"] == {"1": [0, 1], "2": [2, 3]}

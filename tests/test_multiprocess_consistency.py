@@ -102,4 +102,4 @@ def initial_weights(flags) -> dict:
 
     args = cli.ddpm_parser().parse_args([str(f) for f in flags])
     set_seed(args.seed)
-    return {k: v.clone() for k, v in cli.build_ddpm(args)["denoiser"].unet.state_dict().items()}
+    return {k: v.clone() for k, v in cli.build_ddpm(args).denoiser.unet.state_dict().items()}

@@ -18,6 +18,7 @@ import main_ddpm
 from continual_diffusers.training import checkpoint as ckpt
 from continual_diffusers.training.trainer import ContinualTrainer
 from continual_diffusers.utils.errors import NonFiniteError, StorageError, UserInputError
+from continual_diffusers.utils.files import check_writable
 
 FAULT_AT = 3  # global optimizer step (1-based) that goes wrong: step 1 of task 2 with 2 steps per task
 
@@ -157,11 +158,11 @@ def test_write_atomically_cleans_up_on_enospc(tmp_path):
 
 
 def test_check_writable(tmp_path):
-    ckpt.check_writable(str(tmp_path / "new" / "dir"))
+    check_writable(str(tmp_path / "new" / "dir"))
     assert os.listdir(tmp_path / "new" / "dir") == []  # the probe is removed
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserInputError, match="is not writable: Not a directory"):
-        ckpt.check_writable(str(tmp_path / "file" / "out"))
+        check_writable(str(tmp_path / "file" / "out"))
 
 
 def test_torn_and_half_deleted_checkpoints_are_never_latest(tmp_path):

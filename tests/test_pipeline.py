@@ -18,7 +18,7 @@ import main_ddpm
 from continual_diffusers import ContinualDiffusionPipeline, UserInputError
 from continual_diffusers.data import save_tasks
 from continual_diffusers.models.denoiser import EnergyModel, ScoreModel
-from continual_diffusers.models.loading import load_task_model
+from continual_diffusers.pipelines.loading import load_task_model
 from continual_diffusers.sampling.annealed import MCMCConfig
 
 STEPS = 4

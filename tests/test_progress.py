@@ -15,8 +15,10 @@ from test_ewc import GaussianData, LinearDenoiser, _objective
 from torch import nn
 from tqdm.auto import tqdm
 
-from continual_diffusers.models.conditioning import Unconditional
+from continual_diffusers.config import SamplingConfig
+from continual_diffusers.models.conditioning import ClassConditioning, Unconditional
 from continual_diffusers.models.denoiser import DenoiserOutput
+from continual_diffusers.models.spec import ModelSpec
 from continual_diffusers.sampling.generate import SamplerOptions, generate, generate_samples
 from continual_diffusers.strategies import estimate_fisher
 from continual_diffusers.utils.progress import progress_bar
@@ -186,9 +188,9 @@ def test_validation_grid_and_evaluation_label_their_bars(bars, tmp_path, monkeyp
     from continual_diffusers.training.config import TrainConfig
     from continual_diffusers.training.validation import ValidationSampler
 
-    cfg = TrainConfig(output_dir=str(tmp_path), num_inference_steps=3, eval_batch_size=2)
+    cfg = TrainConfig(output_dir=str(tmp_path), validation=SamplingConfig(num_inference_steps=3, num_samples=2))
     sampler = ValidationSampler(cfg, Unconditional(), TRAIN)
-    sampler.save(CountingModel(), str(tmp_path / "task_3"), {}, [1], "cpu")
+    sampler.save(CountingModel(), str(tmp_path / "task_3"), ModelSpec("none", 8, 3), [1], "cpu")
     (grid,) = _by_desc(bars, "samples task_3")
     assert grid.shown and grid.options["delay"] == generate_mod.PROGRESS_DELAY_S
 
@@ -201,7 +203,7 @@ def test_validation_grid_and_evaluation_label_their_bars(bars, tmp_path, monkeyp
     monkeypatch.setattr(evaluator_mod, "generate_samples", recording)
     tasks = SimpleNamespace(label_kind="class")
     evaluator = evaluator_mod.ContinualEvaluator(nn.Identity(), 8, tasks, 2, SamplerOptions())
-    for kind, seen in (("class", [1, 2]), ("none", [1, 2])):
+    for conditioning, seen in ((ClassConditioning(2, null_class=False), [1, 2]), (Unconditional(), [1, 2])):
         with pytest.raises(StopIteration):
-            evaluator.evaluate(None, SimpleNamespace(kind=kind), TRAIN, seen, {"1": [0], "2": [1]}, "cpu")
+            evaluator.evaluate(None, conditioning, TRAIN, seen, {"1": [0], "2": [1]}, "cpu")
     assert descs == ["eval task 1", "eval samples"]

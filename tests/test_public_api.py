@@ -82,7 +82,7 @@ def test_train_config_defaults_are_the_cli_defaults():
     args = cli.ddpm_parser().parse_args([])
     assert cli.train_config(args) == TrainConfig(output_dir=args.output_dir)
     assert TrainConfig(output_dir="x").num_epochs == args.num_epochs == 50
-    assert TrainConfig(output_dir="x").guidance_scale == args.guidance_scale == 2.0
+    assert TrainConfig(output_dir="x").validation.guidance_scale == args.guidance_scale == 2.0
 
 
 def test_train_config_checks_its_values():
@@ -111,7 +111,7 @@ def tiny_unet(null_class: bool = True):
 def tiny_config(output_dir, **overrides) -> TrainConfig:
     values = dict(
         output_dir=str(output_dir), seed=0, train_batch_size=4, max_train_steps=3, uncond_p=0.2,
-        checkpointing_steps=2, num_inference_steps=2, eval_batch_size=1, learning_rate=1e-3,
+        checkpointing_steps=2, validation=cd.SamplingConfig(num_inference_steps=2, num_samples=1), learning_rate=1e-3,
     )  # fmt: skip
     return TrainConfig(**{**values, **overrides})
 
@@ -274,7 +274,7 @@ def test_default_objective_is_v_for_score_and_epsilon_for_energy_models(tmp_path
     expected = "epsilon" if energy else "v_prediction"
     assert trainer.objective.prediction_type == expected == cd.default_prediction_type(energy)
     assert trainer.objective.scheduler.config.prediction_type == expected
-    assert trainer.export_metadata["prediction_type"] == expected
+    assert trainer.spec.prediction_type == expected
 
 
 def test_task_sequence_is_indexed_by_task_id():

@@ -323,7 +323,7 @@ def slot_run(tmp_path_factory):
 
 
 def test_slot_run_exports_reloadable_slot_encoders(slot_run):
-    from continual_diffusers.models.loading import load_task_model
+    from continual_diffusers.pipelines.loading import load_task_model
 
     root, _ = slot_run
     task_dir = root / "run" / "task_2"

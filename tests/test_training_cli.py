@@ -228,15 +228,15 @@ def test_zero_terminal_snr_v_prediction_trains_exports_and_samples(tmp_path, tas
     """--rescale_betas_zero_snr end to end: the export keeps β_T = 1, reloads (β_T = 1 is allowed there for non-ε
     models) and evaluate.py samples finite images with DDIM η = 0.5 from t = T−1."""
     import evaluate
-    from continual_diffusers.models.loading import load_task_model
+    from continual_diffusers.pipelines.loading import load_task_model
 
     out = tmp_path / "run"
     argv = ["--data_path", task_file(), "--output_dir", out, "--max_train_steps", 2, "--checkpointing_steps", 0]
     argv += [*TINY_FLAGS, "--prediction_type", "v_prediction", "--rescale_betas_zero_snr"]
     assert run([*argv, "--timestep_sampling", "stratified"]) == 0
-    _, _, scheduler, meta = load_task_model(str(out / "task_2"))
+    _, _, scheduler, spec = load_task_model(str(out / "task_2"))
     assert scheduler.config.rescale_betas_zero_snr and float(scheduler.betas[-1]) == 1.0
-    assert meta["prediction_type"] == "v_prediction"
+    assert spec.prediction_type == "v_prediction"
     samples = tmp_path / "samples"
     flags = ["--scheduler", "ddim", "--ddim_eta", "0.5", "--num_inference_steps", 3, "--num_samples", 2]
     assert evaluate.main([str(a) for a in ["--model_path", out / "task_2", "--output_dir", samples, *flags]]) == 0

@@ -1,17 +1,18 @@
-"""Command-line layer: the only package that knows argparse. Entry scripts build their parsers from the typed
-configs (continual_diffusers/config, `TrainConfig`, each strategy's config: `utils.options` generates the flags)
-and turn the parsed flags into those configs here, once (`ddpm_options`, `ldm_options`), then into library
-objects. Flag names follow the earlier Continual-Diffusers where they exist, so users' scripts keep working."""
+"""Command-line layer: the entry scripts' parsers, built from the typed configs (continual_diffusers/config,
+`TrainConfig`, each strategy's and conditioning kind's options: `utils.options` generates the flags), the parsed
+flags turned into those configs once (`ddpm_options`, `ldm_options`: a `RunOptions`), then into library objects (a
+`RunParts`), and the training launcher. Nothing below this package imports it (README "Architecture"). Flag names
+follow the earlier Continual-Diffusers where they exist, so users' scripts keep working."""
 
-from .base import RunOptions, new_parser
+from .base import RunOptions, RunParts, new_parser
 from .evaluation import build_end_of_task_eval, check_evaluation
 from .sampling import add_sampler_args, check_sampler_ranges
 from .strategy import add_strategy_args, build_strategy
 from .training import (
     build_ddpm,
+    build_ddpm_strategy,
     ddpm_options,
     ddpm_parser,
-    ddpm_strategy,
     prediction_type,
     tracker_config,
     train_config,
@@ -19,16 +20,17 @@ from .training import (
 
 __all__ = [
     "RunOptions",
+    "RunParts",
     "add_sampler_args",
     "add_strategy_args",
     "build_ddpm",
+    "build_ddpm_strategy",
     "build_end_of_task_eval",
     "build_strategy",
     "check_evaluation",
     "check_sampler_ranges",
     "ddpm_options",
     "ddpm_parser",
-    "ddpm_strategy",
     "new_parser",
     "prediction_type",
     "tracker_config",

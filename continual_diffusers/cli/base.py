@@ -1,23 +1,26 @@
-"""Parsers made of typed configs, and `RunOptions`: a training run's configuration, one validated config per
-component, built once from the parsed flags (the Namespace is only read, never written). The parser itself lives
-in utils/entrypoint.py (the light tools import it without the models); `--config` reads a JSON file of flags."""
+"""Parsers made of typed configs; `RunOptions`: a training run's configuration, one validated config per
+component, built once from the parsed flags (the Namespace is only read, never written); and `RunParts`: what an
+entry point builds from them (tasks, conditioning, denoiser, objective, datasets, model spec). The parser itself
+lives in utils/entrypoint.py (the light tools import it without the models); `--config` reads a JSON file of
+flags."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import (
     DataConfig,
     EvaluationConfig,
     HubConfig,
+    LaunchConfig,
     LDMConfig,
     ModelConfig,
     ObjectiveConfig,
-    RunConfig,
     SamplingConfig,
-    SlotConfig,
 )
 from ..strategies import LoRAConfig
 from ..training.config import TrainConfig
@@ -25,32 +28,86 @@ from ..utils.entrypoint import Parser, add_config_arg, new_parser, show_default
 from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args
 
-__all__ = ["Parser", "RunOptions", "add_config_arg", "new_parser", "run_options", "show_default"]
+__all__ = ["Parser", "RunOptions", "RunParts", "add_config_arg", "new_parser", "run_options", "show_default"]
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """A training run's typed configuration (main_ddpm: model and slots; main_ldm: ldm and lora)."""
+    """A training run's typed configuration (main_ddpm: model and the conditioning kinds' options; main_ldm: ldm and
+    lora)."""
 
     data: DataConfig
     objective: ObjectiveConfig
     strategies: dict  # name → StrategyConfig of each enabled strategy, in hook order
     train: TrainConfig
-    run: RunConfig
+    run: LaunchConfig
     hub: HubConfig
     sampling: SamplingConfig
     evaluation: EvaluationConfig
     model: ModelConfig | None = None
-    slots: SlotConfig | None = None
+    conditioning_options: dict = dataclasses.field(default_factory=dict)  # kind → its flags (`Conditioning.options`)
     ldm: LDMConfig | None = None
     lora: LoRAConfig | None = None
     derived: dict = dataclasses.field(default_factory=dict)  # flag values the run derived (config.json "args")
 
     def resolved(self) -> dict:
-        """{component: its config as a dict}, what config.json records as "config"."""
-        parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "derived"}
+        """{component: its config as a dict}, what config.json records as "config" (a conditioning kind's options
+        under the kind's name, e.g. "slots"; the end-of-task sampler, `train.validation`, is "sampling")."""
+        skip = ("derived", "conditioning_options")
+        parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         parts["strategies"] = {name: dataclasses.asdict(c) for name, c in self.strategies.items()}
-        return {k: v if isinstance(v, dict) else dataclasses.asdict(v) for k, v in parts.items() if v is not None}
+        parts.update(self.conditioning_options)
+        resolved = {k: v if isinstance(v, dict) else dataclasses.asdict(v) for k, v in parts.items() if v is not None}
+        del resolved["train"]["validation"]  # the same object as "sampling": recorded once
+        return resolved
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What a training entry point builds from its `RunOptions`, validated, before anything is written.
+
+    Attributes:
+        tasks: the training `TaskSequence`.
+        conditioning: the run's `Conditioning` (its text encoder, for text models: `conditioning.text_components`).
+        denoiser: `ScoreModel` / `EnergyModel` around the UNet (+ the slot encoder of slot models).
+        objective: the `DenoisingObjective` over the training noise schedule.
+        spec: the `ModelSpec` every task export records (continual_diffusers.json).
+        transform: the pixel `ImageTransform` of training (crop, flip, scale of uint8 images).
+        make_dataset: `Task` → its training dataset (pixels, or latents for latent models).
+        codec: latent models: the VAE's `LatentCodec`; components: the loaded `LatentComponents`.
+    """
+
+    tasks: Any
+    conditioning: Any
+    denoiser: Any
+    objective: Any
+    spec: Any
+    transform: Any
+    make_dataset: Callable
+    codec: Any = None
+    components: Any = None
+
+    @property
+    def latent(self) -> bool:
+        return self.codec is not None
+
+    @property
+    def stored_image_transform(self):
+        """uint8 images → model inputs, for strategies that store images (replay): the pixel transform, then the
+        VAE's encoder for latent models."""
+        if self.codec is None:
+            return self.transform
+        from ..models.latent import LatentTransform
+
+        return LatentTransform(self.transform, self.codec)
+
+    @property
+    def vae(self):
+        return None if self.components is None else self.components.vae
+
+    @property
+    def decode_fn(self):
+        return None if self.codec is None else self.codec.decode
 
 
 def run_options(args: argparse.Namespace, **components) -> RunOptions:
@@ -62,19 +119,14 @@ def run_options(args: argparse.Namespace, **components) -> RunOptions:
         raise UserInputError(f"--ema_scope {args.ema_scope} sets how the EMA spans tasks, so it needs --use_ema")
     sampling = from_args(SamplingConfig, args)
     model = components.get("model") or components.get("ldm")
-    train = from_args(
-        TrainConfig, args, output_dir=args.output_dir, eval_batch_size=sampling.num_samples,
-        validation_scheduler=sampling.scheduler, num_inference_steps=sampling.num_inference_steps,
-        ddim_eta=sampling.ddim_eta, guidance_scale=sampling.guidance_scale,
-        validation_prompts=sampling.validation_prompts or [], uncond_p=_dropout(model),
-    )  # fmt: skip
+    train = from_args(TrainConfig, args, output_dir=args.output_dir, validation=sampling, uncond_p=_dropout(model))
     hub = from_args(HubConfig, args)
     if hub.push_to_hub:
         hub.repo_id(args.output_dir)
     objective = components.pop("objective", None) or from_args(ObjectiveConfig, args)
     options = RunOptions(
         data=from_args(DataConfig, args), objective=objective,
-        strategies=strategy_configs(args), train=train, run=from_args(RunConfig, args), hub=hub, sampling=sampling,
+        strategies=strategy_configs(args), train=train, run=from_args(LaunchConfig, args), hub=hub, sampling=sampling,
         evaluation=from_args(EvaluationConfig, args), **components,
     )  # fmt: skip
     if options.objective.ddpm_num_steps is not None:  # main_ldm: the pretrained scheduler's T, checked once loaded

@@ -15,22 +15,24 @@ from ..config import (
     DataConfig,
     EvaluationConfig,
     HubConfig,
+    LaunchConfig,
     LDMConfig,
     ObjectiveConfig,
-    RunConfig,
     SamplingConfig,
     check_zero_snr_prediction,
 )
 from ..data import ImageTransform, TaskDataset, TaskSequence, load_tasks
 from ..models.conditioning import TextConditioning
 from ..models.denoiser import make_denoiser
-from ..models.latent import LatentCodec, LatentComponents, LatentTaskDataset, LatentTransform, load_sd_components
-from ..strategies import CombinedStrategy, ContinualStrategy, LoRAConfig, Naive, Replay
-from ..training.build import export_metadata
+from ..models.latent import LatentCodec, LatentTaskDataset
+from ..models.spec import LatentSpec, ModelSpec
+from ..objectives import DenoisingObjective
+from ..pipelines.sd_components import LatentComponents, load_sd_components
+from ..strategies import CombinedStrategy, ContinualStrategy, LoRAConfig, Naive
 from ..training.config import TrainConfig
 from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args, help_of
-from .base import RunOptions, build_parser, run_options
+from .base import RunOptions, RunParts, build_parser, run_options
 from .strategy import add_strategy_args, build_strategy
 from .training import strategy_context
 
@@ -54,7 +56,7 @@ def _ldm_groups(parser: argparse.ArgumentParser) -> None:
     add_options(parser, ObjectiveConfig, {"ddpm_num_steps": None, "ddpm_beta_schedule": None}, OBJECTIVE_HELP)
     add_strategy_args(parser)
     add_options(parser, TrainConfig)
-    add_options(parser, RunConfig, {"output_dir": "outputs/ldm"})
+    add_options(parser, LaunchConfig, {"output_dir": "outputs/ldm"})
     parser.set_defaults(**DERIVED)
 
 
@@ -129,8 +131,9 @@ def _components(opts: RunOptions, resolution: int) -> tuple[LatentComponents, La
     return c, codec
 
 
-def build_ldm(opts: RunOptions) -> dict:
-    """Everything main_ldm needs, validated: tasks, conditioning, denoiser, latent datasets, codec, metadata."""
+def build_ldm(opts: RunOptions) -> RunParts:
+    """Everything main_ldm needs, validated: tasks, conditioning, denoiser, objective, latent datasets, codec and
+    components, model spec."""
     tasks = _load_tasks(opts)
     resolution = opts.data.resolution or min(tasks.image_size)
     if tasks.num_channels != 3:
@@ -140,43 +143,35 @@ def build_ldm(opts: RunOptions) -> dict:
     denoiser = make_denoiser(c.unet, opts.objective.energy_type)
     conditioning = TextConditioning(c.tokenizer, c.text_encoder)
     ldm = opts.ldm
-    latent = {
-        "scaling_factor": codec.scaling_factor,
-        "shift_factor": codec.shift_factor,
-        "downsample": codec.downsample,
-        "latent_channels": c.vae.config.latent_channels,
-    }
-    metadata = export_metadata(
-        tasks, denoiser, conditioning, prediction_type=c.scheduler.config.prediction_type,
+    latent = LatentSpec(codec.downsample, codec.scaling_factor, codec.shift_factor, c.vae.config.latent_channels)
+    spec = ModelSpec.for_run(
+        tasks, conditioning, energy_type=opts.objective.energy_type,
+        prediction_type=c.scheduler.config.prediction_type,
         classifier_free_guidance=ldm.uncond_p > 0 or not ldm.unet_scratch, resolution=resolution,
         validation_prompts=opts.sampling.validation_prompts, data_path=opts.data.data_path, latent=latent,
         base_model=ldm.pretrained_model_name_or_path,
+        lora=opts.lora.export_metadata() if opts.lora.lora_rank else None,
     )  # fmt: skip
-    if opts.lora.lora_rank:
-        metadata["lora"] = opts.lora.export_metadata()
-    return {
-        "tasks": tasks,
-        "components": c,
-        "codec": codec,
-        "conditioning": conditioning,
-        "text": (c.tokenizer, c.text_encoder),
-        "denoiser": denoiser,
-        "make_dataset": lambda task: LatentTaskDataset(TaskDataset(task, transform), codec, ldm.cache_latents),
-        "metadata": metadata,
-    }
+    objective = opts.objective
+    loss = DenoisingObjective(
+        c.scheduler, c.scheduler.config.prediction_type, objective.snr_gamma, objective.noise_offset,
+        objective.timestep_sampling,
+    )  # fmt: skip
+    return RunParts(
+        tasks, conditioning, denoiser, loss, spec, transform,
+        lambda task: LatentTaskDataset(TaskDataset(task, transform), codec, ldm.cache_latents), codec, c,
+    )  # fmt: skip
 
 
-def build_ldm_strategy(opts: RunOptions, built: dict) -> ContinualStrategy:
-    """The shared strategy flags' strategy, with replay encoding its stored images to latents, plus the per-task
-    LoRA adapters when --lora_rank > 0 (injected into the UNet here, before the trainer sees it)."""
-    context = strategy_context(opts, built, built["components"].scheduler, latent=True)
+def build_ldm_strategy(opts: RunOptions, parts: RunParts) -> ContinualStrategy:
+    """The shared strategy flags' strategy (replay encodes its stored images to latents: the context's
+    `stored_image_transform`), plus the per-task LoRA adapters when --lora_rank > 0 (injected into the UNet here,
+    before the trainer sees it)."""
+    context = strategy_context(opts, parts)
     strategy = build_strategy(opts.strategies, context)
-    parts = strategy.strategies if isinstance(strategy, CombinedStrategy) else [strategy]
-    for part in parts:
-        if isinstance(part, Replay):  # the buffer keeps uint8 pixels; the model trains on latents
-            part.transform = LatentTransform(part.transform, built["codec"])
     if not opts.lora.lora_rank:
         return strategy
     lora = opts.lora.build(context)
-    others = [p for p in parts if not isinstance(p, Naive)]
+    parts_of = strategy.strategies if isinstance(strategy, CombinedStrategy) else [strategy]
+    others = [p for p in parts_of if not isinstance(p, Naive)]
     return CombinedStrategy([lora, *others]) if others else lora

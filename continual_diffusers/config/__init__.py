@@ -8,15 +8,15 @@ message; cli/ adds the groups to a parser (`utils.options.add_options`) and buil
 flags (`utils.options.from_args`). Why a small generator of our own and not a library: see utils/options.py.
 """
 
+from ..models.conditioning import SlotConfig
 from .run import (
     DataConfig,
     EvaluationConfig,
     HubConfig,
+    LaunchConfig,
     LDMConfig,
     ModelConfig,
     ObjectiveConfig,
-    RunConfig,
-    SlotConfig,
     check_zero_snr_prediction,
 )
 from .sampling import CompositionFlags, LabelsConfig, MCMCFlags, SamplingConfig, SlotModeConfig
@@ -28,12 +28,22 @@ __all__ = [
     "HubConfig",
     "LDMConfig",
     "LabelsConfig",
+    "LaunchConfig",
     "MCMCFlags",
     "ModelConfig",
     "ObjectiveConfig",
-    "RunConfig",
     "SamplingConfig",
     "SlotConfig",
     "SlotModeConfig",
     "check_zero_snr_prediction",
 ]
+
+
+def __getattr__(name: str):
+    """`RunConfig`: the earlier name of `LaunchConfig` (deprecated; it read like `cli.RunOptions`, the whole run)."""
+    if name == "RunConfig":
+        import warnings
+
+        warnings.warn("continual_diffusers.config.RunConfig is deprecated: use LaunchConfig", DeprecationWarning, 2)
+        return LaunchConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,18 +1,21 @@
-"""evaluate.py's sampling request as one typed object (`Generation`: the sampler, labels, annealed MCMC and
-composition configs) and its conversion, against an exported model's metadata, into the images' labels and the
-library's `SamplerOptions` (with `MCMCConfig` and `CompositionOptions`)."""
+"""evaluate.py's sampling request as one typed object (`SampleRequest`: the sampler, labels, annealed MCMC and
+composition configs) and its conversion, against an exported model (its `Conditioning` and `ModelSpec`), into the
+images' labels and the library's `SamplerOptions` (with `MCMCConfig` and `CompositionOptions`). What a kind's labels
+are is the kind's (`Conditioning.rows`, `.concepts`); the rows are parsed as the pipeline parses them
+(`pipelines.labels`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..models.conditioning.base import NOT_COMPOSABLE
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from .sampling import CompositionFlags, LabelsConfig, MCMCFlags, SamplingConfig
 
 
 @dataclass(frozen=True)
-class Generation:
+class SampleRequest:
     """evaluate.py's sampling request: the sampler, the labels, annealed MCMC, the composition; `seed`, `progress`."""
 
     sampling: SamplingConfig
@@ -23,29 +26,27 @@ class Generation:
     progress: bool = False
 
 
-def sample_labels(g: Generation, meta: dict) -> list:
+# evaluate.py's flag for each of the pipeline's label keywords (`Conditioning.call_argument`).
+FLAG_NAMES = {
+    "class_labels": "--class_labels",
+    "prompt": "--validation_prompts",
+    "slots": "--slot_mode (reconstruct, masks or compose)",
+}
+
+
+def sample_labels(g: SampleRequest, conditioning, spec) -> list:
     """One entry per image, grouped in rows of --num_samples: the requested classes (default: every class the
     model has seen), the prompts, or None for unconditional models. With --composition_pipeline: one row named
     after the composition."""
-    n, prompts, class_labels = g.sampling.num_samples, g.sampling.validation_prompts, g.labels.class_labels
+    from ..pipelines.labels import composition_row, label_rows
+
+    n = g.sampling.num_samples
     if g.composition.composition_pipeline:
-        concepts, weights = composition_concepts(g, meta)
-        return [" ".join(f"{w:+g}*{c}" for c, w in zip(concepts, weights))] * n
-    if meta["conditioning"] == "class":
-        seen = sorted({c for t in meta["seen_tasks"] for c in meta["classes_per_task"][str(t)]})
-        classes = class_labels or seen
-        bad = [c for c in classes if c >= meta["num_classes"]]
-        if bad:
-            raise UserInputError(f"--class_labels {bad} out of range: the model has {meta['num_classes']} classes")
-        return [c for c in classes for _ in range(n)]
-    if meta["conditioning"] == "text":
-        prompts = prompts or meta.get("validation_prompts")
-        if not prompts:
-            raise UserInputError("a text model needs --validation_prompts")
-        return [p for p in prompts for _ in range(n)]
-    if class_labels or prompts:
-        raise UserInputError("this model is unconditional: drop --class_labels / --validation_prompts")
-    return [None] * n
+        concepts, weights = composition_concepts(g, conditioning, spec)
+        return [composition_row(concepts, weights)] * n
+    given = {"class_labels": g.labels.class_labels, "prompt": g.sampling.validation_prompts}
+    rows = label_rows(conditioning, spec, given, FLAG_NAMES)
+    return [row for row in rows for _ in range(n)]
 
 
 def parse_weights(text: str, flag: str, sep: str = ",") -> list[float]:
@@ -57,26 +58,18 @@ def parse_weights(text: str, flag: str, sep: str = ",") -> list[float]:
     return [b.FINITE.check(flag, w) for w in weights]
 
 
-def composition_concepts(g: Generation, meta: dict) -> tuple[list, list[float]]:
-    """(K concepts, K weights) from --composition_labels / --composition_weights, validated against the model."""
-    kind, text, composition = meta["conditioning"], g.composition.composition_labels, g.composition
-    if kind == "none":
-        raise UserInputError("--composition_pipeline needs a class- or text-conditioned model")
+def composition_concepts(g: SampleRequest, conditioning, spec) -> tuple[list, list[float]]:
+    """(K concepts, K weights) from --composition_labels / --composition_weights, validated against the model
+    (`Conditioning.concepts`: class ids "2,3", prompts "p1|p2")."""
+    text, composition = g.composition.composition_labels, g.composition
+    if not conditioning.conditional:
+        raise UserInputError(NOT_COMPOSABLE.format(conditioning.description))
     if not text:
         raise UserInputError('--composition_pipeline needs --composition_labels (e.g. "2,3", or "p1|p2" for text)')
     if g.labels.class_labels:
         raise UserInputError("--class_labels and --composition_pipeline exclude each other")
-    if kind == "class":
-        try:
-            concepts = [int(v) for v in text.split(",")]
-        except ValueError:
-            raise UserInputError(f"--composition_labels must be comma-separated class ids, got {text!r}") from None
-        bad = [c for c in concepts if not 0 <= c < meta["num_classes"]]
-        if bad:
-            raise UserInputError(f"--composition_labels {bad} out of range [0, {meta['num_classes']})")
-    else:
-        concepts = [p.strip() for p in text.split("|")]
-    weights = composition_weights(composition, len(concepts), guidance(g.sampling, meta))
+    concepts = conditioning.concepts(spec, text, "--composition_labels")
+    weights = composition_weights(composition, len(concepts), guidance(g.sampling, spec))
     return concepts, weights
 
 
@@ -90,12 +83,12 @@ def composition_weights(composition: CompositionFlags, count: int, default: floa
     return weights
 
 
-def guidance(sampling: SamplingConfig, meta: dict) -> float:
+def guidance(sampling: SamplingConfig, spec) -> float:
     """--guidance_scale for models trained with CFG, 1 (no guidance) otherwise."""
-    return sampling.guidance_scale if meta.get("classifier_free_guidance") else 1.0
+    return sampling.guidance_scale if spec.classifier_free_guidance else 1.0
 
 
-def mcmc_config(flags: MCMCFlags, meta: dict):
+def mcmc_config(flags: MCMCFlags, spec):
     """The annealed-MCMC settings, or None without --mcmc_sampler."""
     from ..sampling.annealed import MCMCConfig  # imported on use: evaluate.py --help stays light
 
@@ -110,7 +103,7 @@ def mcmc_config(flags: MCMCFlags, meta: dict):
         flags.mcmc_sampler_start_timestep,
         flags.mcmc_sampler_max_timestep,
     )
-    if config.needs_energy and not meta.get("energy_type"):
+    if config.needs_energy and not spec.energy_type:
         raise UserInputError(
             f"--mcmc_sampler {flags.mcmc_sampler} needs an energy model (log p̃ = −E/σ_t); "
             "this is a score model: use ULA or UHA"
@@ -118,13 +111,13 @@ def mcmc_config(flags: MCMCFlags, meta: dict):
     return config
 
 
-def sampler_options(g: Generation, meta: dict):
+def sampler_options(g: SampleRequest, conditioning, spec):
     from ..sampling.generate import CompositionOptions, SamplerOptions
 
     composition, flags = None, g.composition
     if flags.composition_pipeline:
-        concepts, weights = composition_concepts(g, meta)
-        if flags.composition_mode == "mixture" and not meta.get("energy_type"):
+        concepts, weights = composition_concepts(g, conditioning, spec)
+        if flags.composition_mode == "mixture" and not spec.energy_type:
             raise UserInputError("--composition_mode mixture needs an energy model")
         composition = CompositionOptions(
             tuple(concepts), tuple(weights), flags.composition_mode, flags.mixture_temperature
@@ -132,10 +125,10 @@ def sampler_options(g: Generation, meta: dict):
     return SamplerOptions(
         g.sampling.scheduler,
         g.sampling.num_inference_steps,
-        guidance(g.sampling, meta),
+        guidance(g.sampling, spec),
         g.labels.sampling_batch_size,
         g.seed,
-        mcmc_config(g.mcmc, meta),
+        mcmc_config(g.mcmc, spec),
         composition,
         progress=g.progress,
         eta=g.sampling.ddim_eta,

@@ -1,19 +1,23 @@
-"""The training entry points' components as typed configs: data, model and conditioning, slots, objective, run
+"""The training entry points' components as typed configs: data, model and conditioning, objective, run
 (output, precision, resume, tracker), Hub upload, end-of-task evaluation and the latent-diffusion model. Each field
 is a flag of main_ddpm.py / main_ldm.py (`utils.options`), and each config refuses, on construction, what its
-own values cannot be together; checks across components stay with the code that combines them (cli/)."""
+own values cannot be together; checks across components stay with the code that combines them (cli/). A
+conditioning kind's own flags live with the kind (`SlotConfig`: models/conditioning/slot.py)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
+from ..models.conditioning import CONDITIONINGS as CONDITIONINGS_BY_NAME
+from ..models.conditioning import RegisteredKinds
 from ..objectives import TIMESTEP_SAMPLINGS, default_prediction_type
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.options import Checked, option, options_group
 
-CONDITIONINGS = ("auto", "none", "class", "text", "slots")
+# `--conditioning` choices: "auto", then every registered kind, read at each use (models/conditioning/).
+CONDITIONINGS = RegisteredKinds("auto")
 
 
 @options_group("Data", "task file and transforms")
@@ -74,39 +78,29 @@ class ModelConfig(Checked):
                 f"--block_out_channels has {len(self.block_out_channels)} widths; a UNet has "
                 f"{b.NUM_LEVELS.describe()} levels, one width each"
             )
-        if self.num_class_labels is not None and self.requested_kind not in ("auto", "class"):
-            raise UserInputError(
-                f"--num_class_labels sets the classes of a class-conditional model, not of --conditioning "
-                f"{self.requested_kind}"
-            )
+        for kind in CONDITIONINGS_BY_NAME.values():  # a flag that belongs to one kind (and implies it under auto)
+            if kind.model_flag is None or getattr(self, kind.model_flag[0], None) is None:
+                continue
+            if self.requested_kind not in ("auto", kind.kind):
+                flag, sets = kind.model_flag
+                raise UserInputError(f"--{flag} sets {sets}, not of --conditioning {self.requested_kind}")
 
     @property
     def requested_kind(self) -> str:
-        """The conditioning asked for ("auto" is resolved against the data: `cli.training.conditioning_kind`)."""
+        """The conditioning asked for ("auto" is resolved against the data: `resolved_kind`)."""
         return "text" if self.text_conditioning else self.conditioning
 
-
-@options_group(
-    "Slots", "--conditioning slots: CNN + Slot Attention encoder trained with the UNet (Locatello et al. 2020)"
-)
-@dataclass
-class SlotConfig(Checked):
-    num_slots: int = option(4, bounds=b.NUM_SLOTS, help="K slots per image (objects + background)")
-    slot_dim: int = option(64, bounds=b.CHANNELS, help="slot width D (the UNet's cross_attention_dim)")
-    slot_iters: int = option(3, bounds=b.SLOT_ITERATIONS, help="T Slot Attention iterations")
-    slot_encoder_channels: int = option(32, bounds=b.CHANNELS, help="width of the slot encoder's CNN")
-    slot_init: str = option(
-        "sampled", choices=("sampled", "learned"),
-        help="initial slots: sampled N(μ, σ²) per image (exchangeable: slots bind to objects) or a learned set",
-    )  # fmt: skip
-    slot_decoder_weight: float = option(
-        1.0, bounds=b.NON_NEGATIVE,
-        help="λ of the auxiliary spatial-broadcast decoder loss that makes slots segment objects (0: the "
-        "denoising loss alone, which let one slot describe several objects: FG-ARI 0.55 vs 0.85, see README)",
-    )  # fmt: skip
-    slot_pixel_tokens: bool = option(
-        False, help="append each pixel's value to its token (a colour cue for flat-colour objects)"
-    )
+    def resolved_kind(self, label_kind: str) -> str:
+        """The kind to train on data with `label_kind` labels: the one asked for; under "auto", the kind whose own
+        flag is set (--num_class_labels: class), else the kind made for such labels (class labels → class, captions
+        → text), else unconditional."""
+        if self.requested_kind != "auto":
+            return self.requested_kind
+        for name, kind in CONDITIONINGS_BY_NAME.items():
+            if kind.model_flag is not None and getattr(self, kind.model_flag[0], None) is not None:
+                return name
+        by_labels = [name for name, kind in CONDITIONINGS_BY_NAME.items() if kind.auto_label_kind == label_kind]
+        return by_labels[0] if by_labels else "none"
 
 
 @options_group("Objective", "score- or energy-based denoising")
@@ -166,7 +160,10 @@ def check_zero_snr_prediction(prediction_type: str | None) -> None:
 
 @options_group("Run", "output folder, precision, resume, tracker")
 @dataclass
-class RunConfig(Checked):
+class LaunchConfig(Checked):
+    """How a training run is launched: output folder, precision, resume, tracker, dry run (the "Run" flags; the
+    run's whole configuration is `cli.RunOptions`)."""
+
     output_dir: str = option("outputs/ddpm", help="checkpoints, task_k/ exports, logs, config.json")
     mixed_precision: str = option(
         "no", choices=("no", "fp16", "bf16"),

@@ -12,14 +12,14 @@ import os
 import re
 import sys
 
-from ..cli.base import new_parser
-from ..cli.evaluation import get_oracle, load_test_tasks
-from ..cli.sampling import add_sampler_args, check_sampler_ranges
+from ..config import SamplingConfig
 from ..data import load_split_digits, load_tasks
 from ..utils import bounds
-from ..utils.entrypoint import run_main
+from ..utils.entrypoint import new_parser, run_main
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
+from ..utils.options import add_options, from_args
+from .oracle import get_oracle, load_test_tasks
 
 logger = get_logger("continual_diffusers.evaluation")
 
@@ -54,7 +54,7 @@ def parser():
     )
     report.add_argument("--seed", type=bounds.SEED, default=0, help="seeds the sampling noise (and a new oracle)")
     report.add_argument("--sampling_batch_size", type=bounds.BATCH_SIZE, default=64, help="images per sampling chunk")
-    add_sampler_args(report)
+    add_options(report, SamplingConfig)
     return p
 
 
@@ -63,7 +63,7 @@ def _tasks(path):
 
 
 def train_oracle_cmd(args) -> None:
-    from ..evaluation.classifier import save_oracle, train_oracle
+    from .classifier import save_oracle, train_oracle
 
     train = _tasks(args.data_path)
     test = load_tasks(args.test_data_path) if args.test_data_path else load_split_digits()[1]
@@ -87,7 +87,7 @@ def task_dirs(run_dir: str) -> list[tuple[int, str]]:
 def check_exports(dirs: list[tuple[int, str]], args) -> None:
     """Every task_<k>/ loads (with all of `load_task_model`'s checks) and can be sampled with the sampler flags,
     before the report of the first one is written: a broken task 3 is refused with nothing written."""
-    from ..models.loading import load_task_model
+    from ..pipelines.loading import load_task_model
     from ..sampling.schedule_check import check_sampling_timesteps
 
     for _, path in dirs:
@@ -103,12 +103,12 @@ def check_exports(dirs: list[tuple[int, str]], args) -> None:
 def report_cmd(args) -> str:
     import torch
 
-    from ..evaluation.evaluator import ContinualEvaluator
-    from ..evaluation.task_eval import EndOfTaskEvaluation
-    from ..models.loading import load_task_model
+    from ..pipelines.loading import load_task_model
     from ..sampling.generate import SamplerOptions
+    from .evaluator import ContinualEvaluator
+    from .task_eval import EndOfTaskEvaluation
 
-    check_sampler_ranges(args)
+    from_args(SamplingConfig, args)  # the sampler flags that must agree with each other
     dirs = task_dirs(args.run_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     test = load_test_tasks(args.test_data_path, args.data_path)
@@ -121,12 +121,10 @@ def report_cmd(args) -> str:
         logger.info("no --data_path: the memorisation measures (copy fraction, recall, ...) are left out")
     evaluation = None
     for task_id, path in dirs:
-        model, conditioning, scheduler, meta = load_task_model(path, None, device)
+        model, conditioning, scheduler, spec = load_task_model(path, None, device)
         if evaluation is None:
-            oracle, oracle_meta = get_oracle(
-                args.oracle_path, args.seed, train, test, meta["resolution"], args.run_dir
-            )
-            guidance = args.guidance_scale if meta.get("classifier_free_guidance") else 1.0
+            oracle, oracle_config = get_oracle(args.oracle_path, args.seed, train, test, spec.resolution, args.run_dir)
+            guidance = args.guidance_scale if spec.classifier_free_guidance else 1.0
             options = SamplerOptions(
                 args.scheduler,
                 args.num_inference_steps,
@@ -136,13 +134,11 @@ def report_cmd(args) -> str:
                 eta=args.ddim_eta,
             )
             evaluator = ContinualEvaluator(
-                oracle, oracle_meta["resolution"], test, args.eval_num_samples, options, train_tasks=memorised
+                oracle, oracle_config["resolution"], test, args.eval_num_samples, options, train_tasks=memorised
             )
-            evaluation = EndOfTaskEvaluation(
-                evaluator, conditioning, scheduler, meta["classes_per_task"], args.run_dir
-            )
+            evaluation = EndOfTaskEvaluation(evaluator, conditioning, scheduler, spec.classes_per_task, args.run_dir)
         evaluation.conditioning, evaluation.train_scheduler = conditioning, scheduler
-        evaluation(model, task_id, meta["seen_tasks"], device)
+        evaluation(model, task_id, list(spec.seen_tasks), device)
         logger.info("evaluated %s", path)
     print(f"report: {os.path.join(evaluation.report_dir, 'report.md')}\n{evaluation.report.headline()}")
     return evaluation.report_dir

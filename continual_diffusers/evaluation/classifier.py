@@ -136,9 +136,9 @@ def oracle_accuracy(model: OracleCNN, images: torch.Tensor, labels: torch.Tensor
 def save_oracle(model: OracleCNN, path: str, resolution: int, test_accuracy: float) -> str:
     os.makedirs(path, exist_ok=True)
     save_file(model.state_dict(), os.path.join(path, "model.safetensors"))
-    meta = dict(model.config, resolution=resolution, test_accuracy=test_accuracy)
+    config = dict(model.config, resolution=resolution, test_accuracy=test_accuracy)
     with open(os.path.join(path, "config.json"), "w") as fh:
-        json.dump(meta, fh, indent=2)
+        json.dump(config, fh, indent=2)
     return path
 
 
@@ -156,15 +156,15 @@ def load_oracle(path: str) -> tuple[OracleCNN, dict]:
             "`python -m continual_diffusers.evaluation train-oracle`"
         )
     check_component_files(path)
-    meta = read_json_object(config_file)
+    config = read_json_object(config_file)
     for key, bounds in ORACLE_SIZES.items():
-        bounds.check(f"{config_file}: {key}", meta.get(key))
-    if meta["width"] % 8 or meta["feature_dim"] % 8:
+        bounds.check(f"{config_file}: {key}", config.get(key))
+    if config["width"] % 8 or config["feature_dim"] % 8:
         raise UserInputError(f"{config_file}: width and feature_dim must be multiples of 8")
-    sizes = (meta["in_channels"], meta["num_classes"], meta["width"], meta["feature_dim"])
+    sizes = (config["in_channels"], config["num_classes"], config["width"], config["feature_dim"])
     with torch.device("meta"):
         skeleton = OracleCNN(*sizes)
     check_weights_fit(skeleton, safetensors_shapes(path, "model"), path)
     model = OracleCNN(*sizes)
     model.load_state_dict(load_file(os.path.join(path, "model.safetensors")))
-    return model.eval(), meta
+    return model.eval(), config

@@ -124,21 +124,23 @@ class ContinualEvaluator:
         classes_per_task: dict[str, list[int]],
         device,
     ) -> dict[str, dict[int, float]]:
-        """{metric: {task_id: value}} for per-task metrics plus {metric: {0: value}} for global ones."""
-        if conditioning.kind == "class":
-            return self._evaluate_conditional(
-                model, conditioning, train_scheduler, seen_tasks, classes_per_task, device
-            )
-        if conditioning.kind == "none":
-            return self._evaluate_unconditional(
-                model, conditioning, train_scheduler, seen_tasks, classes_per_task, device
-            )
-        raise UserInputError("per-task metrics need class labels: text-conditioned models get sample grids only")
+        """{metric: {task_id: value}} for per-task metrics plus {metric: {0: value}} for global ones. How the samples
+        are drawn and scored is the kind's `oracle_evaluation`: "per_class" (class-conditional) or "pooled"
+        (unconditional); `classes_per_task`: task id (an int, or its string as in continual_diffusers.json) →
+        class ids."""
+        per_task = {int(t): list(classes) for t, classes in classes_per_task.items()}
+        if conditioning.oracle_evaluation == "per_class":
+            return self._evaluate_conditional(model, conditioning, train_scheduler, seen_tasks, per_task, device)
+        if conditioning.oracle_evaluation == "pooled":
+            return self._evaluate_unconditional(model, conditioning, train_scheduler, seen_tasks, per_task, device)
+        raise UserInputError(
+            f"per-task metrics need class labels: {conditioning.description} models get sample grids only"
+        )
 
     def _evaluate_conditional(self, model, conditioning, scheduler, seen, classes_per_task, device):
         out: dict[str, dict[int, float]] = {"accuracy": {}, "frechet": {}, "kid": {}}
         for task_id in seen:
-            classes = classes_per_task[str(task_id)]
+            classes = classes_per_task[task_id]
             labels = [classes[j % len(classes)] for j in range(self.num_samples)]
             options = _with_seed(self.options, task_id)
             desc = f"eval task {task_id}"
@@ -175,7 +177,7 @@ class ContinualEvaluator:
             "frechet": {0: frechet_distance(feats, torch.cat([r[1] for r in real]))},
         }
         for task_id in seen:
-            in_task = torch.isin(predicted, torch.tensor(classes_per_task[str(task_id)]))
+            in_task = torch.isin(predicted, torch.tensor(classes_per_task[task_id]))
             out["task_share"][task_id] = float(in_task.float().mean())
         out.update({name: {0: value} for name, value in self._memorisation(feats, list(seen)).items()})
         return out

@@ -21,6 +21,7 @@ import torch
 
 from ..config.generation import composition_weights
 from ..config.sampling import DEFAULT_SLOT_IMAGES, SlotModeConfig
+from ..models.conditioning import SlotConditioning
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
 
@@ -39,17 +40,17 @@ def parse_compose_spec(specs: list[str]) -> list[tuple[int, list[int] | None]]:
     return picks
 
 
-def _source_images(mode: SlotModeConfig, meta: dict) -> tuple[torch.Tensor, np.ndarray | None, list[int]]:
+def _source_images(mode: SlotModeConfig, spec) -> tuple[torch.Tensor, np.ndarray | None, list[int]]:
     """Source images (N, C, H, W) in [-1, 1] at the model's resolution, their masks if a .masks.npz sits next to the
     task file, and their indices in the task."""
     from ..data import ImageTransform, load_tasks
     from ..data.shapes import load_masks, masks_path
 
-    path = mode.slot_data or meta.get("data_path")
+    path = mode.slot_data or spec.data_path
     if not path or not os.path.isfile(path):
         raise UserInputError(f"--slot_mode needs --slot_data (a task file of source images); {path!r} is not a file")
     tasks = load_tasks(path)
-    task_id = mode.slot_task if mode.slot_task is not None else meta["seen_tasks"][-1]
+    task_id = mode.slot_task if mode.slot_task is not None else spec.seen_tasks[-1]
     if task_id not in tasks.task_ids:
         raise UserInputError(f"--slot_task {task_id}: {path} has tasks {tasks.task_ids}")
     task = tasks[task_id]
@@ -60,10 +61,10 @@ def _source_images(mode: SlotModeConfig, meta: dict) -> tuple[torch.Tensor, np.n
     bad = [i for i in indices if not 0 <= i < len(task)]
     if bad:
         raise UserInputError(f"--slot_images {bad} out of range: task {task_id} has {len(task)} images")
-    transform = ImageTransform(meta["resolution"], center_crop=True)
+    transform = ImageTransform(spec.resolution, center_crop=True)
     images = transform(transform.prepare(task.images[indices]))
     masks = None
-    if os.path.isfile(masks_path(path)) and task.images.shape[1] == meta["resolution"]:
+    if os.path.isfile(masks_path(path)) and task.images.shape[1] == spec.resolution:
         masks = load_masks(masks_path(path), tasks)[task_id][indices]
     return images, masks, indices
 
@@ -90,20 +91,20 @@ def _concat_conditions(picks, slots: torch.Tensor, attention: torch.Tensor, imag
     return compose_slot_set(slots, resolved)
 
 
-def run_slot_mode(mode: SlotModeConfig, g, model, conditioning, scheduler, meta: dict, options, device, out: str):
-    """Run one --slot_mode (`mode`; `g`: the sampling request, `config.generation.Generation`) and write its
-    sheets and run.json to `out` (created, or checked writable, only once the inputs are validated); returns the
-    run record."""
+def run_slot_mode(mode: SlotModeConfig, g, model, conditioning, scheduler, spec, options, device, out: str):
+    """Run one --slot_mode (`mode`; `g`: the sampling request, `config.generation.SampleRequest`; `spec`: the model's
+    `ModelSpec`) and write its sheets and run.json to `out` (created, or checked writable, only once the inputs are
+    validated); returns the run record."""
     import dataclasses
 
     from ..sampling.generate import CompositionOptions, generate
-    from ..training.checkpoint import check_writable
+    from ..utils.files import check_writable
     from ..utils.images import make_grid, save_grid
     from .slots import attention_sheet, encode_slots, fg_ari
 
-    if meta["conditioning"] != "slots":
-        raise UserInputError(f"--slot_mode needs a slot-conditioned model; this one is {meta['conditioning']!r}")
-    images, masks, indices = _source_images(mode, meta)
+    if not isinstance(conditioning, SlotConditioning):
+        raise UserInputError(f"--slot_mode needs a slot-conditioned model; this one is {spec.conditioning!r}")
+    images, masks, indices = _source_images(mode, spec)
     slots, attention = encode_slots(conditioning, images.to(device))
     record: dict = {"mode": mode.slot_mode, "source_task_images": indices}
     n = g.sampling.num_samples

@@ -1,8 +1,10 @@
 """Models: the diffusers UNets we build (`build_unet(UNetSpec(...))`), the denoiser around them (`make_denoiser`:
-score or energy parameterisation), the conditionings (class / text / slots / none) and loading an exported task
-model (`load_task_model`). Latent diffusion's VAE/text-encoder components live in `models.latent`."""
+score or energy parameterisation), the conditioning kinds (`models.conditioning`: class / text / slots / none, a
+registry of plug-ins) and `ModelSpec`, the typed description of a task model (its continual_diffusers.json).
+Latent diffusion's VAE codec lives in `models.latent`; loading an export is `pipelines.load_task_model`."""
 
 from .conditioning import (
+    CONDITIONINGS,
     ClassConditioning,
     Conditioning,
     SlotConditioning,
@@ -11,11 +13,12 @@ from .conditioning import (
     load_text_encoder,
 )
 from .denoiser import DenoiserOutput, EnergyModel, ScoreModel, make_denoiser
-from .loading import load_decode_fn, load_task_model, read_metadata
 from .slots import SlotEncoder
+from .spec import ModelSpec
 from .unet import UNetSpec, build_unet, default_channels
 
 __all__ = [
+    "CONDITIONINGS",
     "ClassConditioning",
     "Conditioning",
     "DenoiserOutput",
@@ -28,9 +31,7 @@ __all__ = [
     "Unconditional",
     "build_unet",
     "default_channels",
-    "load_decode_fn",
-    "load_task_model",
+    "ModelSpec",
     "load_text_encoder",
     "make_denoiser",
-    "read_metadata",
 ]

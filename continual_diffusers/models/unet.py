@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Literal
 
 from diffusers import UNet2DConditionModel, UNet2DModel
 
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from .conditioning import conditioning_class
 from .config_check import UNET_SIZES, check_model_config
-
-ConditioningKind = Literal["none", "class", "text", "slots"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class UNetSpec:
 
     resolution: int
     in_channels: int
-    conditioning: ConditioningKind = "none"
+    conditioning: str = "none"  # a kind of `models.conditioning.CONDITIONINGS`: "none", "class", "text", "slots"
     num_classes: int = 0  # real classes; the table gets one more row when `null_class` is set
     null_class: bool = False  # reserve index `num_classes` as the CFG null label
     cross_attention_dim: int | None = None  # text models: the text encoder's hidden size; slot models: slot_dim
@@ -51,7 +49,9 @@ def default_channels(resolution: int) -> tuple[int, ...]:
 
 
 def build_unet(spec: UNetSpec) -> UNet2DModel | UNet2DConditionModel:
-    """Build a randomly initialised UNet from `spec` (raises `UserInputError` on inconsistent sizes)."""
+    """Build a randomly initialised UNet from `spec` (raises `UserInputError` on inconsistent sizes). The kind
+    of conditioning picks the class (`unet_class`) and adds its arguments (`Conditioning.unet_arguments`)."""
+    kind = conditioning_class(spec.conditioning, "UNetSpec.conditioning")
     channels = tuple(spec.block_out_channels or default_channels(spec.resolution))
     b.NUM_LEVELS.check("the number of UNet levels (len(block_out_channels))", len(channels))
     groups = spec.norm_num_groups or min(32, channels[0])
@@ -65,37 +65,23 @@ def build_unet(spec: UNetSpec) -> UNet2DModel | UNet2DConditionModel:
         norm_num_groups=groups,
         **spec.extra,
     )
+    common.update(kind.unet_arguments(spec))
     n = len(channels)
-    if spec.conditioning in ("text", "slots"):
-        if not spec.cross_attention_dim:
-            raise UserInputError(
-                f"{spec.conditioning}-conditioned UNet needs cross_attention_dim (text encoder width or slot_dim)"
-            )
+    if kind.cross_attention:
         attn_down, attn_up = "CrossAttnDownBlock2D", "CrossAttnUpBlock2D"
         down = tuple(attn_down if spec.attention and i > 0 else "DownBlock2D" for i in range(n))
         up = tuple(attn_up if spec.attention and i < n - 1 else "UpBlock2D" for i in range(n))
         heads = max(1, channels[0] // 8)  # head dim 8 at the first level
-        return UNet2DConditionModel(
-            down_block_types=down,
-            up_block_types=up,
-            cross_attention_dim=spec.cross_attention_dim,
-            attention_head_dim=heads,
-            **common,
-        )
+        return UNet2DConditionModel(down_block_types=down, up_block_types=up, attention_head_dim=heads, **common)
     down = tuple("AttnDownBlock2D" if spec.attention and i == n - 1 else "DownBlock2D" for i in range(n))
     up = tuple("AttnUpBlock2D" if spec.attention and i == 0 else "UpBlock2D" for i in range(n))
-    num_embeds = None
-    if spec.conditioning == "class":
-        if spec.num_classes < 1:
-            raise UserInputError("class-conditional UNet needs --num_class_labels >= 1")
-        num_embeds = spec.num_classes + int(spec.null_class)
-    return UNet2DModel(
-        down_block_types=down,
-        up_block_types=up,
-        num_class_embeds=num_embeds,
-        attention_head_dim=8,
-        **common,
-    )
+    return UNet2DModel(down_block_types=down, up_block_types=up, attention_head_dim=8, **common)
+
+
+def unet_class(kind) -> type:
+    """The diffusers UNet class of a conditioning kind (a `Conditioning` class or instance): cross-attention on
+    its states (`UNet2DConditionModel`), or `UNet2DModel`."""
+    return UNet2DConditionModel if kind.cross_attention else UNet2DModel
 
 
 def _check_sizes(resolution: int, channels: tuple[int, ...], groups: int) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..models.conditioning.base import NOT_COMPOSABLE
 from ..models.denoiser import EnergyModel
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
@@ -95,8 +96,8 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
         )
     comp = options.composition
     if comp is not None:
-        if conditioning.kind == "none":
-            raise UserInputError("composition needs a class- or text-conditioned model; this one is unconditional")
+        if not conditioning.conditional:
+            raise UserInputError(NOT_COMPOSABLE.format(conditioning.description))
         if comp.mode == "mixture" and not energy:
             raise UserInputError("a mixture composition needs an energy model")
         if len(comp.labels) != len(comp.weights) or not comp.labels:
@@ -109,7 +110,7 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
 def _encode(conditioning, labels: list, device) -> dict:
     if labels[0] is None:
         return {}
-    return conditioning.encode(torch.tensor(labels) if conditioning.kind == "class" else labels, device)
+    return conditioning.encode(labels, device)
 
 
 def denoiser_for(

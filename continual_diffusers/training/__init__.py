@@ -1,7 +1,7 @@
 """Training: `ContinualTrainer` (one task after another under accelerate, calling the strategy hooks; `build` makes
 one from library objects), its settings `TrainConfig`, and the checkpoint helpers used to resume a run."""
 
-from .build import check_model_fits, export_metadata, make_accelerator
+from .build import check_model_fits, make_accelerator
 from .checkpoint import list_checkpoints, resolve_resume
 from .config import TrainConfig
 from .trainer import ContinualTrainer, Position
@@ -11,7 +11,6 @@ __all__ = [
     "Position",
     "TrainConfig",
     "check_model_fits",
-    "export_metadata",
     "list_checkpoints",
     "make_accelerator",
     "resolve_resume",

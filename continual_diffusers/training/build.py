@@ -14,15 +14,14 @@ from collections.abc import Callable, Iterable
 import torch
 
 from ..data import ImageTransform, Task, TaskDataset, TaskSequence
-from ..models.conditioning import Unconditional
+from ..models.conditioning import Unconditional, check_unet_takes
 from ..models.denoiser import EnergyModel, ScoreModel
+from ..models.spec import ModelSpec
 from ..objectives import DenoisingObjective, default_prediction_type
 from ..strategies import ContinualStrategy, Naive
 from ..utils.errors import UserInputError
-from .checkpoint import check_writable
+from ..utils.files import check_writable
 from .config import TrainConfig
-
-MODEL_FORMAT = "continual-diffusers/model-v1"
 
 
 def as_task_sequence(tasks: TaskSequence | Iterable[Task]) -> TaskSequence:
@@ -42,54 +41,24 @@ def as_denoiser(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def check_model_fits(denoiser: torch.nn.Module, conditioning, cfg: TrainConfig) -> None:
-    """The UNet must take the condition the trainer will give it; `UserInputError` with what to change otherwise.
-
-    - class conditioning: `num_class_embeds` = classes + 1 when CFG's null class is reserved (`null_class=True`);
-    - CFG dropout (`cfg.uncond_p > 0`) on a class or slot model needs that null condition;
-    - an unconditional model's UNet has no class embeddings; a text model's `cross_attention_dim` is the encoder's.
-    """
-    kind = conditioning.kind
-    config = denoiser.unet.config
-    embeds = getattr(config, "num_class_embeds", None)
-    if cfg.uncond_p > 0 and kind in ("class", "slots") and not conditioning.supports_null:
-        fix = "ClassConditioning(num_classes, null_class=True)" if kind == "class" else "SlotEncoder(null_slots=True)"
+    """The UNet must take the condition the trainer will give it (`Conditioning.unet_mismatch`: class embeddings
+    for the classes + the CFG null class, none for other kinds, the text encoder's or the slots' width as
+    cross_attention_dim), and CFG dropout (`cfg.uncond_p > 0`) needs a null condition; `UserInputError` with what
+    to change otherwise."""
+    if cfg.uncond_p > 0 and not conditioning.supports_null and conditioning.conditional:
         raise UserInputError(
             f"TrainConfig.uncond_p={cfg.uncond_p} trains classifier-free guidance, which needs a null condition: "
-            f"use {fix} (or uncond_p=0)"
+            f"this {conditioning.description} conditioning has none (build it with its null condition, e.g. "
+            "ClassConditioning(num_classes, null_class=True) or SlotEncoder(null_slots=True); or uncond_p=0)"
         )
-    if kind == "class":
-        want = conditioning.num_classes + int(conditioning.supports_null)
-        if embeds != want:
-            null = " + the CFG null class (null_class=True)" if conditioning.supports_null else ""
-            raise UserInputError(
-                f"the UNet has num_class_embeds={embeds} but the conditioning needs {want} "
-                f"({conditioning.num_classes} classes{null}): build it with UNetSpec(conditioning='class', "
-                f"num_classes={conditioning.num_classes}, null_class={conditioning.supports_null})"
-            )
-    elif embeds is not None:
-        raise UserInputError(
-            f"the UNet has {embeds} class embeddings but the conditioning is {kind!r}: use ClassConditioning, or a "
-            "UNet without class embeddings"
-        )
-    if kind == "text" and getattr(config, "cross_attention_dim", None) != conditioning.hidden_size:
-        raise UserInputError(
-            f"the UNet's cross_attention_dim is {getattr(config, 'cross_attention_dim', None)} but the text encoder "
-            f"is {conditioning.hidden_size} wide"
-        )
+    fields = ", ".join(f"{k}={v!r}" for k, v in conditioning.unet_fields().items())
+    check_unet_takes(conditioning, denoiser.unet.config, "the UNet", f": build it with UNetSpec({fields}, ...)")
 
 
 def check_run(tasks: TaskSequence, denoiser, conditioning, objective: DenoisingObjective, cfg: TrainConfig, vae):
     """What the CLI checks between its flags and the data, for objects built in Python."""
-    kind = conditioning.kind
-    if kind in ("class", "text") and tasks.label_kind != kind:
-        raise UserInputError(f"{kind} conditioning needs {kind} labels, but the tasks have {tasks.label_kind}")
-    if kind == "class" and tasks.num_classes > conditioning.num_classes:
-        raise UserInputError(
-            f"the tasks have class ids up to {tasks.num_classes - 1} but ClassConditioning has "
-            f"num_classes={conditioning.num_classes}"
-        )
-    if kind == "text" and not cfg.validation_prompts:
-        raise UserInputError("text conditioning needs TrainConfig.validation_prompts for the end-of-task samples")
+    conditioning.check_labels(tasks)
+    conditioning.check_training(tasks, cfg.validation_prompts)
     if isinstance(denoiser, EnergyModel) and objective.prediction_type != "epsilon":
         raise UserInputError("an EnergyModel defines ε̂ = ∇ₓE, so it needs prediction_type 'epsilon'")
     scheduled = objective.scheduler.config.get("prediction_type", "epsilon")
@@ -108,40 +77,6 @@ def check_run(tasks: TaskSequence, denoiser, conditioning, objective: DenoisingO
     if vae is None and config.in_channels != tasks.num_channels:
         raise UserInputError(f"the UNet takes {config.in_channels} channels but the images have {tasks.num_channels}")
     check_model_fits(denoiser, conditioning, cfg)
-
-
-def export_metadata(
-    tasks: TaskSequence,
-    denoiser,
-    conditioning,
-    *,
-    prediction_type: str,
-    classifier_free_guidance: bool,
-    resolution: int,
-    validation_prompts=(),
-    data_path: str = "python",
-    **extra,
-) -> dict:
-    """`continual_diffusers.json` of every task export (what `load_task_model` and evaluate.py read); the same for
-    the CLI (pixel and latent models) and `ContinualTrainer.build`. `extra`: further entries (latent models'
-    `latent`, `base_model`, `lora`). `data_path` "python": no task file (evaluate.py --slot_mode then asks for
-    --slot_data)."""
-    return {
-        "format": MODEL_FORMAT,
-        "conditioning": conditioning.kind,
-        "num_classes": getattr(conditioning, "num_classes", 0),
-        "null_class_index": getattr(conditioning, "null_index", None),
-        "classifier_free_guidance": bool(classifier_free_guidance),
-        "energy_type": getattr(denoiser, "energy_type", None),
-        "prediction_type": prediction_type,
-        "resolution": resolution,
-        "in_channels": tasks.num_channels,
-        "classes_per_task": {str(t.task_id): t.classes() for t in tasks},
-        "validation_prompts": list(validation_prompts or []),
-        "data_path": data_path,
-        **conditioning.export_metadata(),
-        **extra,
-    }
 
 
 def tracker_config(cfg: TrainConfig) -> dict:
@@ -195,11 +130,13 @@ def assemble(
     resolution = transform.resolution if transform is not None else denoiser.unet.config.sample_size
     transform = transform or ImageTransform(resolution, center_crop=False)  # the CLI's default: random crop
     accelerator = accelerator or make_accelerator(cfg, mixed_precision, log_with)
-    meta = export_metadata(
-        tasks, denoiser, conditioning, prediction_type=objective.prediction_type,
-        classifier_free_guidance=cfg.uncond_p > 0, resolution=resolution, validation_prompts=cfg.validation_prompts,
+    spec = ModelSpec.for_run(
+        tasks, conditioning, energy_type=getattr(denoiser, "energy_type", None),
+        prediction_type=objective.prediction_type, classifier_free_guidance=cfg.uncond_p > 0, resolution=resolution,
+        validation_prompts=cfg.validation_prompts,
     )  # fmt: skip
-    meta.update(metadata or {})
+    if metadata:
+        spec = spec.updated(metadata, "metadata")
     return dict(
         accelerator=accelerator,
         denoiser=denoiser.to(accelerator.device),
@@ -208,7 +145,7 @@ def assemble(
         strategy=Naive() if strategy is None else strategy,
         cfg=cfg,
         make_dataset=make_dataset or (lambda task: TaskDataset(task, transform)),
-        export_metadata=meta,
+        spec=spec,
         **trainer_kwargs,
     )
 
@@ -219,14 +156,13 @@ def start_run(trainer, project_name: str = "continual_diffusers") -> None:
     acc, cfg = trainer.accelerator, trainer.cfg
     if acc.is_main_process:
         check_writable(cfg.output_dir)
-        resolved = {"train_config": cfg.to_dict(), "model": trainer.export_metadata}
+        resolved = {"config": {"train": cfg.to_dict()}, "model": trainer.spec.to_json()}
         with open(os.path.join(cfg.output_dir, "config.json"), "w") as fh:
             json.dump(resolved, fh, indent=2, default=str)
     acc.wait_for_everyone()
     if acc.log_with:
         acc.init_trackers(project_name, config=tracker_config(cfg))
-    if trainer.text_components is not None:
-        trainer.text_components[1].to(acc.device)
+    trainer.conditioning.to(acc.device)
     if trainer.vae is not None:
         trainer.vae.to(acc.device)
 
@@ -240,8 +176,9 @@ def build(
     project_name: str = "continual_diffusers",
     **options,
 ):
-    """A trainer from library objects, checked as the CLI checks its flags, with the accelerator and the export
-    metadata made for you. Creates `cfg.output_dir` and writes its config.json (nothing else until training).
+    """A trainer from library objects, checked as the CLI checks its flags, with the accelerator and the model spec
+    (`ModelSpec`, each export's continual_diffusers.json) made for you. Creates `cfg.output_dir` and writes its
+    config.json (nothing else until training).
 
     Args:
         cls: the trainer class: this is `ContinualTrainer.build` (a classmethod), called as such.
@@ -258,7 +195,8 @@ def build(
         make_dataset: default `TaskDataset(task, transform)`.
         accelerator: default a new one with `mixed_precision` and `log_with` ("tensorboard", "wandb" or None),
             logging under output_dir/logs.
-        metadata: entries added to (or replacing) the export metadata, e.g. {"data_path": task file}.
+        metadata: continual_diffusers.json entries added to (or replacing) the run's `ModelSpec`, e.g.
+            {"data_path": task file}; checked as a file's would be.
         further options: `text_components`, `task_eval`, `decode_fn`, `vae` (see the class).
 
     Raises:

@@ -5,8 +5,8 @@ The trainer calls `trainer.end_of_task` (default `END_OF_TASK`) on the main proc
 
 1. `export_model`: output_dir/task_<id>/ (`export.export_task`); `end.model` becomes the inference model (the EMA
    weights when trained with EMA), a copy the later callbacks sample from.
-2. `validation_samples`: task_<id>/samples.png (`ValidationSampler`; slot models reconstruct reference images of
-   every seen task, `slot_references`).
+2. `validation_samples`: task_<id>/samples.png (`ValidationSampler`; kinds that reconstruct images, slot models,
+   reconstruct reference images of every seen task, `slot_references`).
 3. `tensorboard_samples`: that grid as a TensorBoard image.
 4. `evaluate`: the end-of-task evaluation (`trainer.task_eval`), its metrics logged to the trackers.
 5. `model_cards`: README.md model cards in task_<id>/ and output_dir/, with the metrics so far.
@@ -24,7 +24,7 @@ import torch
 
 from ..data import Task
 from ..utils.logging import get_logger
-from . import export
+from . import export, model_card
 
 logger = get_logger(__name__)
 
@@ -52,10 +52,10 @@ def export_model(trainer, end: TaskEnd) -> None:
 
 
 def validation_samples(trainer, end: TaskEnd) -> None:
-    references = slot_references(trainer) if trainer.conditioning.kind == "slots" else None
+    references = slot_references(trainer) if trainer.conditioning.reconstructs_references else None
     pos = trainer.position
     end.samples_path = trainer.validator.save(
-        end.model, end.task_dir, trainer.export_metadata, pos.seen_tasks, trainer.accelerator.device, references
+        end.model, end.task_dir, trainer.spec, pos.seen_tasks, trainer.accelerator.device, references
     )
     logger.info("task %d done: model in %s, samples in %s", end.task.task_id, end.task_dir, end.samples_path)
 
@@ -84,7 +84,7 @@ def evaluate(trainer, end: TaskEnd) -> None:
 
 
 def model_cards(trainer, end: TaskEnd) -> None:
-    export.write_model_cards(trainer, end.task)
+    model_card.write_model_cards(trainer, end.task)
 
 
 END_OF_TASK: tuple[Callable, ...] = (export_model, validation_samples, tensorboard_samples, evaluate, model_cards)

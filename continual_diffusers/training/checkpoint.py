@@ -78,22 +78,6 @@ def write_atomically(final_dir: str, write_fn: Callable[[str], None]) -> str:
     return final_dir
 
 
-def check_writable(output_dir: str) -> None:
-    """Create `output_dir` if needed and prove a file can be written there (`UserInputError` otherwise)."""
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise UserInputError(f"--output_dir {output_dir} is a file, not a folder")
-    probe = os.path.join(output_dir, ".write_test")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        with open(probe, "wb") as fh:
-            fh.write(b"ok")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.remove(probe)
-    except OSError as err:
-        raise UserInputError(f"--output_dir {output_dir} is not writable: {err.strerror or err}") from err
-
-
 def last_good(output_dir: str) -> str:
     """Where to resume from, for error messages."""
     found = list_checkpoints(output_dir)

@@ -3,15 +3,19 @@
 Its fields are main_ddpm.py's training flags (`utils.options.option`: the flag's help, default and bounds are
 declared here once, and the CLI's flags are generated from them), and it checks each value against the same bounds
 as the flag, so `TrainConfig(output_dir=...)` in Python trains what `python main_ddpm.py --output_dir ...` trains.
-The validation fields (end-of-task samples) and `uncond_p` are filled by the CLI from the sampling and model flags.
+The end-of-task samples are a `SamplingConfig` (`validation`: the CLI's sampling flags, the same object) and
+`uncond_p` is filled by the CLI from the model flags.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 
-from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER, SCHEDULERS
+from ..config.sampling import SamplingConfig
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.options import check_options, checked, option, options_group
@@ -92,13 +96,9 @@ class TrainConfig:
         "stop", choices=("stop", "skip"),
         help="a NaN/inf loss or gradient: stop (exit 3, the last good checkpoint kept) or skip that optimizer step",
     )  # fmt: skip
-    # Validation samples written at the end of each task (the CLI: the sampling flags).
-    eval_batch_size: int = checked(8, bounds=b.IMAGES_PER_ROW)  # images per seen class / per prompt
-    validation_scheduler: str = checked(DEFAULT_SCHEDULER, choices=tuple(sorted(SCHEDULERS)))
-    num_inference_steps: int = checked(DEFAULT_NUM_INFERENCE_STEPS, bounds=b.TIMESTEPS)
-    ddim_eta: float = checked(0.0, bounds=b.UNIT)  # DDIM's η (validation_scheduler "ddim" only)
-    guidance_scale: float = checked(2.0, bounds=b.NON_NEGATIVE)  # end-of-task CFG scale; used only when uncond_p > 0
-    validation_prompts: list[str] = field(default_factory=list)
+    # The end-of-task samples (grids, and the end-of-task evaluation's sampler): scheduler, steps, η, guidance (used
+    # only when uncond_p > 0), images per seen class or prompt (num_samples), the prompts of text models.
+    validation: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.output_dir, os.PathLike):
@@ -106,9 +106,59 @@ class TrainConfig:
         if not isinstance(self.output_dir, str):
             raise UserInputError(f"TrainConfig.output_dir must be a folder path, got {self.output_dir!r}")
         check_options(self)
-        prompts = self.validation_prompts
-        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-            raise UserInputError("TrainConfig.validation_prompts must be a list of strings")
+        if not isinstance(self.validation, SamplingConfig):
+            kind = type(self.validation).__name__
+            raise UserInputError(f"TrainConfig.validation must be a SamplingConfig, got {kind}")
+        if not all(isinstance(p, str) for p in self.validation.validation_prompts or []):
+            raise UserInputError("TrainConfig.validation.validation_prompts must be a list of strings")
+
+    @property
+    def validation_prompts(self) -> list[str]:
+        """The end-of-task prompts of text models ([] for other models)."""
+        return list(self.validation.validation_prompts or [])
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The end-of-task sample settings TrainConfig held as fields of its own before `validation` (old name → the
+# SamplingConfig field): still accepted as keywords and readable as attributes, with a DeprecationWarning.
+MOVED_TO_VALIDATION = {
+    "eval_batch_size": "num_samples",
+    "validation_scheduler": "scheduler",
+    "num_inference_steps": "num_inference_steps",
+    "ddim_eta": "ddim_eta",
+    "guidance_scale": "guidance_scale",
+}
+_dataclass_init = TrainConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self, *args, **kwargs) -> None:
+    moved = {name: kwargs.pop(name) for name in list(kwargs) if name in MOVED_TO_VALIDATION}
+    if "validation_prompts" in kwargs:
+        moved["validation_prompts"] = kwargs.pop("validation_prompts")
+    if moved:
+        warnings.warn(
+            f"TrainConfig({', '.join(moved)}=...) is deprecated: pass validation=SamplingConfig(...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        values = {MOVED_TO_VALIDATION.get(name, name): value for name, value in moved.items()}
+        if values.get("validation_prompts") == []:  # TrainConfig's old "no prompts"; SamplingConfig's is None
+            values["validation_prompts"] = None
+        kwargs["validation"] = dataclasses.replace(kwargs.get("validation") or SamplingConfig(), **values)
+    _dataclass_init(self, *args, **kwargs)
+
+
+def _moved(old: str, new: str) -> property:
+    def get(self):
+        warnings.warn(f"TrainConfig.{old} is deprecated: use .validation.{new}", DeprecationWarning, stacklevel=2)
+        return getattr(self.validation, new)
+
+    return property(get, doc=f"Deprecated: `validation.{new}`.")
+
+
+TrainConfig.__init__ = _init
+for _old, _new in MOVED_TO_VALIDATION.items():
+    setattr(TrainConfig, _old, _moved(_old, _new))

@@ -124,7 +124,7 @@ def run_spec(trainer, tasks: TaskSequence, state) -> RunSpec:
     optimizer = build_optimizer(trainable, trainer.cfg)
     lr_schedule = build_lr_schedule(optimizer, trainer.cfg, task_steps)
     scaler = trainer.accelerator.scaler
-    meta = trainer.export_metadata
+    spec = trainer.spec
     return RunSpec(
         strategy=trainer.strategy.name,
         model_state=denoiser_state_dict(trainer.model),
@@ -135,8 +135,8 @@ def run_spec(trainer, tasks: TaskSequence, state) -> RunSpec:
         trainable_shapes=[tuple(p.shape) for p in trainable],
         task_ids=list(tasks.task_ids),
         steps_per_task=steps,
-        image_shape=(meta["in_channels"], meta["resolution"]),
-        num_classes=meta.get("num_classes") or 0,
+        image_shape=(spec.in_channels, spec.resolution),
+        num_classes=spec.num_classes,
     )
 
 

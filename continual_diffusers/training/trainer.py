@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..data import Task, TaskDataset, TaskSequence
 from ..data.batches import concat_batches
 from ..models.conditioning import Conditioning
+from ..models.spec import ModelSpec
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
 from ..utils.faults import fault_point
@@ -52,8 +53,9 @@ class ContinualTrainer:
         conditioning: a `Conditioning` (`Unconditional`, `ClassConditioning`, `TextConditioning`, ...).
         objective, strategy, cfg: the denoising loss, the continual-learning strategy, the loop's settings.
         make_dataset: `Task` → `TaskDataset` (the image transform, or latent encoding for latent models).
-        export_metadata: `continual_diffusers.json` of every task_k/ export (`build.export_metadata` makes it).
-        text_components: (tokenizer, text_encoder) of text models, exported with each task.
+        spec: the `ModelSpec` of every task_k/ export (its continual_diffusers.json; `ModelSpec.for_run` makes it,
+            `build` does for you); a continual_diffusers.json object is read into one.
+        text_components: (tokenizer, text_encoder) exported with each task; default: the conditioning's.
         task_eval: end-of-task evaluation, `callable(model, task_id, seen_tasks, device)` with `state_dict()`.
         decode_fn / vae: latent models: latents → images in [-1, 1], and the VAE exported with each task.
 
@@ -69,7 +71,7 @@ class ContinualTrainer:
         strategy: ContinualStrategy,
         cfg: TrainConfig,
         make_dataset: Callable[[object], TaskDataset],
-        export_metadata: dict,
+        spec: ModelSpec | dict,
         text_components: tuple | None = None,
         task_eval=None,
         decode_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -78,8 +80,10 @@ class ContinualTrainer:
         builder.check_model_fits(denoiser, conditioning, cfg)
         self.accelerator, self.model, self.conditioning = accelerator, denoiser, conditioning
         self.objective, self.strategy, self.cfg = objective, strategy, cfg
-        self.make_dataset, self.export_metadata = make_dataset, export_metadata
-        self.text_components, self.vae = text_components, vae  # exported with each task
+        self.make_dataset = make_dataset
+        self.spec = ModelSpec.of(spec, "spec")
+        self.text_components = text_components or conditioning.text_components  # exported with each task
+        self.vae = vae
         self.task_eval = task_eval  # callable(model, task_id, seen_tasks, device) -> metrics, with state_dict()
         self.ema = build_ema(denoiser.unet, cfg, denoiser.parameters())  # slot models: the slot encoder's too
         if self.ema is not None:
@@ -93,6 +97,14 @@ class ContinualTrainer:
     restore = state.restore
     attach_evaluation = state.attach_evaluation
     _check_ema_pairing = state.check_ema_pairing
+
+    @property
+    def export_metadata(self) -> dict:
+        """Deprecated: the spec's continual_diffusers.json object (`spec.to_json()`); use `spec`."""
+        import warnings
+
+        warnings.warn("ContinualTrainer.export_metadata is deprecated: use .spec", DeprecationWarning, stacklevel=2)
+        return self.spec.to_json()
 
     def fit(self, tasks: TaskSequence | Iterable[Task], resume_path: str | None = None) -> None:
         """`train_task` for every task of `tasks` not trained yet (a restored checkpoint's finished tasks, or those

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import torch
 
+from ..models.spec import ModelSpec
 from ..sampling.generate import SamplerOptions, generate_samples
 from ..utils.images import make_grid, save_grid
 from .config import TrainConfig
@@ -16,8 +17,11 @@ from .config import TrainConfig
 
 def validation_options(cfg: TrainConfig) -> SamplerOptions:
     """Sampler settings for end-of-task samples and metrics; guidance only for models trained with CFG."""
-    guidance = cfg.guidance_scale if cfg.uncond_p > 0 else 1.0
-    return SamplerOptions(cfg.validation_scheduler, cfg.num_inference_steps, guidance, seed=cfg.seed, eta=cfg.ddim_eta)
+    sampling = cfg.validation
+    guidance = sampling.guidance_scale if cfg.uncond_p > 0 else 1.0
+    return SamplerOptions(
+        sampling.scheduler, sampling.num_inference_steps, guidance, seed=cfg.seed, eta=sampling.ddim_eta
+    )
 
 
 class ValidationSampler:
@@ -29,26 +33,19 @@ class ValidationSampler:
         self.last_grid: np.ndarray | None = None
         self.options = validation_options(cfg)
 
-    def labels_for(self, metadata: dict, seen_tasks: list[int]) -> list:
-        """Row labels: every class of every seen task, every validation prompt, or [None] (unconditional)."""
-        kind = self.conditioning.kind
-        if kind == "class":
-            per_task = metadata["classes_per_task"]
-            return sorted({c for t in seen_tasks for c in per_task[str(t)]})
-        if kind == "text":
-            return list(self.cfg.validation_prompts)
-        return [None]
+    def labels_for(self, spec: ModelSpec, seen_tasks: list[int]) -> list:
+        """Row labels: the kind's default rows after `seen_tasks` (`Conditioning.rows`: every class of every seen
+        task, every validation prompt, or [None] for unconditional models)."""
+        return self.conditioning.rows(spec.replace(seen_tasks=tuple(seen_tasks)), None, "TrainConfig")
 
-    def save(self, model, task_dir: str, metadata: dict, seen_tasks: list[int], device, references=None) -> str:
-        """Sample the grid and write `task_dir/samples.png`. `references` (N, C, H, W): a slot model's images to
-        reconstruct, one row each (the image, then `eval_batch_size` samples from its slots)."""
-        per_row = self.cfg.eval_batch_size
-        if references is not None:
-            encoder = model.slot_encoder.eval()  # the model being saved (EMA weights), not the live training one
-            with torch.no_grad():
-                rows = list(encoder(references.to(encoder.device, encoder.dtype)).slots)
+    def save(self, model, task_dir: str, spec: ModelSpec, seen_tasks: list[int], device, references=None) -> str:
+        """Sample the grid and write `task_dir/samples.png`. `references` (N, C, H, W): images to reconstruct (slot
+        models), one row each (the image, then `validation.num_samples` samples from its condition: `image_rows`)."""
+        per_row = self.cfg.validation.num_samples
+        if references is not None:  # the model being saved (EMA weights), not the live training one
+            rows = self.conditioning.image_rows(model, references)
         else:
-            rows = self.labels_for(metadata, seen_tasks)
+            rows = self.labels_for(spec, seen_tasks)
         labels = [label for label in rows for _ in range(per_row)]
         desc = f"samples {os.path.basename(os.path.normpath(task_dir))}"  # a bar once it runs a few seconds
         images = generate_samples(

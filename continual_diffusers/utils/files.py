@@ -1,4 +1,5 @@
-"""Opening a file whose path comes from the user or from another file, without hanging or reading a device.
+"""Opening a file whose path comes from the user or from another file, without hanging or reading a device; and
+`check_writable`, the proof that an output folder takes files before a run writes its first one.
 
 `open(path)` on a FIFO blocks until something writes to it, and a character device such as /dev/zero never ends.
 `open_regular_file` refuses both, and does so on the opened descriptor: the path is opened with O_NONBLOCK (opening
@@ -94,3 +95,19 @@ def limit_from_env(variable: str, default: int) -> int:
     if not text.isdigit() or len(text) > 20 or int(text) < 1:
         raise UserInputError(f"${variable} must be a positive whole number, got {text[:40]!r}")
     return int(text)
+
+
+def check_writable(output_dir: str) -> None:
+    """Create `output_dir` if needed and prove a file can be written there (`UserInputError` otherwise)."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UserInputError(f"--output_dir {output_dir} is a file, not a folder")
+    probe = os.path.join(output_dir, ".write_test")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"ok")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.remove(probe)
+    except OSError as err:
+        raise UserInputError(f"--output_dir {output_dir} is not writable: {err.strerror or err}") from err

@@ -1,0 +1,110 @@
+"""Model cards (Hub README.md with YAML front matter) of a run's task exports and of the run itself, with the
+metrics of the end-of-task evaluation so far."""
+
+from __future__ import annotations
+
+import os
+
+from ..models.spec import ModelSpec
+
+CARD_FILE = "README.md"
+
+
+def write_model_cards(trainer, task) -> tuple[str, str]:
+    """README.md model cards in output_dir/task_<id>/ and output_dir/ (the metrics of the evaluation so far)."""
+    cfg = trainer.cfg
+    history = trainer.task_eval.report.history if trainer.task_eval is not None else []
+    spec = trainer.spec.replace(seen_tasks=tuple(trainer.position.seen_tasks))
+    training = training_summary(cfg.to_dict(), trainer.strategy.name)
+    task_dir = os.path.join(cfg.output_dir, f"task_{task.task_id}")
+    cards = (
+        (os.path.join(task_dir, CARD_FILE), model_card(spec, training, history, task_id=task.task_id)),
+        (os.path.join(cfg.output_dir, CARD_FILE), model_card(spec, training, history)),
+    )
+    for path, text in cards:
+        with open(path, "w") as fh:
+            fh.write(text)
+    return cards[0][0], cards[1][0]
+
+
+def training_summary(config: dict, strategy: str) -> dict:
+    """The training settings worth a reader's time (scalars of `TrainConfig`, without paths), and the strategy."""
+    skip = {"output_dir", "validation_prompts"}
+    summary = {k: v for k, v in config.items() if k not in skip and (v is None or isinstance(v, int | float | str))}
+    return {"strategy": strategy, **summary}
+
+
+def model_card(spec: ModelSpec, training: dict, history: list[dict], task_id: int | None = None) -> str:
+    """A Hub model card (YAML front matter + markdown) for one task export (`task_id`) or the whole run."""
+    from huggingface_hub import ModelCardData
+
+    seen = list(spec.seen_tasks)
+    classes = spec.seen_classes()
+    kind, energy, latent = spec.conditioning, spec.energy_type, spec.latent is not None
+    tags = ["continual-diffusers", "continual-learning", "diffusers", f"strategy-{training['strategy']}"]
+    tags += [f"energy-{energy}" if energy else "score-based", f"conditioning-{kind}"]
+    tags += ["latent-diffusion"] if latent else ["diffusers:ContinualDiffusionPipeline"]
+    meta = spec.to_json()
+    data = ModelCardData(
+        library_name="diffusers",
+        pipeline_tag="text-to-image" if spec.kind.call_argument == "prompt" else "unconditional-image-generation",
+        tags=tags,
+        tasks_seen=seen,
+        classes_seen=classes,
+        classes_per_task={str(t): list(spec.classes_per_task.get(t, ())) for t in seen},
+        model_config={k: meta.get(k) for k in MODEL_KEYS if meta.get(k) is not None},
+        training_config=training,
+        continual_metrics=history,
+    )
+    where = f"task_{task_id}" if task_id is not None else "the run"
+    what = f"after task {task_id} of a continual run" if task_id is not None else "one folder per task trained"
+    return f"---\n{data.to_yaml()}\n---\n\n" + _card_body(spec, training, history, seen, classes, where, what)
+
+
+MODEL_KEYS = ("conditioning", "num_classes", "classifier_free_guidance", "energy_type", "prediction_type",
+              "resolution", "in_channels", "validation_prompts", "latent")  # fmt: skip
+# How the usage example passes each pipeline keyword (`Conditioning.call_argument`).
+CALL_EXAMPLES = {"class_labels": "class_labels=[0, 1]", "prompt": 'prompt="..."', "slots": "slots=images"}
+
+
+def _card_body(spec: ModelSpec, training, history, seen, classes, where, what) -> str:
+    kind, energy = spec.conditioning, spec.energy_type
+    model = f"{'energy (' + energy + ')' if energy else 'score'} model, {kind} conditioning"
+    path = '"path/to/task_k"' if where == "the run" else '"path/to/this/folder"'
+    call = CALL_EXAMPLES.get(spec.kind.call_argument, "")
+    lines = [
+        f"# Continual diffusion model: {where}",
+        "",
+        f"A diffusers {model} trained with continual-diffusers ({what}); strategy `{training['strategy']}`.",
+        f"Tasks seen: {seen}." + (f" Classes seen: {classes}." if classes else ""),
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from continual_diffusers import ContinualDiffusionPipeline",
+        "",
+        f'pipe = ContinualDiffusionPipeline.from_pretrained({path})  # a Hub repo: add subfolder="task_k" for a run',
+        f"images = pipe({call + ', ' if call else ''}num_images_per_prompt=4, generator=0).images",
+        "```",
+        "",
+    ]
+    if not spec.kind.conditional and not energy and spec.latent is None:
+        lines += ["It also loads with stock diffusers: `DDPMPipeline.from_pretrained(...)`.", ""]
+    lines += [
+        "`unet/` holds the inference weights: the EMA average when trained with EMA (then `unet_training/` holds the "
+        "training weights), as diffusers' training examples export them.",
+        "",
+        "## Metrics so far",
+        "",
+    ]
+    lines += _metric_lines(history) or ["No end-of-task evaluation was run (`--eval_every_task`)."]
+    return "\n".join(lines) + "\n"
+
+
+def _metric_lines(history: list[dict]) -> list[str]:
+    rows = []
+    for entry in history:
+        for metric, values in sorted(entry["metrics"].items()):
+            cells = ", ".join(f"{task}: {value:.4g}" for task, value in values.items())
+            rows.append(f"| {entry['after_task']} | {metric} | {cells} |")
+    return ["| after task | metric | per task |", "|---|---|---|", *rows] if rows else []
