@@ -28,7 +28,7 @@ from ..models.latent import LatentCodec, LatentTaskDataset
 from ..models.spec import LatentSpec, ModelSpec
 from ..objectives import DenoisingObjective
 from ..pipelines.sd_components import LatentComponents, load_sd_components
-from ..strategies import CombinedStrategy, ContinualStrategy, LoRAConfig, Naive
+from ..strategies import ContinualStrategy, LoRAConfig
 from ..training.config import TrainConfig
 from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args, help_of
@@ -168,10 +168,5 @@ def build_ldm_strategy(opts: RunOptions, parts: RunParts) -> ContinualStrategy:
     `stored_image_transform`), plus the per-task LoRA adapters when --lora_rank > 0 (injected into the UNet here,
     before the trainer sees it)."""
     context = strategy_context(opts, parts)
-    strategy = build_strategy(opts.strategies, context)
-    if not opts.lora.lora_rank:
-        return strategy
-    lora = opts.lora.build(context)
-    parts_of = strategy.strategies if isinstance(strategy, CombinedStrategy) else [strategy]
-    others = [p for p in parts_of if not isinstance(p, Naive)]
-    return CombinedStrategy([lora, *others]) if others else lora
+    lora = [opts.lora.build(context)] if opts.lora.lora_rank else []
+    return build_strategy(opts.strategies, context, first=lora)

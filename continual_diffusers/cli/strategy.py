@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..strategies import STRATEGIES, CombinedStrategy, ContinualStrategy, StrategyContext
+from ..strategies import STRATEGIES, CombinedStrategy, ContinualStrategy, Naive, StrategyContext
 from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args
 
@@ -52,10 +52,12 @@ def strategy_configs(args: argparse.Namespace) -> dict:
     return {name: from_args(configs[name], args) for name in names}
 
 
-def build_strategy(configs: dict, context: StrategyContext) -> ContinualStrategy:
-    """The strategy (or `CombinedStrategy`) of the enabled configs (`strategy_configs`), checked against the run."""
+def build_strategy(configs: dict, context: StrategyContext, first=()) -> ContinualStrategy:
+    """The strategy (or `CombinedStrategy`) of the enabled configs (`strategy_configs`), checked against the run,
+    after the already built strategies `first` (main_ldm's LoRA adapters). Naive adds nothing beside another."""
     context = StrategyContext(**{**vars(context), "enabled": configs})
     for config in configs.values():
         config.check(context)
-    strategies = [config.build(context) for config in configs.values()]
+    strategies = [*first, *(config.build(context) for config in configs.values())]
+    strategies = [s for s in strategies if not isinstance(s, Naive)] or strategies
     return strategies[0] if len(strategies) == 1 else CombinedStrategy(strategies)
