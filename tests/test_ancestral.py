@@ -90,7 +90,7 @@ def test_eta_changes_ddim_and_is_refused_by_schedulers_without_it():
     a = sample_ancestral(mix, make_sampling_scheduler("ddim", TRAIN.config), (8, 2), 10, gen(0), clamp=False)
     b = sample_ancestral(mix, make_sampling_scheduler("ddim", TRAIN.config), (8, 2), 10, gen(0), clamp=False, eta=1.0)
     assert not torch.allclose(a, b)
-    with pytest.raises(ValueError, match="applies to DDIM"):
+    with pytest.raises(ValueError, match="applies to --scheduler ddim, not DDPMScheduler"):
         sample_ancestral(mix, make_sampling_scheduler("ddpm", TRAIN.config), (8, 2), 10, gen(0), eta=0.5)
 
 
@@ -146,9 +146,9 @@ def test_energy_model_with_mcmc_and_composition_records_acceptance(tiny_class_mo
 @pytest.mark.parametrize(
     "options, message",
     [
-        (SamplerOptions(mcmc=MCMCConfig("MALA")), "needs log p̃"),
+        (SamplerOptions(mcmc=MCMCConfig("MALA")), "MALA needs an energy model"),
         (SamplerOptions(guidance_scale=-1.0), "guidance_scale must be >= 0"),
-        (SamplerOptions(eta=0.5), "applies to the ddim scheduler, not ddpm"),
+        (SamplerOptions(eta=0.5), "applies to --scheduler ddim, not ddpm"),
         (SamplerOptions("ddim", eta=1.5), r"eta must be in \[0, 1\]"),
         (SamplerOptions(composition=CompositionOptions((0, 1), (1.0, 1.0), "mixture")), "needs an energy model"),
     ],

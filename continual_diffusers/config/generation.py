@@ -103,11 +103,7 @@ def mcmc_config(flags: MCMCFlags, spec):
         flags.mcmc_sampler_start_timestep,
         flags.mcmc_sampler_max_timestep,
     )
-    if config.needs_energy and not spec.energy_type:
-        raise UserInputError(
-            f"--mcmc_sampler {flags.mcmc_sampler} needs an energy model (log p̃ = −E/σ_t); "
-            "this is a score model: use ULA or UHA"
-        )
+    _check_energy(config, None, spec)
     return config
 
 
@@ -117,8 +113,7 @@ def sampler_options(g: SampleRequest, conditioning, spec):
     composition, flags = None, g.composition
     if flags.composition_pipeline:
         concepts, weights = composition_concepts(g, conditioning, spec)
-        if flags.composition_mode == "mixture" and not spec.energy_type:
-            raise UserInputError("--composition_mode mixture needs an energy model")
+        _check_energy(None, flags.composition_mode, spec)
         composition = CompositionOptions(
             tuple(concepts), tuple(weights), flags.composition_mode, flags.mixture_temperature
         )
@@ -133,3 +128,12 @@ def sampler_options(g: SampleRequest, conditioning, spec):
         progress=g.progress,
         eta=g.sampling.ddim_eta,
     )
+
+
+def _check_energy(mcmc, composition_mode: str | None, spec) -> None:
+    """Refuses, before the model is loaded, what only an energy model can sample (`energy_requirement`)."""
+    from ..sampling.generate import energy_requirement
+
+    needs = energy_requirement(mcmc, composition_mode)
+    if needs is not None and not spec.energy_type:
+        raise UserInputError(needs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER, SCHEDULERS
+from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER, SCHEDULERS, check_eta
 from ..sampling.mcmc import KERNELS
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
@@ -42,8 +42,7 @@ class SamplingConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.ddim_eta and self.scheduler != "ddim":
-            raise UserInputError(f"--ddim_eta {self.ddim_eta:g} applies to --scheduler ddim, not {self.scheduler}")
+        check_eta(self.ddim_eta, self.scheduler, "--ddim_eta")
 
     def check_steps(self, num_train_timesteps: int, source: str) -> None:
         """--num_inference_steps cannot exceed the training schedule's T (`source` says where T comes from)."""

@@ -22,6 +22,7 @@ from diffusers import (
 )
 from tqdm.auto import tqdm
 
+from ..utils.errors import UserInputError
 from .composition import DenoiseFn
 
 SchedulerName = str  # one of SCHEDULERS' keys
@@ -46,6 +47,21 @@ DEFAULT_NUM_INFERENCE_STEPS = 25
 _THRESHOLDING = (DPMSolverMultistepScheduler, UniPCMultistepScheduler)
 # (x at noise level t in variance-preserving coordinates (B, C, H, W), training timestep t) -> new x
 LevelHook = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def takes_eta(scheduler) -> bool:
+    """Whether `scheduler` (a diffusers scheduler or its class) has DDIM's η: its `step` takes `eta`."""
+    return "eta" in inspect.signature(scheduler.step).parameters
+
+
+def check_eta(eta: float, scheduler, flag: str = "η (eta)") -> None:
+    """η ≠ 0 needs a scheduler with DDIM's η (Song et al. 2021, Eq. 16; of `SCHEDULERS`, "ddim"): the one check of
+    this rule, behind --ddim_eta (`SamplingConfig`), `SamplerOptions` and `sample_ancestral`. `scheduler`: a
+    `SCHEDULERS` name, or a scheduler."""
+    by_name = isinstance(scheduler, str)
+    if eta and not takes_eta(SCHEDULERS[scheduler][0] if by_name else scheduler):
+        name = scheduler if by_name else type(scheduler).__name__
+        raise UserInputError(f"{flag} {eta:g} applies to --scheduler ddim, not {name}")
 
 
 def make_sampling_scheduler(name: SchedulerName, train_scheduler_config) -> object:
@@ -110,8 +126,7 @@ def sample_ancestral(
     step_params = inspect.signature(scheduler.step).parameters
     step_kwargs = {"generator": generator} if "generator" in step_params else {}
     if eta:
-        if "eta" not in step_params:
-            raise ValueError(f"{type(scheduler).__name__} has no η (eta); it applies to DDIM")
+        check_eta(eta, scheduler)
         step_kwargs["eta"] = eta
     x = torch.randn(shape, generator=generator, device=device) * scheduler.init_noise_sigma
     bar = tqdm(

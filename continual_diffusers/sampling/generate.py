@@ -16,7 +16,6 @@ process only (each machine's local main process, as the trainer's task bar), and
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -31,8 +30,8 @@ from ..utils.seed import make_generator
 from .ancestral import (
     DEFAULT_NUM_INFERENCE_STEPS,
     DEFAULT_SCHEDULER,
-    SCHEDULERS,
     SchedulerName,
+    check_eta,
     make_sampling_scheduler,
     sample_ancestral,
 )
@@ -65,9 +64,10 @@ class SamplerOptions:
     eta: float = 0.0  # DDIM's η (scheduler "ddim" only): 0 deterministic, 1 the ancestral DDPM variance
 
 
-# Auto bars (progress=None), and generate's per-timestep bar, appear once their loop has run this many seconds.
 @dataclass
 class Generated:
+    """What `generate` drew: the images by chunk, and the annealed-MCMC acceptance statistics per timestep."""
+
     chunks: dict[int, torch.Tensor] = field(default_factory=dict)  # chunk index -> (b, C, H, W) in [-1, 1]
     acceptance_sum: dict[int, float] = field(default_factory=lambda: defaultdict(float))
     num_chains: dict[int, int] = field(default_factory=lambda: defaultdict(int))
@@ -80,6 +80,20 @@ class Generated:
         return {t: self.acceptance_sum[t] / self.num_chains[t] for t in sorted(self.num_chains, reverse=True)}
 
 
+def energy_requirement(mcmc: MCMCConfig | None, composition_mode: str | None) -> str | None:
+    """What of these sampling options needs an energy model's log p̃ = −E/σ_t, as the refusal a score model gets,
+    or None: a Metropolis-corrected kernel (MALA, CHA: `MCMCConfig.needs_energy`) or a mixture composition. The one
+    statement of this rule, for `SamplerOptions` and, before a model is loaded, evaluate.py's flags."""
+    if mcmc is not None and mcmc.needs_energy:
+        return (
+            f"--mcmc_sampler {mcmc.sampler} needs an energy model (log p̃ = −E/σ_t); this is a score model: use ULA "
+            "or UHA"
+        )
+    if composition_mode == "mixture":
+        return "--composition_mode mixture needs an energy model (log p̃ = −E/σ_t); this is a score model"
+    return None
+
+
 def check_options(model, conditioning, options: SamplerOptions) -> None:
     """Refuse combinations the model cannot run, with one clear message."""
     energy = isinstance(model, EnergyModel)
@@ -87,19 +101,14 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
     b.TIMESTEPS.check("num_inference_steps", options.num_inference_steps)
     b.BATCH_SIZE.check("batch_size", options.batch_size)
     b.UNIT.check("eta", options.eta)
-    if options.eta and "eta" not in inspect.signature(SCHEDULERS[options.scheduler][0].step).parameters:
-        raise UserInputError(f"η (eta) {options.eta:g} applies to the ddim scheduler, not {options.scheduler}")
-    if options.mcmc is not None and options.mcmc.needs_energy and not energy:
-        raise UserInputError(
-            f"--mcmc_sampler {options.mcmc.sampler} needs log p̃ = −E/σ_t, i.e. an energy model; "
-            "this is a score model (use ULA or UHA)"
-        )
+    check_eta(options.eta, options.scheduler)
     comp = options.composition
+    needs = energy_requirement(options.mcmc, comp.mode if comp is not None else None)
+    if needs is not None and not energy:
+        raise UserInputError(needs)
     if comp is not None:
         if not conditioning.conditional:
             raise UserInputError(NOT_COMPOSABLE.format(conditioning.description))
-        if comp.mode == "mixture" and not energy:
-            raise UserInputError("a mixture composition needs an energy model")
         if len(comp.labels) != len(comp.weights) or not comp.labels:
             raise UserInputError(f"composition: {len(comp.labels)} concepts but {len(comp.weights)} weights")
         for weight in comp.weights:
