@@ -32,10 +32,10 @@ from continual_diffusers.cli.base import build_parser
 from continual_diffusers.config import generation as gen
 from continual_diffusers.config.generation import SampleRequest
 from continual_diffusers.config.sampling import (
-    CompositionFlags,
+    AnnealedMCMCConfig,
+    CompositionConfig,
     ExportConfig,
     LabelsConfig,
-    MCMCFlags,
     OutputConfig,
     PromptsConfig,
     SamplingConfig,
@@ -47,7 +47,15 @@ from continual_diffusers.utils.logging import get_logger
 from continual_diffusers.utils.options import from_args
 
 logger = get_logger("evaluate")
-GROUPS = (ExportConfig, SamplingConfig, LabelsConfig, MCMCFlags, CompositionFlags, SlotModeConfig, PromptsConfig)
+GROUPS = (
+    ExportConfig,
+    SamplingConfig,
+    LabelsConfig,
+    AnnealedMCMCConfig,
+    CompositionConfig,
+    SlotModeConfig,
+    PromptsConfig,
+)
 
 
 def parser():
@@ -60,7 +68,7 @@ def parser():
 
 def generation(args) -> SampleRequest:
     """The sampling request, validated, from the parsed flags."""
-    parts = [from_args(cls, args) for cls in (SamplingConfig, LabelsConfig, MCMCFlags, CompositionFlags)]
+    parts = [from_args(cls, args) for cls in (SamplingConfig, LabelsConfig, AnnealedMCMCConfig, CompositionConfig)]
     output = from_args(OutputConfig, args)
     return SampleRequest(*parts, seed=output.seed, progress=output.progress)
 

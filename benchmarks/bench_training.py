@@ -25,8 +25,8 @@ from continual_diffusers.models.unet import UNetSpec, build_unet
 from continual_diffusers.objectives import DenoisingObjective
 from continual_diffusers.strategies import Naive
 from continual_diffusers.training.batches import BatchSchedule
-from continual_diffusers.training.config import TrainConfig
 from continual_diffusers.training.optim import build_lr_schedule, build_optimizer
+from continual_diffusers.training.train_config import TrainConfig
 from continual_diffusers.training.trainer import ContinualTrainer
 
 

@@ -14,7 +14,7 @@ Nothing happens on import: the names below are imported from their sub-package t
   `LoRAAdapters`, and `ContinualStrategy` to write your own; their options `ReplayConfig`, `EWCConfig`, `SIConfig`,
   `GenerativeReplayConfig`, `LoRAConfig` (`.build(StrategyContext(tasks, ...))`);
 - config: the CLI's typed component configs `DataConfig`, `ModelConfig`, `ObjectiveConfig`, `SamplingConfig`;
-- sampling: `generate_samples`, `SamplerOptions`, `CompositionOptions`, `MCMCConfig`, `sample_ancestral`;
+- sampling: `generate_samples`, `SamplerOptions`, `CompositionOptions`, `MCMCOptions`, `sample_ancestral`;
 - training: `TrainConfig`, `ContinualTrainer` (`ContinualTrainer.build(...)`, then `train_task` per task or `fit`);
 - pipelines: `ContinualDiffusionPipeline` (a diffusers pipeline: `from_pretrained(output_dir/task_k)`, then call it),
   `load_task_model` (an export back as denoiser, conditioning, schedule and `ModelSpec`);
@@ -89,19 +89,23 @@ _EXPORTS = {
         "SynapticIntelligence",
     ),
     "config": ("DataConfig", "ModelConfig", "ObjectiveConfig", "SamplingConfig"),
-    "sampling": ("CompositionOptions", "MCMCConfig", "SamplerOptions", "generate_samples", "sample_ancestral"),
+    "sampling": ("CompositionOptions", "MCMCOptions", "SamplerOptions", "generate_samples", "sample_ancestral"),
     "training": ("ContinualTrainer", "TrainConfig"),
     "pipelines": ("ContinualDiffusionPipeline", "load_task_model"),
     "evaluation": ("ContinualEvaluator", "EndOfTaskEvaluation", "load_oracle", "save_oracle", "train_oracle"),
     "utils": ("RunError", "UserInputError"),
 }
 _WHERE = {name: package for package, names in _EXPORTS.items() for name in names}
+# Earlier public names, still importable (their sub-package warns that they are deprecated).
+_RENAMED = {"MCMCConfig": "sampling"}  # deprecated alias
 
 __all__ = ["__version__", *sorted(_WHERE)]
 
 
 def __getattr__(name: str):
     """Import a public name from its sub-package on first use (PEP 562), then keep it in the module."""
+    if name in _RENAMED:
+        return getattr(importlib.import_module(f".{_RENAMED[name]}", __name__), name)
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

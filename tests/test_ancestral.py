@@ -12,7 +12,7 @@ from test_mcmc import DiffusedMixture, assert_matches, gen
 from continual_diffusers.models.conditioning import ClassConditioning
 from continual_diffusers.models.denoiser import DenoiserOutput, EnergyModel, ScoreModel
 from continual_diffusers.sampling.ancestral import make_sampling_scheduler, sample_ancestral
-from continual_diffusers.sampling.annealed import MCMCConfig
+from continual_diffusers.sampling.annealed import MCMCOptions
 from continual_diffusers.sampling.generate import CompositionOptions, SamplerOptions, generate, generate_samples
 from continual_diffusers.utils.errors import UserInputError
 
@@ -136,7 +136,7 @@ def test_guidance_zero_is_unconditional_sampling(tiny_class_model):
 def test_energy_model_with_mcmc_and_composition_records_acceptance(tiny_class_model):
     unet, cond = tiny_class_model
     model = EnergyModel(unet, "l2").eval()
-    mcmc = MCMCConfig("CHA", num_steps=1, num_leapfrog_steps=2, start_timestep=50)
+    mcmc = MCMCOptions("CHA", num_steps=1, num_leapfrog_steps=2, start_timestep=50)
     opts = SamplerOptions("ddpm", 4, 2.0, seed=0, mcmc=mcmc, composition=CompositionOptions((0, 2), (2.0, -1.0)))
     out = generate(model, cond, TRAIN, [None, None], opts, "cpu")
     assert out.images().shape == (2, 3, 8, 8) and set(out.acceptance_rates()) == {75, 50}  # t ≥ 50 of 75, 50, 25, 0
@@ -146,7 +146,7 @@ def test_energy_model_with_mcmc_and_composition_records_acceptance(tiny_class_mo
 @pytest.mark.parametrize(
     "options, message",
     [
-        (SamplerOptions(mcmc=MCMCConfig("MALA")), "MALA needs an energy model"),
+        (SamplerOptions(mcmc=MCMCOptions("MALA")), "MALA needs an energy model"),
         (SamplerOptions(guidance_scale=-1.0), "guidance_scale must be >= 0"),
         (SamplerOptions(eta=0.5), "applies to --scheduler ddim, not ddpm"),
         (SamplerOptions("ddim", eta=1.5), r"eta must be in \[0, 1\]"),

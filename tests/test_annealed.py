@@ -9,7 +9,7 @@ from diffusers import DDPMScheduler
 from test_mcmc import DiffusedMixture, assert_matches, gen
 
 from continual_diffusers.sampling.ancestral import sample_ancestral
-from continual_diffusers.sampling.annealed import AnnealedMCMC, MCMCConfig, diffusion_target, epsilon_from_prediction
+from continual_diffusers.sampling.annealed import AnnealedMCMC, MCMCOptions, diffusion_target, epsilon_from_prediction
 
 # 100 steps, β from 1e-3 to 0.2 (the reference's 100-step image setting): ᾱ_T ≈ 4e-5.
 SCHEDULE = dict(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, clip_sample=False)
@@ -25,7 +25,7 @@ def annealed(name: str, num_chains: int, seed: int = 0, energy: bool = True, **c
     scheduler = DDPMScheduler(**SCHEDULE)
     mix = DiffusedMixture(scheduler.alphas_cumprod, energy=energy)
     mult, k = SETTINGS[name]
-    cfg = MCMCConfig(
+    cfg = MCMCOptions(
         name, **{"num_steps": k, "step_size_multiplier": mult, "damping": 0.5, "start_timestep": 0, **config}
     )
     g = gen(seed)
@@ -94,7 +94,7 @@ def test_target_is_at_the_samples_noise_level():
 
 def test_step_sizes_tied_to_the_schedule():
     scheduler = DDPMScheduler(**SCHEDULE)
-    hook = AnnealedMCMC(lambda x, t: None, MCMCConfig("CHA", step_size_multiplier=0.1, damping=0.7), scheduler, None)
+    hook = AnnealedMCMC(lambda x, t: None, MCMCOptions("CHA", step_size_multiplier=0.1, damping=0.7), scheduler, None)
     p = hook.params_at(40)
     beta = float(scheduler.betas[40])
     assert p.step_size == pytest.approx(0.1 * beta) and p.mass == pytest.approx(beta) and p.damping == 0.7
@@ -114,4 +114,4 @@ def test_epsilon_from_other_prediction_types(kind):
 )
 def test_config_validation(bad):
     with pytest.raises(ValueError):
-        MCMCConfig(**{"sampler": "ULA", **bad})
+        MCMCOptions(**{"sampler": "ULA", **bad})

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from continual_diffusers.sampling.annealed import MCMCConfig
+from continual_diffusers.sampling.annealed import MCMCOptions
 from continual_diffusers.sampling.generate import CompositionOptions, SamplerOptions, generate
 from continual_diffusers.sampling.mcmc import KernelParams
 from continual_diffusers.utils import bounds as b
@@ -62,9 +62,9 @@ def test_parser_checks_after_parsing_with_the_flag_name():
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: MCMCConfig("ULA", step_size_multiplier=float("nan")),
-        lambda: MCMCConfig("UHA", damping=float("nan")),
-        lambda: MCMCConfig("ULA", start_timestep=float("inf")),
+        lambda: MCMCOptions("ULA", step_size_multiplier=float("nan")),
+        lambda: MCMCOptions("UHA", damping=float("nan")),
+        lambda: MCMCOptions("ULA", start_timestep=float("inf")),
         lambda: KernelParams(float("nan")),
     ],
 )

@@ -27,7 +27,7 @@ from continual_diffusers.strategies import (
     SIConfig,
     StrategyConfig,
 )
-from continual_diffusers.training.config import TrainConfig
+from continual_diffusers.training.train_config import TrainConfig
 from continual_diffusers.utils import bounds as b
 from continual_diffusers.utils.entrypoint import run_main
 from continual_diffusers.utils.errors import UserInputError

@@ -19,7 +19,7 @@ from continual_diffusers import ContinualDiffusionPipeline, UserInputError
 from continual_diffusers.data import save_tasks
 from continual_diffusers.models.denoiser import EnergyModel, ScoreModel
 from continual_diffusers.pipelines.loading import load_task_model
-from continual_diffusers.sampling.annealed import MCMCConfig
+from continual_diffusers.sampling.annealed import MCMCOptions
 
 STEPS = 4
 RUNS = {
@@ -150,7 +150,7 @@ def test_energy_dae_with_mala_matches_evaluate(runs, tmp_path, monkeypatch):
     images, record = _evaluate(task, tmp_path / "eval", monkeypatch, *flags, "--num_samples_per_step", 2, "--seed", 1)
     pipe = _pipe(task)
     assert isinstance(pipe.denoiser, EnergyModel) and pipe.denoiser.energy_type == "dae"
-    mcmc = MCMCConfig("MALA", num_steps=2, start_timestep=0)
+    mcmc = MCMCOptions("MALA", num_steps=2, start_timestep=0)
     out = pipe(class_labels=0, num_images_per_prompt=2, generator=1, mcmc=mcmc, output_type="pt")
     _same(out.images, images)
     assert {str(t): r for t, r in out.acceptance_rates.items()} == record["acceptance_rate_per_timestep"]

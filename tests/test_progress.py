@@ -185,7 +185,7 @@ def tiny_replay():
 
 def test_validation_grid_and_evaluation_label_their_bars(bars, tmp_path, monkeypatch):
     from continual_diffusers.evaluation import evaluator as evaluator_mod
-    from continual_diffusers.training.config import TrainConfig
+    from continual_diffusers.training.train_config import TrainConfig
     from continual_diffusers.training.validation import ValidationSampler
 
     cfg = TrainConfig(output_dir=str(tmp_path), validation=SamplingConfig(num_inference_steps=3, num_samples=2))

@@ -23,7 +23,7 @@ from ..config import (
     SamplingConfig,
 )
 from ..strategies import LoRAConfig
-from ..training.config import TrainConfig
+from ..training.train_config import TrainConfig
 from ..utils.entrypoint import Parser, add_config_arg, new_parser, show_default
 from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args

@@ -29,7 +29,7 @@ from ..models.spec import LatentSpec, ModelSpec
 from ..objectives import DenoisingObjective
 from ..pipelines.sd_components import LatentComponents, load_sd_components
 from ..strategies import ContinualStrategy, LoRAConfig
-from ..training.config import TrainConfig
+from ..training.train_config import TrainConfig
 from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args, help_of
 from .base import RunOptions, RunParts, build_parser, run_options

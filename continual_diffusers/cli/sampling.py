@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import MCMCFlags, SamplingConfig
+from ..config import AnnealedMCMCConfig, SamplingConfig
 from ..utils.options import add_options, from_args
 
 
@@ -18,4 +18,4 @@ def check_sampler_ranges(args: argparse.Namespace) -> None:
     """Sampling flags that must agree with each other (each flag's own bounds are checked when it is parsed)."""
     from_args(SamplingConfig, args)
     if hasattr(args, "mcmc_sampler"):
-        from_args(MCMCFlags, args)
+        from_args(AnnealedMCMCConfig, args)

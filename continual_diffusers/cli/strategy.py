@@ -1,5 +1,5 @@
 """Continual-strategy flags, discovered from the registry: every strategy in `STRATEGIES` whose class names a
-config dataclass (`config`, strategies/config.py) gets that dataclass's flags, and is built from them. Nothing
+config dataclass (`config`, strategies/context.py) gets that dataclass's flags, and is built from them. Nothing
 here names a strategy.
 
 Strategies are enabled with `--strategy NAME [NAME ...]` or by a strategy's own enabling flag (the earlier

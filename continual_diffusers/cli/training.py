@@ -21,7 +21,7 @@ from ..models.denoiser import make_denoiser
 from ..models.spec import ModelSpec
 from ..strategies import StrategyContext
 from ..training.build import tracker_config  # noqa: F401 (re-exported by cli)
-from ..training.config import TrainConfig
+from ..training.train_config import TrainConfig
 from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args
 from .base import RunOptions, RunParts, build_parser, run_options

@@ -6,6 +6,10 @@ config, next to the strategy: `ReplayConfig` in strategies/replay.py, ...; or of
 A config checks itself on construction, so Python and the command line refuse the same values with the same
 message; cli/ adds the groups to a parser (`utils.options.add_options`) and builds the configs from the parsed
 flags (`utils.options.from_args`). Why a small generator of our own and not a library: see utils/options.py.
+
+Names: a flag group here is a `*Config` (`SamplingConfig`, `AnnealedMCMCConfig`, `CompositionConfig`); the
+library's objects it is turned into, once the model is known, are `*Options` (`SamplerOptions`, `MCMCOptions`,
+`CompositionOptions`, in sampling/).
 """
 
 from ..models.conditioning import SlotConfig
@@ -19,17 +23,17 @@ from .run import (
     ObjectiveConfig,
     check_zero_snr_prediction,
 )
-from .sampling import CompositionFlags, LabelsConfig, MCMCFlags, SamplingConfig, SlotModeConfig
+from .sampling import AnnealedMCMCConfig, CompositionConfig, LabelsConfig, SamplingConfig, SlotModeConfig
 
 __all__ = [
-    "CompositionFlags",
+    "CompositionConfig",
     "DataConfig",
     "EvaluationConfig",
     "HubConfig",
     "LDMConfig",
     "LabelsConfig",
     "LaunchConfig",
-    "MCMCFlags",
+    "AnnealedMCMCConfig",
     "ModelConfig",
     "ObjectiveConfig",
     "SamplingConfig",
@@ -39,11 +43,22 @@ __all__ = [
 ]
 
 
+# Earlier names → current names, still importable with a DeprecationWarning. RunConfig read like `cli.RunOptions`
+# (the whole run); the flag groups of annealed MCMC and composition were "*Flags" beside the library's MCMC and
+# composition objects.
+RENAMED = {
+    "RunConfig": "LaunchConfig",  # deprecated alias
+    "MCMCFlags": "AnnealedMCMCConfig",  # deprecated alias
+    "CompositionFlags": "CompositionConfig",  # deprecated alias
+}
+
+
 def __getattr__(name: str):
-    """`RunConfig`: the earlier name of `LaunchConfig` (deprecated; it read like `cli.RunOptions`, the whole run)."""
-    if name == "RunConfig":
+    """The earlier names of `RENAMED`, deprecated."""
+    if name in RENAMED:
         import warnings
 
-        warnings.warn("continual_diffusers.config.RunConfig is deprecated: use LaunchConfig", DeprecationWarning, 2)
-        return LaunchConfig
+        new = RENAMED[name]
+        warnings.warn(f"continual_diffusers.config.{name} is deprecated: use {new}", DeprecationWarning, 2)
+        return globals()[new]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

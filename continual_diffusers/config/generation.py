@@ -1,6 +1,6 @@
 """evaluate.py's sampling request as one typed object (`SampleRequest`: the sampler, labels, annealed MCMC and
 composition configs) and its conversion, against an exported model (its `Conditioning` and `ModelSpec`), into the
-images' labels and the library's `SamplerOptions` (with `MCMCConfig` and `CompositionOptions`). What a kind's labels
+images' labels and the library's `SamplerOptions` (with `MCMCOptions` and `CompositionOptions`). What a kind's labels
 are is the kind's (`Conditioning.rows`, `.concepts`); the rows are parsed as the pipeline parses them
 (`pipelines.labels`)."""
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..models.conditioning.base import NOT_COMPOSABLE
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
-from .sampling import CompositionFlags, LabelsConfig, MCMCFlags, SamplingConfig
+from .sampling import AnnealedMCMCConfig, CompositionConfig, LabelsConfig, SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class SampleRequest:
 
     sampling: SamplingConfig
     labels: LabelsConfig
-    mcmc: MCMCFlags
-    composition: CompositionFlags
+    mcmc: AnnealedMCMCConfig
+    composition: CompositionConfig
     seed: int = 0
     progress: bool = False
 
@@ -73,7 +73,7 @@ def composition_concepts(g: SampleRequest, conditioning, spec) -> tuple[list, li
     return concepts, weights
 
 
-def composition_weights(composition: CompositionFlags, count: int, default: float, what: str = "concepts"):
+def composition_weights(composition: CompositionConfig, count: int, default: float, what: str = "concepts"):
     """--composition_weights for `count` concepts (default: `default` each)."""
     if not composition.composition_weights:
         return [default] * count
@@ -88,13 +88,13 @@ def guidance(sampling: SamplingConfig, spec) -> float:
     return sampling.guidance_scale if spec.classifier_free_guidance else 1.0
 
 
-def mcmc_config(flags: MCMCFlags, spec):
+def mcmc_options(flags: AnnealedMCMCConfig, spec):
     """The annealed-MCMC settings, or None without --mcmc_sampler."""
-    from ..sampling.annealed import MCMCConfig  # imported on use: evaluate.py --help stays light
+    from ..sampling.annealed import MCMCOptions  # imported on use: evaluate.py --help stays light
 
     if flags.mcmc_sampler is None:
         return None
-    config = MCMCConfig(
+    config = MCMCOptions(
         flags.mcmc_sampler,
         flags.num_samples_per_step,
         flags.step_sizes_multiplier,
@@ -123,7 +123,7 @@ def sampler_options(g: SampleRequest, conditioning, spec):
         guidance(g.sampling, spec),
         g.labels.sampling_batch_size,
         g.seed,
-        mcmc_config(g.mcmc, spec),
+        mcmc_options(g.mcmc, spec),
         composition,
         progress=g.progress,
         eta=g.sampling.ddim_eta,

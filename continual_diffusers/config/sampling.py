@@ -1,6 +1,6 @@
 """Sampling as typed configs: the sampler (shared by end-of-task validation, evaluate.py and the evaluation
 report), and evaluate.py's labels, annealed MCMC, composition and slot modes. The library's own option objects
-(`SamplerOptions`, `MCMCConfig`, `CompositionOptions`) are made from them where the exported model is known
+(`SamplerOptions`, `MCMCOptions`, `CompositionOptions`) are made from them where the exported model is known
 (cli/sampling.py)."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class LabelsConfig(Checked):
     "mass m_t = β_t",
 )
 @dataclass
-class MCMCFlags(Checked):
+class AnnealedMCMCConfig(Checked):
     mcmc_sampler: str | None = option(
         None, choices=sorted(KERNELS),
         help="ULA/UHA: any model; MALA/CHA (Metropolis-corrected, CHA = HMC): energy models only",
@@ -107,7 +107,7 @@ class MCMCFlags(Checked):
 
 @options_group("Composition", "ε = ε_∅ + Σ_k w_k(ε_k − ε_∅) (energies alike); w_k < 0 negates")
 @dataclass
-class CompositionFlags(Checked):
+class CompositionConfig(Checked):
     composition_pipeline: bool = option(False, help="sample the composition of --composition_labels")
     composition_labels: str | None = option(
         None, help='class models: comma-separated ids, e.g. "2,3"; text models: prompts separated by "|"'

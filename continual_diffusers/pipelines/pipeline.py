@@ -29,8 +29,8 @@ from ..models.conditioning import CONDITIONINGS
 from ..models.denoiser import make_denoiser
 from ..models.spec import METADATA_FILE, ModelSpec
 from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER
-from ..sampling.annealed import MCMCConfig
-from ..sampling.generate import CompositionOptions, Generated, SamplerOptions, generate
+from ..sampling.annealed import MCMCOptions
+from ..sampling.generate import CompositionOptions, GeneratedChunks, SamplerOptions, generate
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from .labels import label_rows, negative_prompts
@@ -129,7 +129,7 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
     # ----------------------------------------------------------------------------------------------- sampling
     def generate(
         self, labels: list, options: SamplerOptions, chunk_ids: list[int] | None = None, null_labels=None
-    ) -> Generated:
+    ) -> GeneratedChunks:
         """The lower-level call behind `__call__` and evaluate.py: one image per entry of `labels` (class id, prompt,
         slot set or None) with `options`; only the chunks `chunk_ids` (default all, see `sampling.generate`)."""
         return generate(
@@ -151,7 +151,7 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
         return_dict: bool = True,
         *,
         negative_prompt: str | list[str] | None = None,
-        mcmc: MCMCConfig | str | None = None,
+        mcmc: MCMCOptions | str | None = None,
         composition: CompositionOptions | dict | None = None,
         scheduler: str = DEFAULT_SCHEDULER,
         eta: float = 0.0,
@@ -173,7 +173,7 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
                 on `sampling_batch_size` across processes. None draws a seed from torch's global RNG.
             output_type: "pil", "np" ((N, H, W, C) in [0, 1]) or "pt" ((N, C, H, W) in [0, 1]).
             negative_prompt: text models: replaces the empty prompt of guidance (one, or one per prompt).
-            mcmc: annealed MCMC inside the sampling loop: an `MCMCConfig` or a kernel name ("ULA", "UHA"; "MALA" and
+            mcmc: annealed MCMC inside the sampling loop: an `MCMCOptions` or a kernel name ("ULA", "UHA"; "MALA" and
                 "CHA" need an energy model).
             composition: `CompositionOptions`, or {concept: weight} (product of experts; negative weights negate).
             scheduler: the sampler (`sampling.ancestral.SCHEDULERS`); eta: DDIM's η.
@@ -186,7 +186,7 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
             raise UserInputError("give num_images_per_prompt or batch_size (its DDPMPipeline name), not both")
         per_label = b.IMAGES_PER_ROW.check("num_images_per_prompt", num_images_per_prompt or batch_size or 1)
         if isinstance(mcmc, str):
-            mcmc = MCMCConfig(mcmc)
+            mcmc = MCMCOptions(mcmc)
         if isinstance(composition, dict):
             composition = CompositionOptions(tuple(composition), tuple(float(w) for w in composition.values()))
         guidance = DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale

@@ -6,7 +6,7 @@ bound; an MCMC target is `log_prob_and_grad(x) -> (logp (B,) | None, grad (B, ..
 """
 
 from .ancestral import SCHEDULERS, make_sampling_scheduler, sample_ancestral
-from .annealed import AnnealedMCMC, MCMCConfig, diffusion_target
+from .annealed import AnnealedMCMC, MCMCOptions, diffusion_target
 from .composition import combine_mixture, combine_product, compose, compose_fns, conditioned
 from .generate import CompositionOptions, SamplerOptions, generate, generate_samples
 from .mcmc import KERNELS, KernelParams, KernelResult, hmc, leapfrog, mala, uha, ula
@@ -18,7 +18,7 @@ __all__ = [
     "CompositionOptions",
     "KernelParams",
     "KernelResult",
-    "MCMCConfig",
+    "MCMCOptions",
     "SamplerOptions",
     "combine_mixture",
     "combine_product",
@@ -36,3 +36,18 @@ __all__ = [
     "uha",
     "ula",
 ]
+
+# Earlier names → current names, still importable with a DeprecationWarning (the library's sampler objects are
+# "*Options"; the command line's flag groups, in config/, "*Config").
+RENAMED = {"MCMCConfig": "MCMCOptions"}  # deprecated alias
+
+
+def __getattr__(name: str):
+    """The earlier names of `RENAMED`, deprecated."""
+    if name in RENAMED:
+        import warnings
+
+        new = RENAMED[name]
+        warnings.warn(f"continual_diffusers.sampling.{name} is deprecated: use {new}", DeprecationWarning, 2)
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,7 +31,7 @@ from .mcmc import KERNELS, NEEDS_LOG_PROB, KernelParams, Target
 
 
 @dataclass(frozen=True)
-class MCMCConfig:
+class MCMCOptions:
     """Annealed MCMC settings (flag names of evaluate.py in brackets)."""
 
     sampler: str  # "ULA" | "MALA" | "UHA" | "CHA"  [--mcmc_sampler]
@@ -103,7 +103,7 @@ class AnnealedMCMC:
     def __init__(
         self,
         denoise_fn: DenoiseFn,
-        config: MCMCConfig,
+        config: MCMCOptions,
         scheduler,
         generator: torch.Generator | None,
         prediction_type: str = "epsilon",

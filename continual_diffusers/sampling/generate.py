@@ -35,7 +35,7 @@ from .ancestral import (
     make_sampling_scheduler,
     sample_ancestral,
 )
-from .annealed import AnnealedMCMC, MCMCConfig
+from .annealed import AnnealedMCMC, MCMCOptions
 from .composition import CompositionMode, compose
 from .schedule_check import check_sampling_timesteps
 
@@ -57,7 +57,7 @@ class SamplerOptions:
     guidance_scale: float = 1.0  # used only when the model was trained with CFG (it has a null condition)
     batch_size: int = 64  # images per chunk
     seed: int = 0
-    mcmc: MCMCConfig | None = None  # annealed MCMC inside the ancestral loop
+    mcmc: MCMCOptions | None = None  # annealed MCMC inside the ancestral loop
     composition: CompositionOptions | None = None  # replaces per-image labels by K composed concepts
     max_forward_batch: int | None = None  # rows per UNet call for the K(+1)-condition batch; None: one call
     progress: bool | None = None  # True: show the bars; False: never; None: once a call runs a few seconds
@@ -65,7 +65,7 @@ class SamplerOptions:
 
 
 @dataclass
-class Generated:
+class GeneratedChunks:
     """What `generate` drew: the images by chunk, and the annealed-MCMC acceptance statistics per timestep."""
 
     chunks: dict[int, torch.Tensor] = field(default_factory=dict)  # chunk index -> (b, C, H, W) in [-1, 1]
@@ -80,9 +80,9 @@ class Generated:
         return {t: self.acceptance_sum[t] / self.num_chains[t] for t in sorted(self.num_chains, reverse=True)}
 
 
-def energy_requirement(mcmc: MCMCConfig | None, composition_mode: str | None) -> str | None:
+def energy_requirement(mcmc: MCMCOptions | None, composition_mode: str | None) -> str | None:
     """What of these sampling options needs an energy model's log p̃ = −E/σ_t, as the refusal a score model gets,
-    or None: a Metropolis-corrected kernel (MALA, CHA: `MCMCConfig.needs_energy`) or a mixture composition. The one
+    or None: a Metropolis-corrected kernel (MALA, CHA: `MCMCOptions.needs_energy`) or a mixture composition. The one
     statement of this rule, for `SamplerOptions` and, before a model is loaded, evaluate.py's flags."""
     if mcmc is not None and mcmc.needs_energy:
         return (
@@ -158,7 +158,7 @@ def generate(
     decode_fn=None,
     null_labels: list | None = None,
     desc: str = "batches",
-) -> Generated:
+) -> GeneratedChunks:
     """Sample one image per entry of `labels`, in chunks of `options.batch_size`; only the chunks in `chunk_ids`
     (default: all) are drawn, which is how evaluate.py splits the work across processes.
 
@@ -181,7 +181,7 @@ def generate(
     chunk_ids = range(len(starts)) if chunk_ids is None else chunk_ids
     was_training = model.training
     model.eval()
-    out = Generated()
+    out = GeneratedChunks()
     # The per-timestep bar: wherever the bar over chunks may show, once one chunk has run PROGRESS_DELAY_S.
     timestep_bar = options.progress is not False and is_main_process()
     with progress_bar(chunk_ids, desc=desc, progress=options.progress, unit="batch") as chunks:

@@ -1,11 +1,11 @@
 """Continual-learning strategies behind one hook contract (`base.ContinualStrategy`). `STRATEGIES` maps the CLI
 names to the classes, and each class names its options' dataclass (`config`, a `StrategyConfig`: the CLI's flags
-come from it, strategies/config.py); `CombinedStrategy` runs several of them together; `LoRAAdapters` (per-task
+come from it, strategies/context.py); `CombinedStrategy` runs several of them together; `LoRAAdapters` (per-task
 adapters, needs peft) is injected by main_ldm.py."""
 
 from .base import ContinualStrategy, Naive, NaiveConfig, TaskContext
 from .combined import CombinedStrategy
-from .config import StrategyConfig, StrategyContext
+from .context import StrategyConfig, StrategyContext
 from .ewc import EWC, EWCConfig, estimate_fisher
 from .generative_replay import GenerativeReplay, GenerativeReplayConfig
 from .lora import LoRAAdapters, LoRAConfig

@@ -1,4 +1,4 @@
-"""The continual-learning strategy contract: five lifecycle hooks, each a no-op by default, plus state.
+"""The continual-learning strategy contract: seven lifecycle hooks, each a no-op by default, plus state.
 
 | hook                                  | called                                   | used by                          |
 |---------------------------------------|------------------------------------------|----------------------------------|
@@ -6,6 +6,7 @@
 | replay_batch(batch_size, generator)   | every micro-batch; a batch or None       | replay, generative replay        |
 | penalty(model, out) -> Tensor | None  | every micro-batch, added to the loss     | EWC, SI, distillation            |
 | after_optimizer_step(model)           | after every optimizer step               | SI's path integral               |
+| discard_step(model)                   | a non-finite step skipped, not applied   | SI (drops the step's path)       |
 | after_task(model, context)            | after the task's last step, before export| Fisher estimate, buffer filling  |
 | log_values() -> dict[str, float]      | after every optimizer step, logged       | generative replay's cost         |
 
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from ..objectives import DenoisingObjective, LossOutput
-from .config import StrategyConfig, StrategyContext
+from .context import StrategyConfig, StrategyContext
 
 
 @dataclass

@@ -34,7 +34,7 @@ from ..utils.options import option, options_group
 from ..utils.progress import progress_bar
 from ..utils.seed import make_generator
 from .base import ContinualStrategy, TaskContext
-from .config import StrategyConfig, StrategyContext
+from .context import StrategyConfig, StrategyContext
 from .parameters import ParamDict, trainable_parameters
 
 EWCMode = Literal["separate", "online"]

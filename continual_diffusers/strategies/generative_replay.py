@@ -50,7 +50,7 @@ from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.options import option, options_group
 from .base import ContinualStrategy, TaskContext
-from .config import StrategyConfig, StrategyContext
+from .context import StrategyConfig, StrategyContext
 
 MAX_STORED_PROMPTS = 10_000
 TEACHERS = ("model", "ema")

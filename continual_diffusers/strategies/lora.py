@@ -28,7 +28,7 @@ from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.options import option, options_group
 from .base import ContinualStrategy
-from .config import StrategyConfig, StrategyContext
+from .context import StrategyConfig, StrategyContext
 
 LoraMode = Literal["stacked", "isolated"]
 DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")

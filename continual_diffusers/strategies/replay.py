@@ -26,7 +26,7 @@ from ..utils.faults import fault_point
 from ..utils.options import option, options_group, parse_bool
 from ..utils.seed import make_generator
 from .base import ContinualStrategy, TaskContext
-from .config import StrategyConfig, StrategyContext
+from .context import StrategyConfig, StrategyContext
 
 MixingMode = Literal["concat", "ratio"]
 # --buffer_type values: the earlier names (reservoir = task-balanced random subsets) plus clearer aliases.

@@ -27,7 +27,7 @@ from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from ..utils.options import option, options_group
 from .base import ContinualStrategy, TaskContext
-from .config import StrategyConfig, StrategyContext
+from .context import StrategyConfig, StrategyContext
 from .parameters import ParamDict, trainable_parameters
 
 

@@ -3,7 +3,7 @@ one from library objects), its settings `TrainConfig`, and the checkpoint helper
 
 from .build import check_model_fits, make_accelerator
 from .checkpoint import list_checkpoints, resolve_resume
-from .config import TrainConfig
+from .train_config import TrainConfig
 from .trainer import ContinualTrainer, Position
 
 __all__ = [

@@ -21,7 +21,7 @@ from ..objectives import DenoisingObjective, default_prediction_type
 from ..strategies import ContinualStrategy, Naive
 from ..utils.errors import UserInputError
 from ..utils.files import check_writable
-from .config import TrainConfig
+from .train_config import TrainConfig
 
 
 def as_task_sequence(tasks: TaskSequence | Iterable[Task]) -> TaskSequence:

@@ -7,7 +7,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from ..utils.errors import UserInputError
-from .config import TrainConfig
+from .train_config import TrainConfig
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:

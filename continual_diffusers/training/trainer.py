@@ -34,11 +34,11 @@ from ..utils.seed import make_generator
 from . import build as builder
 from . import callbacks, state
 from .batches import BatchSchedule
-from .config import TrainConfig
 from .guard import nonfinite_guard
 from .optim import build_ema, build_lr_schedule, build_optimizer
 from .state import Position
 from .step_log import StepLog
+from .train_config import TrainConfig
 from .validation import ValidationSampler
 
 logger = get_logger(__name__)

@@ -12,7 +12,7 @@ import torch
 from ..models.spec import ModelSpec
 from ..sampling.generate import SamplerOptions, generate_samples
 from ..utils.images import make_grid, save_grid
-from .config import TrainConfig
+from .train_config import TrainConfig
 
 
 def validation_options(cfg: TrainConfig) -> SamplerOptions:

@@ -1,6 +1,7 @@
-"""How a strategy is configured: each strategy module declares a `StrategyConfig` dataclass next to the strategy
-(its options as `utils.options.option` fields, which are also its command-line flags), and the strategy class
-names it (`config = ReplayConfig`). The CLI finds every registered strategy's config through `STRATEGIES`
+"""What a strategy is built from: `StrategyContext`, what the run offers it (tasks, model, conditioning, schedule,
+seed, ...), and `StrategyConfig`, its options. Each strategy module declares a `StrategyConfig` dataclass next to
+the strategy (its options as `utils.options.option` fields, which are also its command-line flags), and the strategy
+class names it (`config = ReplayConfig`). The CLI finds every registered strategy's config through `STRATEGIES`
 (strategies/__init__.py), so a new strategy is its file, its config and one registry line.
 
 A config validates its own values on construction (`ReplayConfig(buffer_size=-1)` is refused with the message
