@@ -274,7 +274,7 @@ class GenerativeReplay(ContinualStrategy):
 
     def after_task(self, model: nn.Module, context: TaskContext) -> None:
         labels = context.dataset.labels
-        if labels is not None and self.conditioning.kind != "none":
+        if labels is not None and self.conditioning.label_kind is not None:
             new = sorted(set(labels.tolist()) - set(self.past_labels), key=str)
             self.past_labels = (self.past_labels + new)[-MAX_STORED_PROMPTS:]
         self._seen = True
@@ -282,11 +282,11 @@ class GenerativeReplay(ContinualStrategy):
 
     # -------------------------------------------------------------------------------------------------- helpers
     def _raw_labels(self, labels: list):
-        return torch.tensor(labels) if self.conditioning.kind == "class" else list(labels)
+        return torch.tensor(labels) if self.conditioning.label_kind == "class" else list(labels)
 
     def _draw_labels(self, num: int, generator: torch.Generator) -> list:
         """`num` labels uniform over the labels of finished tasks (None for unconditional models)."""
-        if self.conditioning.kind == "none":
+        if self.conditioning.label_kind is None:
             return [None] * num
         picks = torch.randint(0, len(self.past_labels), (num,), generator=generator)
         return [self.past_labels[i] for i in picks.tolist()]
