@@ -73,6 +73,7 @@ def test_cards_parse_as_yaml_front_matter(tmp_path, task_file, fake_hub):
         assert meta["library_name"] == "diffusers" and "continual-learning" in meta["tags"]
         assert meta["tasks_seen"] == list(range(1, k + 1)) and meta["classes_seen"] == classes
         assert meta["training_config"]["strategy"] == "naive" and meta["training_config"]["use_ema"] is True
+        assert meta["training_config"]["validation"]["num_inference_steps"] == 2  # the end-of-task sampler
         assert meta["model_config"]["classifier_free_guidance"] is True
         assert "ContinualDiffusionPipeline.from_pretrained" in body and "class_labels" in body
         assert ModelCard.load(out / f"task_{k}" / "README.md").data.library_name == "diffusers"

@@ -28,10 +28,12 @@ def write_model_cards(trainer, task) -> tuple[str, str]:
 
 
 def training_summary(config: dict, strategy: str) -> dict:
-    """The training settings worth a reader's time (scalars of `TrainConfig`, without paths), and the strategy."""
+    """The training settings worth a reader's time (scalars of `TrainConfig`, without paths), the end-of-task
+    sampler (`validation`, without the prompts) and the strategy."""
     skip = {"output_dir", "validation_prompts"}
     summary = {k: v for k, v in config.items() if k not in skip and (v is None or isinstance(v, int | float | str))}
-    return {"strategy": strategy, **summary}
+    sampler = {k: v for k, v in config.get("validation", {}).items() if k not in skip}
+    return {"strategy": strategy, **summary, **({"validation": sampler} if sampler else {})}
 
 
 def model_card(spec: ModelSpec, training: dict, history: list[dict], task_id: int | None = None) -> str:
