@@ -11,6 +11,7 @@ from test_mcmc import DiffusedMixture, assert_matches, gen
 
 from continual_diffusers.models.conditioning import ClassConditioning
 from continual_diffusers.models.denoiser import DenoiserOutput, EnergyModel, ScoreModel
+from continual_diffusers.sampling.analytic import gaussian
 from continual_diffusers.sampling.ancestral import make_sampling_scheduler, sample_ancestral
 from continual_diffusers.sampling.annealed import MCMCConfig
 from continual_diffusers.sampling.generate import CompositionOptions, SamplerOptions, generate, generate_samples
@@ -74,6 +75,18 @@ def test_zero_terminal_snr_schedules_sample_the_mixture_from_t_max(name, steps):
     mix = VelocityMixture(train.alphas_cumprod)
     x = sample_ancestral(mix, scheduler, (2000, 2), steps, gen(0), clamp=False)
     assert_matches(x, mix.sample(2000, gen(1)), mean_tol=0.1, std_tol=0.1)
+
+
+def test_a_repeated_first_timestep_still_runs_every_step():
+    """Karras σ on the zero-terminal-SNR 1000-step schedule round to t = 995, 995, … at 50 steps; the loop must
+    start at step 0 (it used to look the timestep up, start at the second match and fail at the end)."""
+    train = DDPMScheduler(prediction_type="v_prediction", rescale_betas_zero_snr=True, clip_sample=False)
+    scheduler = make_sampling_scheduler("dpm++_karras", train.config)
+    scheduler.set_timesteps(50)
+    assert int(scheduler.timesteps[0]) == int(scheduler.timesteps[1])
+    target = gaussian(train.alphas_cumprod, 0.2, 0.5, 1, "v_prediction")
+    x = sample_ancestral(target, scheduler, (4000, 1, 1, 1), 50, gen(0), clamp=False)
+    assert abs(float(x.std()) / 0.5 - 1) < 0.05 and abs(float(x.mean()) - 0.2) < 0.03
 
 
 @pytest.mark.parametrize("eta", [0.5, 1.0])

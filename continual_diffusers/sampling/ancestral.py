@@ -106,6 +106,11 @@ def sample_ancestral(
         (B, C, H, W) samples.
     """
     scheduler.set_timesteps(num_inference_steps, device=device)
+    if hasattr(scheduler, "set_begin_index"):
+        # The loop starts at the first step. Without this, multistep schedulers find their first step by looking
+        # its timestep up, and take the second match when the rounding of σ to t repeats it (Karras σ on a
+        # zero-terminal-SNR schedule at 50 steps: t = 995, 995, …), so they ran one step short and then failed.
+        scheduler.set_begin_index(0)
     # Stochastic steps draw from our generator; deterministic solvers (UniPC) take none.
     step_params = inspect.signature(scheduler.step).parameters
     step_kwargs = {"generator": generator} if "generator" in step_params else {}
