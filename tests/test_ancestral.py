@@ -29,6 +29,9 @@ TRAIN = DDPMScheduler(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, cl
         ("dpm++", 20, 0.1),
         ("dpm++_karras", 20, 0.1),
         ("dpm++_sde", 25, 0.1),
+        ("dpm++_logsnr", 20, 0.1),
+        ("dpm++_sde_logsnr", 25, 0.1),
+        ("ddpm_large", 50, 0.1),
         ("unipc", 20, 0.1),
         ("euler", 25, 0.1),
         ("euler_a", 50, 0.1),
@@ -57,7 +60,9 @@ class VelocityMixture(DiffusedMixture):
         return DenoiserOutput(v.to(x.dtype), None)
 
 
-@pytest.mark.parametrize("name, steps", [("ddpm", 25), ("ddim", 25), ("dpm++", 20), ("unipc", 20), ("euler_a", 50)])
+@pytest.mark.parametrize(
+    "name, steps", [("ddpm", 25), ("ddim", 25), ("dpm++", 20), ("dpm++_logsnr", 20), ("unipc", 20), ("euler_a", 50)]
+)
 def test_zero_terminal_snr_schedules_sample_the_mixture_from_t_max(name, steps):
     """ᾱ_T = 0 (Lin et al. 2024): sampling starts at t = T−1 (trailing) and draws the mixture from the exact v."""
     train = DDPMScheduler(
