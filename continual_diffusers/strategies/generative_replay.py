@@ -1,7 +1,7 @@
 """Generative replay and generative distillation for diffusion models.
 
 Before task k (k ≥ 2) a frozen copy of the current model becomes the *teacher*. During task k, replay samples are
-drawn from the teacher with a fast sampler (strided ancestral DDPM by default, `num_inference_steps` small), with
+drawn from the teacher with a fast sampler (`sampling.ancestral.DEFAULT_SCHEDULER` at 10 steps by default), with
 labels drawn uniformly from the classes seen so far (class models), from the captions seen so far (text models) or
 none (unconditional models), either on the fly or from a pool generated once per task.
 
