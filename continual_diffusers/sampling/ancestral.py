@@ -28,7 +28,7 @@ SchedulerName = str  # one of SCHEDULERS' keys
 # name -> (diffusers scheduler class, config overrides). "ddpm" with fewer steps than T is strided ancestral
 # sampling (DDIM with η = 1 up to the variance choice); the ODE solvers are deterministic given x_T.
 # "_logsnr": steps uniform in log-SNR λ = log(√ᾱ/σ) (Lu et al. 2022, "time-uniform logSNR"), where the default
-# steps, uniform in t, leave one step for the whole low-noise end (t = 40 → 0 at 25 steps: SNR 49 → 1e4), which
+# steps, uniform in t, leave one step for the whole low-noise end (t = 40 → 0 at 25 steps: SNR 48 → 1e4), which
 # under-disperses (benchmarks/bench_sampler_fidelity.py). "ddpm_large": DDPM with σ_t² = β_t (strided), the upper
 # variance bound of Ho et al. 2020, instead of the posterior's β̃_t.
 SCHEDULERS: dict[str, tuple[type, dict]] = {
