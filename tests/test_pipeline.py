@@ -97,13 +97,15 @@ def test_unconditional_matches_evaluate_and_stock_ddpm_pipeline(runs, tmp_path, 
     from continual_diffusers.utils.seed import make_generator
 
     task = runs["uncond"] / "task_2"
-    images, record = _evaluate(task, tmp_path / "eval", monkeypatch, "--num_samples", 3, "--seed", 7)
+    # The stock pipeline is strided ancestral DDPM: compare with our `ddpm` scheduler (not the default sampler).
+    flags = ["--num_samples", 3, "--seed", 7, "--scheduler", "ddpm"]
+    images, record = _evaluate(task, tmp_path / "eval", monkeypatch, *flags)
     pipe = _pipe(task)
     assert isinstance(pipe.denoiser, ScoreModel) and pipe.metadata["ema"] is True
-    out = pipe(num_images_per_prompt=3, generator=7, output_type="pt")
+    out = pipe(num_images_per_prompt=3, generator=7, output_type="pt", scheduler="ddpm")
     _same(out.images, images)
     assert out.labels == [None] * 3 and record["num_images"] == 3
-    seeded = pipe(batch_size=3, generator=torch.Generator().manual_seed(7), output_type="pt").images
+    seeded = pipe(batch_size=3, generator=torch.Generator().manual_seed(7), output_type="pt", scheduler="ddpm").images
     assert torch.equal(seeded, out.images)  # a torch.Generator's seed is the evaluate.py seed
     # Stock diffusers: same UNet (the EMA weights), and with chunk 0's generator the very same images.
     stock = DDPMPipeline.from_pretrained(task)

@@ -19,8 +19,8 @@ from ..utils.options import Checked, option, options_group
 class SamplingConfig(Checked):
     scheduler: str = option(
         DEFAULT_SCHEDULER, choices=sorted(SCHEDULERS),
-        help="sampling scheduler (ddpm with few steps is strided ancestral sampling; the others are ODE solvers "
-        "except euler_a and dpm++_sde)",
+        help="sampling scheduler (ddpm with few steps is strided ancestral sampling, ddpm_large the same with "
+        "σ_t² = β_t; _logsnr: steps uniform in log-SNR; the others are ODE solvers except euler_a and the _sde ones)",
     )  # fmt: skip
     num_inference_steps: int = option(
         DEFAULT_NUM_INFERENCE_STEPS, bounds=b.TIMESTEPS, aliases=("--ddpm_num_inference_steps",), help="sampling steps"
