@@ -189,6 +189,8 @@ def test_energy_model_with_mcmc_and_composition_records_acceptance(tiny_class_mo
     "options, message",
     [
         (SamplerOptions(mcmc=MCMCConfig("MALA")), "needs log p̃"),
+        (SamplerOptions("unipc", mcmc=MCMCConfig("ULA")), "unipc is a multistep solver"),
+        (SamplerOptions("dpm++", mcmc=MCMCConfig("UHA")), r"dpm\+\+ is a multistep solver"),
         (SamplerOptions(guidance_scale=-1.0), "guidance_scale must be >= 0"),
         (SamplerOptions("ddpm", eta=0.5), "applies to the ddim scheduler, not ddpm"),
         (SamplerOptions("ddim", eta=1.5), r"eta must be in \[0, 1\]"),

@@ -81,7 +81,8 @@ class LabelsConfig(Checked):
 class MCMCFlags(Checked):
     mcmc_sampler: str | None = option(
         None, choices=sorted(KERNELS),
-        help="ULA/UHA: any model; MALA/CHA (Metropolis-corrected, CHA = HMC): energy models only",
+        help="ULA/UHA: any model; MALA/CHA (Metropolis-corrected, CHA = HMC): energy models only; with a one-step "
+        "--scheduler (ddpm, ddpm_large, ddim, euler, euler_a)",
     )  # fmt: skip
     mcmc_sampler_start_timestep: float = option(
         50, bounds=b.NON_NEGATIVE,

@@ -55,6 +55,9 @@ DEFAULT_SCHEDULER: SchedulerName = "dpm++_sde_logsnr"
 DEFAULT_NUM_INFERENCE_STEPS = 50
 # Solvers whose x₀ bound is diffusers' dynamic thresholding (DDPM/DDIM clip x₀ themselves; Euler has neither).
 _THRESHOLDING = (DPMSolverMultistepScheduler, UniPCMultistepScheduler)
+# Linear multistep solvers: each step extrapolates from the model outputs of earlier steps, so it assumes x was not
+# moved between steps; a level hook (annealed MCMC) moves it, which leaves that history describing other points.
+MULTISTEP = (DPMSolverMultistepScheduler, UniPCMultistepScheduler)
 # (x at noise level t in variance-preserving coordinates (B, C, H, W), training timestep t) -> new x
 LevelHook = Callable[[torch.Tensor, int], torch.Tensor]
 

@@ -30,6 +30,7 @@ from ..utils.seed import make_generator
 from .ancestral import (
     DEFAULT_NUM_INFERENCE_STEPS,
     DEFAULT_SCHEDULER,
+    MULTISTEP,
     SCHEDULERS,
     SchedulerName,
     make_sampling_scheduler,
@@ -92,6 +93,12 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
         raise UserInputError(
             f"--mcmc_sampler {options.mcmc.sampler} needs log p̃ = −E/σ_t, i.e. an energy model; "
             "this is a score model (use ULA or UHA)"
+        )
+    if options.mcmc is not None and issubclass(SCHEDULERS[options.scheduler][0], MULTISTEP):
+        raise UserInputError(
+            f"--mcmc_sampler {options.mcmc.sampler} moves x between solver steps, and {options.scheduler} is a "
+            "multistep solver whose next step extrapolates from the model outputs of points x no longer holds: "
+            "use a one-step sampler (--scheduler ddpm, ddpm_large, ddim, euler or euler_a)"
         )
     comp = options.composition
     if comp is not None:
