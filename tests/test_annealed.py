@@ -9,7 +9,8 @@ from diffusers import DDPMScheduler
 from test_mcmc import DiffusedMixture, assert_matches, gen
 
 from continual_diffusers.sampling.ancestral import sample_ancestral
-from continual_diffusers.sampling.annealed import AnnealedMCMC, MCMCOptions, diffusion_target, epsilon_from_prediction
+from continual_diffusers.sampling.annealed import AnnealedMCMC, MCMCOptions, diffusion_target
+from continual_diffusers.sampling.parameterisation import epsilon_from_prediction
 
 # 100 steps, β from 1e-3 to 0.2 (the reference's 100-step image setting): ᾱ_T ≈ 4e-5.
 SCHEDULE = dict(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, clip_sample=False)

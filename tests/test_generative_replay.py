@@ -102,6 +102,45 @@ def test_distillation_target_is_the_teachers_prediction_on_the_same_input(energy
     penalty.backward()  # differentiable w.r.t. the student
 
 
+def _prediction_offset(eps_offset: float, prediction_type: str, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """The change of an ε / x₀ / v prediction at fixed x_t when ε̂ moves by `eps_offset` (x₀ = (x_t − σε)/√ᾱ,
+    v = (ε − σ x_t)/√ᾱ): (B, 1, 1, 1)."""
+    root, sigma = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+    scale = {"epsilon": torch.ones_like(root), "sample": -sigma / root, "v_prediction": 1 / root}[prediction_type]
+    return (eps_offset * scale).view(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+@pytest.mark.parametrize("snr_gamma", [None, 5.0])
+def test_distillation_is_the_main_loss_against_the_teacher_in_closed_form(prediction_type, snr_gamma):
+    """A student whose ε̂ is its teacher's plus c on every pixel: the penalty is λ·Σ_replay w_ε(t)·c²/B with the
+    ε-equivalent weight of the main loss, w_ε = min(1, γ/SNR_t) under min-SNR-γ for every parameterisation, and
+    without it 1 (ε), 1/ᾱ_t (v: ‖Δv‖² = ‖Δε‖²/ᾱ) and 1 (x₀, weighted by SNR). The unweighted regression of the
+    teacher's v or x₀ (c²/ᾱ_t, c²/SNR_t) fails every γ = 5 case and the x₀ case without it."""
+    gr, _ = strategy(distillation_weight=3.0)
+    scheduler = DDPMScheduler(prediction_type=prediction_type)  # T = 1000: SNR_t from 1e4 down to 4e-5
+    model = tiny_denoiser().eval()
+    finish_task(gr, model, [0, 1])
+    gr.before_task(model, 2)
+    replay = gr.replay_batch(4, torch.Generator().manual_seed(1))  # 4 replay rows after 4 current rows
+    x0 = torch.cat([torch.zeros(4, 1, 8, 8), replay["images"]])
+    labels = torch.cat([torch.tensor([2, 3, 2, 3]), replay["labels"]])
+    objective = DenoisingObjective(scheduler, prediction_type, snr_gamma=snr_gamma)
+    out = objective(model, x0, {"class_labels": labels}, torch.Generator().manual_seed(0))
+    alpha_bar = scheduler.alphas_cumprod[out.t]
+    c = 0.3
+    student = out.prediction.detach() + _prediction_offset(c, prediction_type, alpha_bar)
+    out = dataclasses.replace(out, prediction=student, num_replay=4)
+    snr = alpha_bar / (1 - alpha_bar)
+    if snr_gamma is not None:
+        w_eps = (snr_gamma / snr).clamp(max=1.0)
+    else:
+        w_eps = 1 / alpha_bar if prediction_type == "v_prediction" else torch.ones_like(snr)
+    expected = 3.0 * (w_eps[4:] * c**2).sum() / 8
+    assert out.t[4:].max() > 100  # the rows span noise levels where the weights differ
+    torch.testing.assert_close(gr.penalty(model, out), expected.float(), rtol=1e-4, atol=0)
+
+
 def test_pool_is_drawn_once_and_deterministic():
     gr, _ = strategy(pool_size=6)
     model = tiny_denoiser()

@@ -97,13 +97,15 @@ def test_unconditional_matches_evaluate_and_stock_ddpm_pipeline(runs, tmp_path, 
     from continual_diffusers.utils.seed import make_generator
 
     task = runs["uncond"] / "task_2"
-    images, record = _evaluate(task, tmp_path / "eval", monkeypatch, "--num_samples", 3, "--seed", 7)
+    # The stock pipeline is strided ancestral DDPM: compare with our `ddpm` scheduler (not the default sampler).
+    flags = ["--num_samples", 3, "--seed", 7, "--scheduler", "ddpm"]
+    images, record = _evaluate(task, tmp_path / "eval", monkeypatch, *flags)
     pipe = _pipe(task)
     assert isinstance(pipe.denoiser, ScoreModel) and pipe.metadata["ema"] is True
-    out = pipe(num_images_per_prompt=3, generator=7, output_type="pt")
+    out = pipe(num_images_per_prompt=3, generator=7, output_type="pt", scheduler="ddpm")
     _same(out.images, images)
     assert out.labels == [None] * 3 and record["num_images"] == 3
-    seeded = pipe(batch_size=3, generator=torch.Generator().manual_seed(7), output_type="pt").images
+    seeded = pipe(batch_size=3, generator=torch.Generator().manual_seed(7), output_type="pt", scheduler="ddpm").images
     assert torch.equal(seeded, out.images)  # a torch.Generator's seed is the evaluate.py seed
     # Stock diffusers: same UNet (the EMA weights), and with chunk 0's generator the very same images.
     stock = DDPMPipeline.from_pretrained(task)
@@ -147,11 +149,12 @@ def test_composition_matches_evaluate(runs, tmp_path, monkeypatch):
 def test_energy_dae_with_mala_matches_evaluate(runs, tmp_path, monkeypatch):
     task = runs["energy"] / "task_2"
     flags = ["--class_labels", 0, "--num_samples", 2, "--mcmc_sampler", "MALA", "--mcmc_sampler_start_timestep", 0]
+    flags += ["--scheduler", "ddpm"]  # MCMC moves x between steps: a one-step sampler
     images, record = _evaluate(task, tmp_path / "eval", monkeypatch, *flags, "--num_samples_per_step", 2, "--seed", 1)
     pipe = _pipe(task)
     assert isinstance(pipe.denoiser, EnergyModel) and pipe.denoiser.energy_type == "dae"
     mcmc = MCMCOptions("MALA", num_steps=2, start_timestep=0)
-    out = pipe(class_labels=0, num_images_per_prompt=2, generator=1, mcmc=mcmc, output_type="pt")
+    out = pipe(class_labels=0, num_images_per_prompt=2, generator=1, mcmc=mcmc, output_type="pt", scheduler="ddpm")
     _same(out.images, images)
     assert {str(t): r for t, r in out.acceptance_rates.items()} == record["acceptance_rate_per_timestep"]
     assert out.num_mcmc_grad_evals == record["num_mcmc_grad_evals"] > 0
@@ -169,6 +172,8 @@ def test_pipeline_refuses_what_the_model_cannot_run(runs):
     score, uncond = _pipe(runs["class_cfg"] / "task_2"), _pipe(runs["uncond"] / "task_2")
     with pytest.raises(UserInputError, match="needs an energy model|energy model"):
         score(class_labels=0, mcmc="MALA")
+    with pytest.raises(UserInputError, match="dpm.._sde_logsnr is a multistep solver"):
+        score(class_labels=0, mcmc="ULA")
     with pytest.raises(UserInputError, match="class_labels does not fit this unconditional model"):
         uncond(class_labels=[0])
     with pytest.raises(UserInputError, match=r"class_labels \[9\] out of range"):

@@ -19,8 +19,8 @@ from ..utils.options import Checked, option, options_group
 class SamplingConfig(Checked):
     scheduler: str = option(
         DEFAULT_SCHEDULER, choices=sorted(SCHEDULERS),
-        help="sampling scheduler (ddpm with few steps is strided ancestral sampling; the others are ODE solvers "
-        "except euler_a and dpm++_sde)",
+        help="sampling scheduler (ddpm with few steps is strided ancestral sampling, ddpm_large the same with "
+        "σ_t² = β_t; _logsnr: steps uniform in log-SNR; the others are ODE solvers except euler_a and the _sde ones)",
     )  # fmt: skip
     num_inference_steps: int = option(
         DEFAULT_NUM_INFERENCE_STEPS, bounds=b.TIMESTEPS, aliases=("--ddpm_num_inference_steps",), help="sampling steps"
@@ -80,7 +80,8 @@ class LabelsConfig(Checked):
 class AnnealedMCMCConfig(Checked):
     mcmc_sampler: str | None = option(
         None, choices=sorted(KERNELS),
-        help="ULA/UHA: any model; MALA/CHA (Metropolis-corrected, CHA = HMC): energy models only",
+        help="ULA/UHA: any model; MALA/CHA (Metropolis-corrected, CHA = HMC): energy models only; with a one-step "
+        "--scheduler (ddpm, ddpm_large, ddim, euler, euler_a)",
     )  # fmt: skip
     mcmc_sampler_start_timestep: float = option(
         50, bounds=b.NON_NEGATIVE,

@@ -65,6 +65,7 @@ class LossOutput:
     energy: torch.Tensor | None = None  # (B,) for energy models
     condition: dict = field(default_factory=dict)  # the UNet kwargs the prediction was made with (per-row tensors)
     num_replay: int = 0  # the last num_replay rows are replayed samples (set by the trainer)
+    weight: torch.Tensor | None = None  # (B,) the objective's w(t) per row (regularisers weight their terms alike)
 
 
 class DenoisingObjective:
@@ -117,11 +118,12 @@ class DenoisingObjective:
         # 2. Predict and regress onto the target.
         out = model(x_t, t, **cond)
         target = self.target(x0, noise, t)
-        per_sample = (out.prediction.float() - target.float()).pow(2).flatten(1).mean(1) * self.weights(t)
+        weight = self.weights(t)
+        per_sample = (out.prediction.float() - target.float()).pow(2).flatten(1).mean(1) * weight
         auxiliary = getattr(out, "auxiliary_loss", None)  # a model's own extra loss (slot decoders); plain pairs: none
         if auxiliary is not None:
             per_sample = per_sample + auxiliary
-        return LossOutput(per_sample, x_t, t, noise, out.prediction, out.energy, dict(cond))
+        return LossOutput(per_sample, x_t, t, noise, out.prediction, out.energy, dict(cond), weight=weight)
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The regression target for `prediction_type`: ε, x₀ or v = √ᾱ_t ε − √(1−ᾱ_t) x₀; shapes like x0."""

@@ -5,33 +5,39 @@ bound; an MCMC target is `log_prob_and_grad(x) -> (logp (B,) | None, grad (B, ..
 `kernel(target, x, params, generator) -> KernelResult`.
 """
 
+from .analytic import GaussianMixtureDenoiser
 from .ancestral import SCHEDULERS, make_sampling_scheduler, sample_ancestral
 from .annealed import AnnealedMCMC, MCMCOptions, diffusion_target
-from .composition import combine_mixture, combine_product, compose, compose_fns, conditioned
+from .composition import check_composition, combine_mixture, combine_product, compose, compose_fns, conditioned
 from .generate import CompositionOptions, SamplerOptions, generate, generate_samples
 from .mcmc import KERNELS, KernelParams, KernelResult, hmc, leapfrog, mala, uha, ula
+from .parameterisation import epsilon_from_prediction, prediction_from_epsilon
 
 __all__ = [
     "KERNELS",
     "SCHEDULERS",
     "AnnealedMCMC",
     "CompositionOptions",
+    "GaussianMixtureDenoiser",
     "KernelParams",
     "KernelResult",
     "MCMCOptions",
     "SamplerOptions",
+    "check_composition",
     "combine_mixture",
     "combine_product",
     "compose",
     "compose_fns",
     "conditioned",
     "diffusion_target",
+    "epsilon_from_prediction",
     "generate",
     "generate_samples",
     "hmc",
     "leapfrog",
     "make_sampling_scheduler",
     "mala",
+    "prediction_from_epsilon",
     "sample_ancestral",
     "uha",
     "ula",

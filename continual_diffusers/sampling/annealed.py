@@ -28,6 +28,7 @@ from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from .composition import DenoiseFn
 from .mcmc import KERNELS, NEEDS_LOG_PROB, KernelParams, Target
+from .parameterisation import epsilon_from_prediction
 
 
 @dataclass(frozen=True)
@@ -61,18 +62,6 @@ class MCMCOptions:
 
     def active(self, t: int) -> bool:
         return t >= self.start_timestep and (self.max_timestep is None or t <= self.max_timestep)
-
-
-def epsilon_from_prediction(pred: torch.Tensor, x: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str):
-    """ε̂ from an ε / x₀ ("sample") / v prediction at level ᾱ (a 0-dim tensor). x, pred: (B, ...)."""
-    if prediction_type == "epsilon":
-        return pred
-    sigma, root = (1 - alpha_bar).sqrt(), alpha_bar.sqrt()
-    if prediction_type == "sample":
-        return (x - root * pred) / sigma
-    if prediction_type == "v_prediction":
-        return root * pred + sigma * x
-    raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
 def diffusion_target(

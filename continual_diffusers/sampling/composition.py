@@ -9,6 +9,12 @@ and to E with the same weights, so the energy an MH test uses is exactly the one
     with a null condition:    ε = ε_∅ + Σ_k w_k (ε_k − ε_∅),   E = E_∅ + Σ_k w_k (E_k − E_∅)
     without one:              ε = Σ_k w_k ε_k,                  E = Σ_k w_k E_k   (p ∝ Π_k p_k^{w_k})
   A negative w_k negates concept k. One concept with weight w and a null condition is CFG with scale w.
+  Both are sums of scores, i.e. of ε. A model that predicts x₀ or v gets the same composition: the guided sum is an
+  affine combination (its coefficients sum to 1), which is the same in every parameterisation, so it is formed in
+  the model's own; the sum without a null condition is not unless W = Σ_k w_k = 1 (Σ_k w_k v_k is off the v of
+  Σ_k w_k ε_k by (W − 1)·σ_t/√ᾱ_t·x_t, `parameterisation.py`), so each prediction is converted to ε, summed and
+  converted back. At ᾱ_t = 0 (the last step of a zero-terminal-SNR schedule) that x₀ or v is infinite for W ≠ 1:
+  such a composition is refused (`check_composition`).
 * Tempered mixture (energy models only; Du et al. 2023 §3, "OR"):
     E = −(σ_t/τ) logsumexp_k(log π_k − τ E_k/σ_t),   ε = Σ_k r_k ε_k  with  r = softmax_k(log π_k − τ E_k/σ_t).
   τ = 1 is the mixture of the unnormalised p̃_k (their normalising constants are unknown, so π_k weight the
@@ -23,6 +29,8 @@ from typing import Literal
 import torch
 
 from ..models.denoiser import DenoiserOutput
+from ..utils.errors import UserInputError
+from .parameterisation import epsilon_from_prediction, prediction_from_epsilon
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], DenoiserOutput]
 CompositionMode = Literal["product", "mixture"]
@@ -87,6 +95,39 @@ def _batched_forward(model, x: torch.Tensor, t: torch.Tensor, conds: Sequence[di
     return [DenoiserOutput(eps[i], None if energy is None else energy[i]) for i in range(n)]
 
 
+def _needs_epsilon_space(weights: Sequence[float], has_null: bool, prediction_type: str) -> bool:
+    """Is the product a non-affine sum of x₀ / v predictions, to be formed in ε (see the module docstring)?"""
+    return not has_null and prediction_type != "epsilon" and abs(sum(weights) - 1.0) > 1e-12
+
+
+def check_composition(
+    weights: Sequence[float], has_null: bool, prediction_type: str, alphas_cumprod: torch.Tensor | None
+) -> None:
+    """Refuse (`UserInputError`) a product that has no finite x₀ / v: without a null condition, Σ_k w_k ≠ 1, on a
+    schedule with a zero-SNR level (ᾱ_t = 0). `alphas_cumprod`: the sampling schedule's (T,) ᾱ."""
+    if not _needs_epsilon_space(weights, has_null, prediction_type):
+        return
+    if alphas_cumprod is None:
+        raise ValueError(f"composing {prediction_type} predictions without a null condition needs alphas_cumprod")
+    if float(alphas_cumprod.min()) == 0.0:
+        raise UserInputError(
+            f"composition weights summing to {sum(weights):g} without a null condition have no finite "
+            f"{prediction_type} at the zero-SNR step of this schedule (ᾱ_T = 0): use weights that sum to 1, or a "
+            "model trained with classifier-free guidance (--classifier_free_guidance)"
+        )
+
+
+def _product_in_epsilon(
+    outputs: Sequence[DenoiserOutput], weights: Sequence[float], x, alpha_bar, prediction_type: str
+) -> DenoiserOutput:
+    """Σ_k w_k ε_k of x₀ / v outputs, returned in their parameterisation. alpha_bar: (B,) ᾱ_t per row."""
+    eps = [
+        DenoiserOutput(epsilon_from_prediction(o.prediction, x, alpha_bar, prediction_type), o.energy) for o in outputs
+    ]
+    combined = combine_product(eps, weights)
+    return DenoiserOutput(prediction_from_epsilon(combined.prediction, x, alpha_bar, prediction_type), combined.energy)
+
+
 def compose(
     model,
     conds: Sequence[dict],
@@ -96,6 +137,7 @@ def compose(
     alphas_cumprod: torch.Tensor | None = None,
     temperature: float = 1.0,
     max_batch: int | None = None,
+    prediction_type: str = "epsilon",
 ) -> DenoiseFn:
     """One denoise function from K conditions of one model, evaluated in a single batched forward (K or K+1 times
     the batch, chunked to `max_batch` rows).
@@ -105,12 +147,18 @@ def compose(
         conds: K conditioning dicts, each with (B, ...) tensors. Empty dicts mean "unconditional".
         weights: K weights w_k (product: any sign; mixture: π_k > 0).
         null: the null condition (B, ...) for the ε_∅-relative product; ignored for mixtures.
-        alphas_cumprod: (T,) ᾱ of the training schedule, needed for σ_t in the mixture.
+        alphas_cumprod: (T,) ᾱ of the sampling schedule, needed for σ_t in the mixture and for a product of x₀ / v
+            predictions without a null condition (formed in ε).
+        prediction_type: what the model predicts ("epsilon", "sample" = x₀, "v_prediction"); the composed output
+            is in the same parameterisation.
     """
     if len(conds) != len(weights) or not conds:
         raise ValueError(f"need one weight per condition, got {len(conds)} conditions and {len(weights)} weights")
     if mode == "mixture" and alphas_cumprod is None:
         raise ValueError("mode='mixture' needs alphas_cumprod for σ_t")
+    if mode == "product":
+        check_composition(weights, null is not None, prediction_type, alphas_cumprod)
+    in_epsilon = mode == "product" and _needs_epsilon_space(weights, null is not None, prediction_type)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> DenoiserOutput:
         if mode == "mixture":
@@ -119,7 +167,11 @@ def compose(
         if len(conds) == 1 and weights[0] == 1.0:
             return model(x, t, **conds[0])  # plain conditional sampling: no null forward needed
         if null is None:
-            return combine_product(_batched_forward(model, x, t, conds, max_batch), weights)
+            outputs = _batched_forward(model, x, t, conds, max_batch)
+            if in_epsilon:
+                alpha_bar = alphas_cumprod.to(x.device)[t.long()]
+                return _product_in_epsilon(outputs, weights, x, alpha_bar, prediction_type)
+            return combine_product(outputs, weights)
         if all(w == 0.0 for w in weights):
             return model(x, t, **null)  # guidance 0: unconditional
         *outs, out_null = _batched_forward(model, x, t, [*conds, null], max_batch)
@@ -129,7 +181,8 @@ def compose(
 
 
 def compose_fns(fns: Sequence[DenoiseFn], weights: Sequence[float], null_fn: DenoiseFn | None = None) -> DenoiseFn:
-    """Product / negation of separate denoise functions (e.g. different models, or analytic ones)."""
+    """Product / negation of separate denoise functions (e.g. different models, or analytic ones), summed as they
+    are: ε predictions, or, for x₀ / v, weights that sum to 1 with a null function (see the module docstring)."""
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> DenoiserOutput:
         return combine_product([f(x, t) for f in fns], weights, None if null_fn is None else null_fn(x, t))

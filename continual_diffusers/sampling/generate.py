@@ -30,13 +30,15 @@ from ..utils.seed import make_generator
 from .ancestral import (
     DEFAULT_NUM_INFERENCE_STEPS,
     DEFAULT_SCHEDULER,
+    MULTISTEP,
+    SCHEDULERS,
     SchedulerName,
     check_eta,
     make_sampling_scheduler,
     sample_ancestral,
 )
 from .annealed import AnnealedMCMC, MCMCOptions
-from .composition import CompositionMode, compose
+from .composition import CompositionMode, check_composition, compose
 from .schedule_check import check_sampling_timesteps
 
 
@@ -106,6 +108,12 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
     needs = energy_requirement(options.mcmc, comp.mode if comp is not None else None)
     if needs is not None and not energy:
         raise UserInputError(needs)
+    if options.mcmc is not None and issubclass(SCHEDULERS[options.scheduler][0], MULTISTEP):
+        raise UserInputError(
+            f"--mcmc_sampler {options.mcmc.sampler} moves x between solver steps, and {options.scheduler} is a "
+            "multistep solver whose next step extrapolates from the model outputs of points x no longer holds: "
+            "use a one-step sampler (--scheduler ddpm, ddpm_large, ddim, euler or euler_a)"
+        )
     if comp is not None:
         if not conditioning.conditional:
             raise UserInputError(NOT_COMPOSABLE.format(conditioning.description))
@@ -123,10 +131,18 @@ def _encode(conditioning, labels: list, device) -> dict:
 
 
 def denoiser_for(
-    model, conditioning, labels: list, options: SamplerOptions, alphas_cumprod, device, null_labels: list | None = None
+    model,
+    conditioning,
+    labels: list,
+    options: SamplerOptions,
+    alphas_cumprod,
+    device,
+    null_labels: list | None = None,
+    prediction_type: str = "epsilon",
 ):
     """The guided (CFG) or composed denoise function for one chunk of `len(labels)` images. `null_labels` (one per
-    image, e.g. negative prompts) replace the null condition of guidance and composition."""
+    image, e.g. negative prompts) replace the null condition of guidance and composition; `prediction_type`: the
+    model's (a composition without a null condition is formed in ε, `composition.compose`)."""
     n, comp = len(labels), options.composition
     null = conditioning.null(n, device) if conditioning.supports_null else None
     if null_labels is not None:
@@ -134,8 +150,9 @@ def denoiser_for(
     if comp is not None:
         conds = [_encode(conditioning, [c] * n, device) for c in comp.labels]
         return compose(
-            model, conds, comp.weights, null, comp.mode, alphas_cumprod, comp.temperature, options.max_forward_batch
-        )
+            model, conds, comp.weights, null, comp.mode, alphas_cumprod, comp.temperature, options.max_forward_batch,
+            prediction_type,
+        )  # fmt: skip
     guided = null is not None and options.guidance_scale != 1.0
     return compose(
         model,
@@ -169,6 +186,11 @@ def generate(
     if null_labels is not None and len(null_labels) != len(labels):
         raise UserInputError(f"{len(null_labels)} negative prompts for {len(labels)} images")
     check_options(model, conditioning, options)
+    prediction_type = train_scheduler.config.get("prediction_type", "epsilon")
+    comp = options.composition
+    if comp is not None and comp.mode == "product":
+        has_null = conditioning.supports_null or null_labels is not None
+        check_composition(comp.weights, has_null, prediction_type, train_scheduler.alphas_cumprod)
     if options.num_inference_steps > train_scheduler.config.num_train_timesteps:
         raise UserInputError(
             f"num_inference_steps {options.num_inference_steps} exceeds the schedule's "
@@ -190,7 +212,9 @@ def generate(
             scheduler = make_sampling_scheduler(options.scheduler, train_scheduler.config)
             generator = make_generator(options.seed, "sampling", c, device=device)
             nulls = None if null_labels is None else null_labels[starts[c] : starts[c] + options.batch_size]
-            denoise = denoiser_for(model, conditioning, part, options, scheduler.alphas_cumprod, device, nulls)
+            denoise = denoiser_for(
+                model, conditioning, part, options, scheduler.alphas_cumprod, device, nulls, prediction_type
+            )
             hook = None
             if options.mcmc is not None:
                 hook = AnnealedMCMC(

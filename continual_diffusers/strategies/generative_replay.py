@@ -1,19 +1,27 @@
 """Generative replay and generative distillation for diffusion models.
 
 Before task k (k ≥ 2) a frozen copy of the current model becomes the *teacher*. During task k, replay samples are
-drawn from the teacher with a fast sampler (strided ancestral DDPM by default, `num_inference_steps` small), with
+drawn from the teacher with a fast sampler (`sampling.ancestral.DEFAULT_SCHEDULER` at 10 steps by default), with
 labels drawn uniformly from the classes seen so far (class models), from the captions seen so far (text models) or
 none (unconditional models), either on the fly or from a pool generated once per task.
 
 - Generative replay (Shin et al. 2017; CLoG "GR"): the replayed images join the batch and are trained on with the
   ordinary denoising loss (weight `loss_weight`).
 - Generative distillation (Masip et al. 2023, arXiv 2311.14028): the replayed images are re-noised at random t by
-  the objective as usual, but the student regresses the teacher's ε-prediction on that same noisy input instead of
-  the sampled noise: loss = MSE_real + λ·MSE(ε_student, ε_teacher) on replays, λ = `distillation_weight` (paper:
-  3.0, teacher sampling with 2-step DDIM). For energy models the distilled quantity is ε̂ = ∇ₓE. Implemented as a
-  `penalty` on the replay rows (whose own noise-regression loss gets weight 0); the trainer averages the real loss
-  over the whole batch, so the penalty is scaled by the same fraction and the total is exactly
-  (n_real/n)·(MSE_real + λ·MSE_replay), a constant multiple of the paper's loss.
+  the objective as usual, but the student regresses the teacher's prediction on that same noisy input instead of
+  the target of the sampled noise. The replay rows' loss is the main loss with the teacher as the target: in the
+  objective's parameterisation f (ε, x₀ or v, v by default) and with its per-timestep weight w(t)
+  (`DenoisingObjective.weights`: 1 for ε and v, min-SNR-γ when set), so for a batch of B rows
+
+      loss = (1/B)·[Σ_real w(t)·‖f_θ(x_t) − f*‖² + λ·Σ_replay w(t)·‖f_θ(x_t) − f_teacher(x_t)‖²]
+
+  (‖·‖²: the mean over pixels; f*: the objective's target), and λ = `distillation_weight` weighs distillation
+  against the main loss. For ε-prediction without min-SNR this is Masip et al.'s MSE(ε_student, ε_teacher) with
+  their λ = 3 (teacher sampling with 2-step DDIM); energy models distil ε̂ = ∇ₓE. In another parameterisation a
+  student's ε error Δε costs what the main loss charges it: ‖Δv‖² = ‖Δε‖²/ᾱ_t for v, and under min-SNR-γ all three
+  parameterisations charge min(1, γ/SNR_t)·‖Δε‖². Implemented as a `penalty` on the replay rows (whose own
+  noise-regression loss gets weight 0); the trainer averages the real loss over the whole batch and the penalty is
+  divided by the same B.
 
 Variants (`distillation_inputs`, all with λ > 0; Masip et al. compare them):
 
@@ -88,8 +96,9 @@ class GenerativeReplayConfig(StrategyConfig):
     )
     distillation_weight: float = option(
         0.0, bounds=b.NON_NEGATIVE,
-        help="λ > 0: generative distillation, the student regresses the teacher's ε on replays "
-        "(Masip et al. 2023 use 3.0)",
+        help="λ > 0: generative distillation: on replays the student regresses the teacher's prediction with the "
+        "main loss (its parameterisation, ε / x₀ / v, and its per-timestep weight, e.g. min-SNR), times λ "
+        "(Masip et al. 2023: 3.0, with ε-prediction)",
     )  # fmt: skip
     distillation_inputs: str = option(
         "generated", choices=DISTILLATION_INPUTS,
@@ -247,10 +256,11 @@ class GenerativeReplay(ContinualStrategy):
         return batch
 
     def penalty(self, model: nn.Module, out: LossOutput) -> torch.Tensor | None:
-        """λ·Σ_rows MSE(ε̂_student, ε̂_teacher) / B over the replay rows, B = the whole batch.
+        """λ·Σ_rows w(t)·‖f_student − f_teacher‖² / B over the replay rows, B = the whole batch: the main loss's
+        parameterisation f and per-row weight w(t) (`out.weight`), with the teacher's prediction as the target.
 
         The teacher sees exactly the student's input: the same x_t, t and condition (after classifier-free-guidance
-        dropout, so a row the student saw unconditionally is distilled from the teacher's unconditional ε̂)."""
+        dropout, so a row the student saw unconditionally is distilled from the teacher's unconditional output)."""
         if self.distillation_weight == 0 or self.teacher is None:
             return None
         if self.distillation_inputs == "buffer":
@@ -262,6 +272,8 @@ class GenerativeReplay(ContinualStrategy):
             # Generative replay adds its rows last (registry order, after buffer replay), so they end the batch.
         if num == 0:
             return None
+        if out.weight is None:
+            raise ValueError("distillation weights its loss like the objective: the LossOutput needs its weight w(t)")
         rows = slice(out.x_t.shape[0] - num, None)
         cond = {key: value[rows] for key, value in out.condition.items()}
         start = time.perf_counter()
@@ -270,7 +282,7 @@ class GenerativeReplay(ContinualStrategy):
         self.teacher_forwards += num
         self.teacher_seconds += time.perf_counter() - start
         mse = (out.prediction[rows].float() - target.float()).pow(2).flatten(1).mean(1)
-        return self.distillation_weight * mse.sum() / out.x_t.shape[0]
+        return self.distillation_weight * (out.weight[rows] * mse).sum() / out.x_t.shape[0]
 
     def after_task(self, model: nn.Module, context: TaskContext) -> None:
         labels = context.dataset.labels
