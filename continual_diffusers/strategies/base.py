@@ -46,6 +46,14 @@ class ContinualStrategy:
     # Its options (a `StrategyConfig` dataclass): the CLI adds their flags and builds the strategy from them.
     config: type[StrategyConfig] | None = None
 
+    @property
+    def penalty_reads_output(self) -> bool:
+        """Does `penalty` read its `out` (the batch's predictions, e.g. a distillation loss on the replayed rows)?
+        Then the trainer runs each batch in one forward/backward pass; otherwise it may split a batch into passes
+        (`TrainConfig.rows_per_pass`) and adds the penalty once. A strategy that overrides `penalty` is assumed to
+        read it unless it declares `penalty_reads_output = False` (EWC and SI read only the parameters)."""
+        return type(self).penalty is not ContinualStrategy.penalty
+
     def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         return None
 

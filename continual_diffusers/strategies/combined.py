@@ -38,6 +38,10 @@ class CombinedStrategy(ContinualStrategy):
         self.strategies = list(strategies)
         self.name = "+".join(names)
 
+    @property
+    def penalty_reads_output(self) -> bool:
+        return any(s.penalty_reads_output for s in self.strategies)
+
     def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         for s in self.strategies:
             s.before_task(model, task_id, apply_ema=apply_ema)

@@ -5,11 +5,17 @@ The task's examples are visited in a stream of epoch permutations (epoch e uses 
 number of processes, and process r takes its contiguous share. Resuming at micro-step j needs nothing but j, every
 process sees a different shard, and the last partial batch of an epoch is completed from the next permutation
 (so all batches have the same size, as DDP requires).
+
+A micro-batch is those examples, then any replayed rows the strategy adds (`TrainingBatch`), with its noise and
+timesteps drawn for all rows at once. Its forward/backward may run in several passes over parts of its rows
+(`pass_slices`): each pass back-propagates its rows' share of the batch's mean loss, so the gradients add up to the
+whole batch's while the activations held at once are those of one pass.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -50,3 +56,46 @@ class BatchSchedule:
             rows = epochs == epoch
             out[rows] = self._perm(epoch)[offsets[rows]]
         return out
+
+
+@dataclass
+class TrainingBatch:
+    """One micro-batch, every random draw made: the task's examples first, then `num_replay` replayed rows.
+
+    Attributes:
+        x0: clean images (B, C, H, W).
+        noise, t: the objective's draws for all B rows (`DenoisingObjective.draw`): (B, C, H, W) and (B,).
+        cond: the UNet's conditioning kwargs after classifier-free-guidance dropout, per-row tensors.
+        weights: (B,) loss weight per row (replayed rows: the strategy's `loss_weight`), or None: all 1.
+        num_replay: replayed rows, the last ones.
+    """
+
+    x0: torch.Tensor
+    noise: torch.Tensor
+    t: torch.Tensor
+    cond: dict = field(default_factory=dict)
+    weights: torch.Tensor | None = None
+    num_replay: int = 0
+
+    @property
+    def num_rows(self) -> int:
+        return self.x0.shape[0]
+
+    def rows(self, part: slice) -> TrainingBatch:
+        """The rows `part` of the batch (replayed rows counted among them)."""
+        start, stop, _ = part.indices(self.num_rows)
+        return TrainingBatch(
+            self.x0[part], self.noise[part], self.t[part], {k: v[part] for k, v in self.cond.items()},
+            None if self.weights is None else self.weights[part],
+            max(0, stop - max(start, self.num_rows - self.num_replay)),
+        )  # fmt: skip
+
+
+def pass_slices(num_rows: int, rows_per_pass: int) -> list[slice]:
+    """Split rows [0, num_rows) into ⌈num_rows / rows_per_pass⌉ consecutive parts of near-equal size (sizes differ
+    by at most one, so no pass is a small remainder): 54 rows at 32 per pass → 27 + 27."""
+    if rows_per_pass < 1:
+        raise ValueError(f"rows_per_pass must be >= 1, got {rows_per_pass}")
+    num_passes = max(1, math.ceil(num_rows / rows_per_pass))
+    bounds = [round(i * num_rows / num_passes) for i in range(num_passes + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]

@@ -42,6 +42,15 @@ class TrainConfig:
         1, bounds=b.GRAD_ACCUMULATION,
         help="micro-batches per optimizer step (an optimizer step sees batch × processes × this samples)",
     )  # fmt: skip
+    # A batch holds train_batch_size examples of the task plus whatever rows replay appends (`concat` replay: in
+    # proportion to the buffer). Its forward/backward runs in passes of at most this many rows whose gradients add
+    # up to the whole batch's, so the optimizer step is unchanged (up to float rounding) while the activations held
+    # at once (energy models: a double-backward graph per row) stay those of this many rows as the buffer grows.
+    rows_per_pass: int | None = option(
+        None, bounds=b.BATCH_SIZE,
+        help="most rows (task + replayed examples) one forward/backward pass takes; a larger batch runs in several "
+        "passes whose gradients add up to the batch's (same step, bounded memory); default: --train_batch_size",
+    )  # fmt: skip
     # Optimiser and schedule (a fresh optimizer and schedule per task, built after the strategy's before_task).
     learning_rate: float = option(1e-4, bounds=b.POSITIVE, help="AdamW peak learning rate")
     lr_scheduler: str = option(
