@@ -319,7 +319,7 @@ def bare_export(unet, scheduler, job, objective, output_dir, task_id, tasks, num
 
 
 # ------------------------------------------------------------------------------------------------ one run
-def run_traced(name: str, command: list[str], log_dir: str, startup_only: bool = False) -> dict:
+def run_traced(name: str, command: list[str], log_dir: str, startup_only: bool = False, env=None) -> dict:
     """Run `command` (a python script and its args, optionally after a launcher such as `env`) under the tracer
     (to its first task start only: `startup_only`); returns the measurements (`breakdown`) or raises RuntimeError
     with the log's tail on failure."""
@@ -329,7 +329,7 @@ def run_traced(name: str, command: list[str], log_dir: str, startup_only: bool =
     log_path = os.path.join(log_dir, f"{name}.log")
     with open(log_path, "w") as log:
         launched = time.time()
-        proc = subprocess.Popen(full, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(full, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         ended = time.time()
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -399,10 +399,11 @@ def columns(args, data: str, objective: str, variant: str | None) -> dict:
 
 def compare(args, data: str, objective: str, variant: str | None) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {}
+    env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else {})}  # ours picks a GPU itself
     for pair in range(args.pairs):
         for name, command in columns(args, data, objective, variant).items():
             with tempfile.TemporaryDirectory(prefix=f"e2e_{name}_") as tmp:
-                result = run_traced(name, command(os.path.join(tmp, "out")), tmp, args.startup_only)
+                result = run_traced(name, command(os.path.join(tmp, "out")), tmp, args.startup_only, env)
             results.setdefault(name, []).append(result)
             print(f"  pair {pair + 1} {name:8s} wall {result['wall']:7.1f} s  peak RSS {result['peak_rss_mb']:7.0f} "
                   f"MiB  start-up {result['startup']:5.1f} s", flush=True)  # fmt: skip

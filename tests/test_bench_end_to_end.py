@@ -62,6 +62,16 @@ def test_traced_bare_loop(tmp_path, capsys):
         assert (out / task / "samples.png").is_file() and (out / task / "model_index.json").is_file()
 
 
+@pytest.mark.parametrize("variant", ["channels_last", "fused_adamw"])
+def test_bare_loop_gpu_options_run_on_cpu(tmp_path, variant):
+    """Two of the bare loop's GPU options also run on the CPU, so they cannot rot unnoticed (bf16 autocast is
+    emulated on CPUs without bf16 units: minutes even at 8×8; torch.compile needs a compiler toolchain)."""
+    args = bench.parse_args(["--tiny"])
+    data = bench.write_digits(str(tmp_path), args.resolution, args.channels, 1, 8)
+    bench.bare_main(bench.bare_flags(bench.job_sizes(args), data, str(tmp_path / "out"), "score", variant, "cpu")[1:])
+    assert (tmp_path / "out" / "task_1" / "unet" / "config.json").is_file()
+
+
 @pytest.mark.slow
 def test_tiny_comparison_runs_end_to_end(capsys):
     assert bench.main(["--tiny", "--pairs", "1", "--objectives", "score"]) == 0
