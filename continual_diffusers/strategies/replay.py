@@ -7,6 +7,9 @@ How many replay samples join a batch of B current samples (the trainer concatena
   the expectation is exact). The batch grows with the buffer, as the earlier epochs did.
 - `ratio`: a fixed fraction r of each combined batch, B·r/(1 − r) replay samples (r = 0.5 → B of each).
 Replayed samples' losses may be weighted (`loss_weight`), e.g. the reduced rehearsal weight of Zając et al. 2023.
+Either way every step still takes B new samples of the task; only the batch grows. Its memory does not: the trainer
+runs a batch of more than `TrainConfig.rows_per_pass` rows (default B) in several forward/backward passes whose
+gradients add up to the whole batch's, so the step is the same and the activations held at once are those of one pass.
 """
 
 from __future__ import annotations
