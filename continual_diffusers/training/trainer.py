@@ -29,6 +29,7 @@ from ..data.buffer import concat_batches
 from ..models.conditioning import Conditioning
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
+from ..utils.errors import UserInputError
 from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 from ..utils.seed import make_generator
@@ -78,6 +79,11 @@ class ContinualTrainer:
         vae: torch.nn.Module | None = None,
     ):
         builder.check_model_fits(denoiser, conditioning, cfg)
+        if cfg.replay_rows == "within" and strategy.replay_share(None) is None:
+            raise UserInputError(
+                f"--replay_rows within needs a strategy that can replay a given number of rows (buffer replay, "
+                f"alone); {strategy.name!r} cannot: use --replay_rows added"
+            )
         self.accelerator, self.model, self.conditioning = accelerator, denoiser, conditioning
         self.objective, self.strategy, self.cfg = objective, strategy, cfg
         self.make_dataset, self.export_metadata = make_dataset, export_metadata
@@ -132,9 +138,9 @@ class ContinualTrainer:
     def _train_task(self, task) -> None:
         cfg, acc, pos = self.cfg, self.accelerator, self.position
         dataset = self.make_dataset(task)
-        schedule = self.task_schedule(task)
-        num_steps = self.steps_for_task(schedule)
         self.strategy.before_task(self.model, task.task_id, apply_ema=self.apply_ema if self.ema else None)
+        schedule = self.task_schedule(task)  # after before_task: "within" batches need the strategy's replay share
+        num_steps = self.steps_for_task(schedule)
         self._check_ema_pairing()
         if self.ema is not None and cfg.ema_scope == "task" and pos.step_in_task == 0:
             # diffusers' EMA decay is 0 at optimization step 0: the next update copies the weights, then warms up.
@@ -165,10 +171,21 @@ class ContinualTrainer:
         self._end_task(task, dataset, optimizer, lr_schedule)
         acc.free_memory()
 
-    def task_schedule(self, task) -> BatchSchedule:
+    def task_schedule(self, task, most_replay: bool = False) -> BatchSchedule:
+        """The task's batches. With `replay_rows = "within"`, ρ = B · the strategy's replay share of this task
+        (`most_replay`: the largest ρ a batch can hold, B − 1, which gives the most steps the task can take)."""
         acc, cfg = self.accelerator, self.cfg
+        rho, most = 0.0, cfg.train_batch_size - 1
+        if cfg.replay_rows == "within":
+            rho = most if most_replay else cfg.train_batch_size * self.strategy.replay_share(task.task_id)
+            if rho > most:
+                raise UserInputError(
+                    f"--replay_rows within: task {task.task_id}'s batches of {cfg.train_batch_size} rows would hold "
+                    f"{rho:.2f} replayed rows on average, leaving no room for the task's own examples; raise "
+                    "--train_batch_size or lower the replay share (--replay_ratio, --buffer_size)"
+                )
         return BatchSchedule(
-            len(task), cfg.train_batch_size, acc.num_processes, acc.process_index, cfg.seed, task.task_id
+            len(task), cfg.train_batch_size, acc.num_processes, acc.process_index, cfg.seed, task.task_id, rho
         )
 
     def steps_for_task(self, schedule: BatchSchedule) -> int:
@@ -216,7 +233,10 @@ class ContinualTrainer:
         data_gen = make_generator(cfg.seed, "data", task_id, micro_step, acc.process_index)
         noise_gen = make_generator(cfg.seed, "noise", task_id, micro_step, acc.process_index, device=acc.device)
         batch = dataset.batch(schedule.indices(micro_step), generator=data_gen)
-        replay = self.strategy.replay_batch(cfg.train_batch_size, data_gen)
+        if cfg.replay_rows == "within":
+            replay = self.strategy.replay_rows(schedule.replay_rows(micro_step), data_gen)
+        else:
+            replay = self.strategy.replay_batch(cfg.train_batch_size, data_gen)
         num_current = batch["images"].shape[0]
         if replay is not None:
             batch = concat_batches([batch, replay], "a replay batch must carry labels exactly when the task data does")
