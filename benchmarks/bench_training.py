@@ -3,6 +3,7 @@ and batch. Prints medians over interleaved repeats (machines are shared and nois
 
     python benchmarks/bench_training.py                       # 32×32×3, batch 32, (32, 64, 64) UNet, CPU
     python benchmarks/bench_training.py --resolution 8 --channels 1 --batch_size 64
+    python benchmarks/bench_training.py --pass_rows 22 27 32 54 --energy   # CPU seconds per row of one pass
 
 Targets (issue "Continual DDPM training"): energy/score ≤ 2.5×, ours ≥ 0.97× the bare loop's throughput.
 """
@@ -21,6 +22,7 @@ from diffusers import DDPMScheduler
 from continual_diffusers.data import ImageTransform, Task, TaskDataset
 from continual_diffusers.models.conditioning import ClassConditioning
 from continual_diffusers.models.denoiser import make_denoiser
+from continual_diffusers.models.spec import ModelSpec
 from continual_diffusers.models.unet import UNetSpec, build_unet
 from continual_diffusers.objectives import DenoisingObjective
 from continual_diffusers.strategies import Naive
@@ -38,7 +40,8 @@ def fake_task(n: int, res: int, channels: int) -> Task:
 
 def make_unet(args):
     torch.manual_seed(0)
-    spec = UNetSpec(args.resolution, args.channels, "class", num_classes=10, block_out_channels=tuple(args.widths))
+    spec = UNetSpec(args.resolution, args.channels, "class", num_classes=10, block_out_channels=tuple(args.widths),
+                    layers_per_block=args.layers_per_block)  # fmt: skip
     return build_unet(spec)
 
 
@@ -68,15 +71,17 @@ def our_loop(args, dataset: TaskDataset, energy: str | None):
     cfg = TrainConfig(output_dir="/tmp/unused", train_batch_size=args.batch_size, max_train_steps=10**6)
     acc = Accelerator()
     denoiser = make_denoiser(make_unet(args), energy)
+    conditioning = ClassConditioning(10, False)
+    spec = ModelSpec("class", args.resolution, args.channels, condition=conditioning.params())
     trainer = ContinualTrainer(
         acc,
         denoiser,
-        ClassConditioning(10, False),
+        conditioning,
         DenoisingObjective(DDPMScheduler(), "epsilon"),
         Naive(),
         cfg,
         lambda task: dataset,
-        {},
+        spec,
     )
     schedule = BatchSchedule(len(dataset), args.batch_size, 1, 0, 0, 1)
     opt = build_optimizer(denoiser.parameters(), cfg)
@@ -88,6 +93,24 @@ def our_loop(args, dataset: TaskDataset, energy: str | None):
         trainer.position.step_in_task += 1
 
     return one_step
+
+
+def pass_cost(args) -> None:
+    """CPU milliseconds per row of one forward + backward pass of the denoiser at each of `--pass_rows` sizes
+    (interleaved repeats): what the trainer's `--rows_per_pass` split of a replay-enlarged batch costs."""
+    model = make_denoiser(make_unet(args), "dae" if args.energy else None).train()
+    costs: dict[int, list[float]] = {rows: [] for rows in args.pass_rows}
+    for _ in range(args.repeats):
+        for rows in args.pass_rows:
+            x = torch.randn(rows, args.channels, args.resolution, args.resolution)
+            t, y = torch.randint(0, 1000, (rows,)), torch.randint(0, 10, (rows,))
+            start = time.process_time()
+            for _ in range(args.steps):
+                model(x, t, class_labels=y).prediction.pow(2).mean().backward()
+            costs[rows].append((time.process_time() - start) / (args.steps * rows))
+    kind = "energy (dae)" if args.energy else "score"
+    for rows, values in costs.items():
+        print(f"{kind} pass of {rows:3d} rows: {statistics.median(values) * 1000:7.2f} ms CPU per row")
 
 
 def median_step(fn, steps: int) -> float:
@@ -108,7 +131,13 @@ def main() -> None:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median over all is reported")
+    p.add_argument("--layers_per_block", type=int, default=None, help="default: 1 up to 16 px, else 2")
+    p.add_argument("--pass_rows", type=int, nargs="+", default=None, help="time passes of these sizes instead")
+    p.add_argument("--energy", action="store_true", help="with --pass_rows: the energy (dae) model")
     args = p.parse_args()
+    if args.pass_rows:
+        pass_cost(args)
+        return
     dataset = TaskDataset(fake_task(512, args.resolution, args.channels), ImageTransform(args.resolution))
     loops = {
         "bare diffusers": bare_loop(args, dataset),

@@ -15,6 +15,7 @@ from conftest import TINY_FLAGS
 from safetensors.torch import load_file
 
 import main_ddpm
+from continual_diffusers.objectives import DenoisingObjective
 from continual_diffusers.training import checkpoint as ckpt
 from continual_diffusers.training.trainer import ContinualTrainer
 from continual_diffusers.utils.errors import NonFiniteError, StorageError, UserInputError
@@ -46,19 +47,28 @@ class _InfGrad(torch.autograd.Function):
 
 def inject(monkeypatch, kind: str, at: int = FAULT_AT):
     """Make the loss (kind="loss") or only the gradient (kind="grad") non-finite at global step `at`."""
-    original = ContinualTrainer._loss
+    objective_loss, trainer_backward = DenoisingObjective.loss, ContinualTrainer._backward
+    faulty = {"now": False}
 
-    def _loss(self, model, *args):
-        out, penalty = original(self, model, *args)
-        if self.position.global_step + 1 == at:
+    def _backward(self, model, batch):
+        faulty["now"] = self.position.global_step + 1 == at
+        try:
+            return trainer_backward(self, model, batch)
+        finally:
+            faulty["now"] = False
+
+    def loss(self, model, *args):
+        out = objective_loss(self, model, *args)
+        if faulty["now"]:
             if kind == "loss":
                 out.loss = out.loss * float("nan")
             else:
                 weight = next(p for p in model.parameters() if p.requires_grad)
                 out.loss = out.loss + 0.0 * _InfGrad.apply(weight).sum()
-        return out, penalty
+        return out
 
-    monkeypatch.setattr(ContinualTrainer, "_loss", _loss)
+    monkeypatch.setattr(ContinualTrainer, "_backward", _backward)
+    monkeypatch.setattr(DenoisingObjective, "loss", loss)
 
 
 def complete(out) -> list[str]:

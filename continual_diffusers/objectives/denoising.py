@@ -69,7 +69,9 @@ class LossOutput:
 
 
 class DenoisingObjective:
-    """`objective(model, x0, cond, generator) -> LossOutput`.
+    """`objective(model, x0, cond, generator) -> LossOutput`, i.e. `loss(model, x0, *draw(x0, generator), cond)`:
+    ε ~ N(0, I) and t ~ `timestep_sampling` (`draw`), then x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε and the weighted squared
+    error of the model's prediction at (x_t, t) against the target (`loss`).
 
     Args:
         scheduler: the training noise schedule (only `add_noise`, `get_velocity`, `alphas_cumprod` are used).
@@ -105,15 +107,26 @@ class DenoisingObjective:
         self._snr = alphas_cumprod / (1.0 - alphas_cumprod)  # (T,)
 
     def __call__(self, model, x0: torch.Tensor, cond: dict, generator: torch.Generator | None = None) -> LossOutput:
-        # 1. Sample ε ~ N(0, I) and t (uniform on {0, …, T−1} by default); form x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε.
-        b = x0.shape[0]
+        noise, t = self.draw(x0, generator)
+        return self.loss(model, x0, noise, t, cond)
+
+    def draw(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The random part of the loss for a batch x0 (B, C, H, W): ε ~ N(0, I) (+ the offset noise) like x0, and
+        t (B,) (`timestep_sampling`). Drawn for the whole batch, so `loss` on any split of its rows computes the
+        same per-sample losses as on the whole batch."""
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         if self.noise_offset:
             # Offset noise (Guttenberg 2023): a per-channel constant shift lets the model learn overall brightness.
             shift = torch.randn((*x0.shape[:2], 1, 1), generator=generator, device=x0.device, dtype=x0.dtype)
             noise = noise + self.noise_offset * shift
         num_steps = self.scheduler.config.num_train_timesteps
-        t = sample_timesteps(self.timestep_sampling, b, num_steps, generator, x0.device)
+        t = sample_timesteps(self.timestep_sampling, x0.shape[0], num_steps, generator, x0.device)
+        return noise, t
+
+    def loss(self, model, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, cond: dict) -> LossOutput:
+        """Per-sample losses (B,) of `model` on x0 (B, C, H, W) noised with `noise` (like x0) at timesteps t (B,);
+        `cond`: the UNet's conditioning kwargs, per-row tensors."""
+        # 1. Form x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε.
         x_t = self.scheduler.add_noise(x0, noise, t)
         # 2. Predict and regress onto the target.
         out = model(x_t, t, **cond)

@@ -4,6 +4,7 @@
 |---------------------------------------|------------------------------------------|----------------------------------|
 | before_task(model, task_id, apply_ema)| before the task's optimizer is built     | LoRA, freezing, teacher snapshot |
 | replay_batch(batch_size, generator)   | every micro-batch; a batch or None       | replay, generative replay        |
+| replay_share(task_id), replay_rows(n) | replayed rows inside a fixed-size batch  | buffer replay                    |
 | penalty(model, out) -> Tensor | None  | every micro-batch, added to the loss     | EWC, SI, distillation            |
 | after_optimizer_step(model)           | after every optimizer step               | SI's path integral               |
 | discard_step(model)                   | a non-finite step skipped, not applied   | SI (drops the step's path)       |
@@ -47,11 +48,31 @@ class ContinualStrategy:
     # Its options (a `StrategyConfig` dataclass): the CLI adds their flags and builds the strategy from them.
     config: type[StrategyConfig] | None = None
 
+    @property
+    def penalty_reads_output(self) -> bool:
+        """Does `penalty` read its `out` (the batch's predictions, e.g. a distillation loss on the replayed rows)?
+        Then the trainer runs each batch in one forward/backward pass; otherwise it may split a batch into passes
+        (`TrainConfig.rows_per_pass`) and adds the penalty once. A strategy that overrides `penalty` is assumed to
+        read it unless it declares `penalty_reads_output = False` (EWC and SI read only the parameters)."""
+        return type(self).penalty is not ContinualStrategy.penalty
+
     def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         return None
 
     def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
         return None
+
+    def replay_share(self, task_id: int | None) -> float | None:
+        """The expected share of replayed rows in a batch of fixed size while training task `task_id`, in [0, 1)
+        (`TrainConfig.replay_rows = "within"`; None: before any task). 0 for a strategy that replays nothing;
+        None for one that cannot replay a given number of rows (`replay_rows`), which "within" then refuses."""
+        return 0.0 if type(self).replay_batch is ContinualStrategy.replay_batch else None
+
+    def replay_rows(self, num: int, generator: torch.Generator) -> dict | None:
+        """Exactly `num` replayed rows, as `replay_batch` returns them (None for num = 0)."""
+        if num == 0:
+            return None
+        raise NotImplementedError(f"strategy {self.name!r} cannot replay a given number of rows")
 
     def penalty(self, model: nn.Module, out: LossOutput) -> torch.Tensor | None:
         return None

@@ -38,6 +38,10 @@ class CombinedStrategy(ContinualStrategy):
         self.strategies = list(strategies)
         self.name = "+".join(names)
 
+    @property
+    def penalty_reads_output(self) -> bool:
+        return any(s.penalty_reads_output for s in self.strategies)
+
     def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         for s in self.strategies:
             s.before_task(model, task_id, apply_ema=apply_ema)
@@ -45,6 +49,21 @@ class CombinedStrategy(ContinualStrategy):
     def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
         batches = [b for s in self.strategies if (b := s.replay_batch(batch_size, generator)) is not None]
         return None if not batches else batches[0] if len(batches) == 1 else _concat(batches)
+
+    def replay_share(self, task_id: int | None) -> float | None:
+        """The replaying strategy's share (0 if none replays); None (refused) when several replay."""
+        replaying = self._replaying()
+        if len(replaying) > 1:
+            return None
+        return replaying[0].replay_share(task_id) if replaying else 0.0
+
+    def replay_rows(self, num: int, generator: torch.Generator) -> dict | None:
+        replaying = self._replaying()
+        return replaying[0].replay_rows(num, generator) if replaying and num else None
+
+    def _replaying(self) -> list[ContinualStrategy]:
+        """The strategies that add replayed rows (those that override `replay_batch`)."""
+        return [s for s in self.strategies if type(s).replay_batch is not ContinualStrategy.replay_batch]
 
     def penalty(self, model: nn.Module, out: LossOutput) -> torch.Tensor | None:
         terms = [p for s in self.strategies if (p := s.penalty(model, out)) is not None]

@@ -238,6 +238,7 @@ class EWC(ContinualStrategy):
 
     name = "ewc"
     config = EWCConfig
+    penalty_reads_output = False  # the penalty reads the parameters only: batches may run in passes
 
     def __init__(
         self,

@@ -7,6 +7,12 @@ How many replay samples join a batch of B current samples (the trainer concatena
   the expectation is exact). The batch grows with the buffer, as the earlier epochs did.
 - `ratio`: a fixed fraction r of each combined batch, B·r/(1 − r) replay samples (r = 0.5 → B of each).
 Replayed samples' losses may be weighted (`loss_weight`), e.g. the reduced rehearsal weight of Zając et al. 2023.
+Either way every step still takes B new samples of the task; only the batch grows. Its memory does not: the trainer
+runs a batch of more than `TrainConfig.rows_per_pass` rows (default B) in several forward/backward passes whose
+gradients add up to the whole batch's, so the step is the same and the activations held at once are those of one pass.
+With `TrainConfig.replay_rows = "within"` the replayed rows take their share of a batch of B rows instead
+(`replay_share`: M/(N + M) for `concat`, r for `ratio`; `replay_rows` draws exactly the number the batch schedule
+asks for), so a step takes fewer new samples and an epoch more steps (`training.batches`).
 """
 
 from __future__ import annotations
@@ -150,7 +156,20 @@ class Replay(ContinualStrategy):
     def replay_batch(self, batch_size: int, generator: torch.Generator) -> dict | None:
         """{"images": float (R, C, H, W) in [-1, 1], "labels": long (R,) | list[str] (if labelled),
         "loss_weight": float (if ≠ 1)}, or None when the buffer is empty or R = 0."""
-        num = self.num_replay(batch_size, generator)
+        return self.replay_rows(self.num_replay(batch_size, generator), generator)
+
+    def replay_share(self, task_id: int | None) -> float:
+        """Replayed rows' expected share of a fixed-size batch (`TrainConfig.replay_rows = "within"`): M/(N + M)
+        for `concat` (M buffered, N current-task samples: the rows of the buffer and the task shuffled together, as
+        the earlier implementation's epochs were), r for `ratio`; 0 while the buffer is empty."""
+        if task_id is None or len(self.buffer) == 0:
+            return 0.0
+        if self.mixing == "ratio":
+            return self.replay_ratio
+        return len(self.buffer) / (self.task_sizes[task_id] + len(self.buffer))
+
+    def replay_rows(self, num: int, generator: torch.Generator) -> dict | None:
+        """`num` rows drawn uniformly from the buffer (the batch of `replay_batch`); None for num = 0."""
         if num == 0:
             return None
         images, labels = self.buffer.get(self.buffer.sample_indices(num, generator))

@@ -63,6 +63,7 @@ class SynapticIntelligence(ContinualStrategy):
 
     name = "si"
     config = SIConfig
+    penalty_reads_output = False  # the penalty reads the parameters only: batches may run in passes
 
     def __init__(self, lambda_: float, epsilon: float = 0.1):
         b.NON_NEGATIVE.check("lambda_", lambda_)  # the bounds of the flags (SIConfig)

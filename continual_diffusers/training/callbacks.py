@@ -12,13 +12,15 @@ The trainer calls `trainer.end_of_task` (default `END_OF_TASK`) on the main proc
 5. `model_cards`: README.md model cards in task_<id>/ and output_dir/, with the metrics so far.
 
 The order is that of the writes (and of the random draws of sampling and evaluation): keep it when adding one.
+Each callback's wall time is kept in `TaskEnd.seconds` (the trainer logs it with the task end's other costs).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,13 +39,16 @@ class TaskEnd:
     task_dir: str  # output_dir/task_<id>/
     model: torch.nn.Module | None = None  # the inference model (set by `export_model`)
     samples_path: str | None = None  # samples.png (set by `validation_samples`)
+    seconds: dict[str, float] = field(default_factory=dict)  # callback name → its wall time
 
 
 def run_end_of_task(trainer, task: Task) -> TaskEnd:
     """Call `trainer.end_of_task` in order for `task`; returns what they shared."""
     end = TaskEnd(task, os.path.join(trainer.cfg.output_dir, f"task_{task.task_id}"))
     for callback in trainer.end_of_task:
+        start = time.perf_counter()
         callback(trainer, end)
+        end.seconds[getattr(callback, "__name__", type(callback).__name__)] = time.perf_counter() - start
     return end
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 
 from ..utils.errors import UserInputError
 from .train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from diffusers.training_utils import EMAModel
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -46,6 +50,10 @@ def build_ema(unet, cfg: TrainConfig, parameters=None) -> EMAModel | None:
     `parameters`: what to average (default: the UNet's); slot models pass the UNet's and the slot encoder's."""
     if not cfg.use_ema:
         return None
+    # Imported here: diffusers.training_utils imports every diffusers autoencoder and its pipeline loaders (≈0.3 s
+    # and tens of MB), which a run without EMA never uses.
+    from diffusers.training_utils import EMAModel
+
     return EMAModel(
         unet.parameters() if parameters is None else parameters,
         decay=cfg.ema_max_decay,

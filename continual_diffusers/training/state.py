@@ -118,7 +118,8 @@ def run_spec(trainer, tasks: TaskSequence, state) -> RunSpec:
     """What this run would write into a checkpoint, from fresh objects (the templates `check_resume` compares
     a checkpoint with)."""
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
-    steps = [trainer.steps_for_task(trainer.task_schedule(task)) for task in tasks]
+    # the most steps a task can take (with replayed rows inside the batches, their number depends on the buffer)
+    steps = [trainer.steps_for_task(trainer.task_schedule(task, most_replay=True)) for task in tasks]
     index = state.get("task_index") if isinstance(state, dict) else None
     task_steps = steps[index] if isinstance(index, int) and 0 <= index < len(steps) else 1
     optimizer = build_optimizer(trainable, trainer.cfg)

@@ -14,11 +14,12 @@ class StepLog:
         self.energies: list[float] = []
         self.penalties: list[float] = []
 
-    def add(self, loss: float, out, penalty) -> None:
-        """One micro-batch: its share of the step's loss, its `LossOutput` (energies) and the strategy's penalty."""
+    def add(self, loss: float, energy_mean: float | None, penalty) -> None:
+        """One micro-batch: its share of the step's loss, its mean energy (energy models) and the strategy's
+        penalty."""
         self.loss += loss
-        if out.energy is not None:
-            self.energies.append(out.energy.detach().mean().item())
+        if energy_mean is not None:
+            self.energies.append(energy_mean)
         if penalty is not None:
             self.penalties.append(penalty.detach().item())
 

@@ -46,6 +46,28 @@ class TrainConfig:
         1, bounds=b.GRAD_ACCUMULATION,
         help="micro-batches per optimizer step (an optimizer step sees batch × processes × this samples)",
     )  # fmt: skip
+    # Where replayed rows go. "added": a batch is train_batch_size examples of the task plus the rows replay adds
+    # (B·M/N for `concat` replay, M buffered and N task samples): every step takes B new examples and the batch
+    # grows with the buffer. "within": a batch is train_batch_size rows in all, of which the strategy's share
+    # (`replay_share`: M/(N+M) for `concat`, r for --replay_ratio) are replayed, R_j = ⌊(j+1)ρ⌋ − ⌊jρ⌋ of them in
+    # step j with ρ = B·share (`batches.BatchSchedule`), so a step takes B − R_j new examples and an epoch of the
+    # task takes ⌈N / (B − ρ)⌉ steps: ⌈(N + M)/B⌉ for `concat`, the earlier implementation's batches of its buffer
+    # and task data shuffled together.
+    replay_rows: str = option(
+        "added", choices=("added", "within"),
+        help="added: replayed rows join each batch's --train_batch_size task examples (the batch grows with the "
+        "buffer); within: a batch is --train_batch_size rows, replayed ones included (fewer new examples per step, "
+        "more steps per epoch: with --buffer_type and no --replay_ratio, buffer and task shuffled together)",
+    )  # fmt: skip
+    # A batch holds train_batch_size examples of the task plus whatever rows replay appends (`concat` replay: in
+    # proportion to the buffer). Its forward/backward runs in passes of at most this many rows whose gradients add
+    # up to the whole batch's, so the optimizer step is unchanged (up to float rounding) while the activations held
+    # at once (energy models: a double-backward graph per row) stay those of this many rows as the buffer grows.
+    rows_per_pass: int | None = option(
+        None, bounds=b.BATCH_SIZE,
+        help="most rows (task + replayed examples) one forward/backward pass takes; a larger batch runs in several "
+        "passes whose gradients add up to the batch's (same step, bounded memory); default: --train_batch_size",
+    )  # fmt: skip
     # Optimiser and schedule (a fresh optimizer and schedule per task, built after the strategy's before_task).
     learning_rate: float = option(1e-4, bounds=b.POSITIVE, help="AdamW peak learning rate")
     lr_scheduler: str = option(

@@ -14,8 +14,10 @@ are freed, so nothing piles up across tasks and every process does the same thin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Iterable
 
 import torch
@@ -28,12 +30,13 @@ from ..models.conditioning import Conditioning
 from ..models.spec import ModelSpec
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
+from ..utils.errors import UserInputError
 from ..utils.faults import fault_point
 from ..utils.logging import get_logger
 from ..utils.seed import make_generator
 from . import build as builder
 from . import callbacks, state
-from .batches import BatchSchedule
+from .batches import BatchSchedule, TrainingBatch, pass_slices
 from .guard import nonfinite_guard
 from .optim import build_ema, build_lr_schedule, build_optimizer
 from .state import Position
@@ -78,6 +81,11 @@ class ContinualTrainer:
         vae: torch.nn.Module | None = None,
     ):
         builder.check_model_fits(denoiser, conditioning, cfg)
+        if cfg.replay_rows == "within" and strategy.replay_share(None) is None:
+            raise UserInputError(
+                f"--replay_rows within needs a strategy that can replay a given number of rows (buffer replay, "
+                f"alone); {strategy.name!r} cannot: use --replay_rows added"
+            )
         self.accelerator, self.model, self.conditioning = accelerator, denoiser, conditioning
         self.objective, self.strategy, self.cfg = objective, strategy, cfg
         self.make_dataset = make_dataset
@@ -85,6 +93,7 @@ class ContinualTrainer:
         self.text_components = text_components or conditioning.text_components  # exported with each task
         self.vae = vae
         self.task_eval = task_eval  # callable(model, task_id, seen_tasks, device) -> metrics, with state_dict()
+        self._rows_trained = [0, 0]  # (rows, replayed rows) of the current task's steps; reset by train_task
         self.ema = build_ema(denoiser.unet, cfg, denoiser.parameters())  # slot models: the slot encoder's too
         if self.ema is not None:
             self.ema.to(accelerator.device)
@@ -142,9 +151,9 @@ class ContinualTrainer:
     def _train_task(self, task) -> None:
         cfg, acc, pos = self.cfg, self.accelerator, self.position
         dataset = self.make_dataset(task)
-        schedule = self.task_schedule(task)
-        num_steps = self.steps_for_task(schedule)
         self.strategy.before_task(self.model, task.task_id, apply_ema=self.apply_ema if self.ema else None)
+        schedule = self.task_schedule(task)  # after before_task: "within" batches need the strategy's replay share
+        num_steps = self.steps_for_task(schedule)
         self._check_ema_pairing()
         if self.ema is not None and cfg.ema_scope == "task" and pos.step_in_task == 0:
             # diffusers' EMA decay is 0 at optimization step 0: the next update copies the weights, then warms up.
@@ -157,6 +166,7 @@ class ContinualTrainer:
         acc.step = pos.step_in_task * cfg.gradient_accumulation_steps
         bar = tqdm(total=num_steps, initial=pos.step_in_task, desc=f"task {task.task_id}",
                    disable=not acc.is_local_main_process)  # fmt: skip
+        self._rows_trained, start, first_step = [0, 0], time.perf_counter(), pos.step_in_task
         while pos.step_in_task < num_steps:
             logs = self._optimizer_step(model, optimizer, lr_schedule, dataset, schedule, task.task_id)
             pos.step_in_task += 1
@@ -168,14 +178,27 @@ class ContinualTrainer:
             if every and pos.global_step % every == 0 and pos.step_in_task < num_steps:
                 self.save_checkpoint(optimizer, lr_schedule, task_done=False)
         bar.close()
+        logger.info("task %d trained: %d optimizer steps, %d rows (%d replayed) in %.2f s", task.task_id,
+                    pos.step_in_task - first_step, *self._rows_trained, time.perf_counter() - start)  # fmt: skip
         self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
         self._end_task(task, dataset, optimizer, lr_schedule)
         acc.free_memory()
 
-    def task_schedule(self, task) -> BatchSchedule:
+    def task_schedule(self, task, most_replay: bool = False) -> BatchSchedule:
+        """The task's batches. With `replay_rows = "within"`, ρ = B · the strategy's replay share of this task
+        (`most_replay`: the largest ρ a batch can hold, B − 1, which gives the most steps the task can take)."""
         acc, cfg = self.accelerator, self.cfg
+        rho, most = 0.0, cfg.train_batch_size - 1
+        if cfg.replay_rows == "within":
+            rho = most if most_replay else cfg.train_batch_size * self.strategy.replay_share(task.task_id)
+            if rho > most:
+                raise UserInputError(
+                    f"--replay_rows within: task {task.task_id}'s batches of {cfg.train_batch_size} rows would hold "
+                    f"{rho:.2f} replayed rows on average, leaving no room for the task's own examples; raise "
+                    "--train_batch_size or lower the replay share (--replay_ratio, --buffer_size)"
+                )
         return BatchSchedule(
-            len(task), cfg.train_batch_size, acc.num_processes, acc.process_index, cfg.seed, task.task_id
+            len(task), cfg.train_batch_size, acc.num_processes, acc.process_index, cfg.seed, task.task_id, rho
         )
 
     def steps_for_task(self, schedule: BatchSchedule) -> int:
@@ -192,12 +215,10 @@ class ContinualTrainer:
         for micro in range(ga):
             micro_step = self.position.step_in_task * ga + micro
             with acc.accumulate(model):
-                out, penalty = self._loss(model, dataset, schedule, task_id, micro_step)
-                loss = out.loss.mean() + (penalty if penalty is not None else 0.0)
-                acc.backward(loss)
+                batch = self._batch(dataset, schedule, task_id, micro_step)
+                value, energy, penalty = self._backward(model, batch)
                 grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if acc.sync_gradients else None
                 fault_point("train_step")
-                value = loss.detach().item()
                 if fault is None and not math.isfinite(value):
                     fault = f"loss ({value})"
                 if acc.sync_gradients:
@@ -205,7 +226,9 @@ class ContinualTrainer:
                 if fault is None:
                     optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            log.add(value / ga, out, penalty)
+            log.add(value / ga, energy, penalty)
+            self._rows_trained[0] += batch.num_rows
+            self._rows_trained[1] += batch.num_replay
         if not optimizer.step_was_skipped:
             lr_schedule.step()
         if fault is None:  # a skipped step (--on_nonfinite skip) leaves the weights, the EMA and SI untouched
@@ -216,12 +239,17 @@ class ContinualTrainer:
             self.strategy.discard_step(self.model)
         return log.values(lr_schedule.get_last_lr()[0], fault, grad_norm, self.ema, self.strategy)
 
-    def _loss(self, model, dataset, schedule, task_id, micro_step):
+    def _batch(self, dataset, schedule, task_id, micro_step) -> TrainingBatch:
+        """Micro-batch `micro_step`: the task's examples, the strategy's replayed rows after them, and every random
+        draw of the step (CFG dropout, conditioning noise, ε and t) made for all rows at once."""
         acc, cfg = self.accelerator, self.cfg
         data_gen = make_generator(cfg.seed, "data", task_id, micro_step, acc.process_index)
         noise_gen = make_generator(cfg.seed, "noise", task_id, micro_step, acc.process_index, device=acc.device)
         batch = dataset.batch(schedule.indices(micro_step), generator=data_gen)
-        replay = self.strategy.replay_batch(cfg.train_batch_size, data_gen)
+        if cfg.replay_rows == "within":
+            replay = self.strategy.replay_rows(schedule.replay_rows(micro_step), data_gen)
+        else:
+            replay = self.strategy.replay_batch(cfg.train_batch_size, data_gen)
         num_current = batch["images"].shape[0]
         if replay is not None:
             batch = concat_batches([batch, replay], "a replay batch must carry labels exactly when the task data does")
@@ -231,26 +259,58 @@ class ContinualTrainer:
             keep = torch.rand(x0.shape[0], generator=noise_gen, device=acc.device) >= cfg.uncond_p
             cond = self.conditioning.drop(cond, keep)
         cond = self.conditioning.training_noise(cond, noise_gen)  # e.g. slot models' random initial slots
-        out = self.objective(model, x0, cond, generator=noise_gen)
-        if replay is not None:
+        noise, t = self.objective.draw(x0, noise_gen)
+        weights = None
+        if replay is not None and "loss_weight" in replay:
             # Replayed rows end the batch. Their losses are scaled by the strategy's weight (one number, or one per
             # row when several strategies replay); the batch mean is taken afterwards.
-            weights = torch.ones_like(out.loss)
-            weights[num_current:] = torch.as_tensor(replay.get("loss_weight", 1.0), dtype=weights.dtype)
-            out = dataclasses.replace(out, loss=out.loss * weights, num_replay=x0.shape[0] - num_current)
-        return out, self.strategy.penalty(model, out)
+            weights = torch.ones(x0.shape[0], device=acc.device)
+            weights[num_current:] = torch.as_tensor(replay["loss_weight"], dtype=weights.dtype)
+        return TrainingBatch(x0, noise, t, cond, weights, x0.shape[0] - num_current)
+
+    def _backward(self, model, batch: TrainingBatch) -> tuple[float, float | None, torch.Tensor | None]:
+        """Back-propagate the batch's mean loss (+ the strategy's penalty) in passes of at most
+        `cfg.rows_per_pass` rows (one pass when the penalty reads the batch's predictions): pass p back-propagates
+        Σ_{rows of p} w·ℓ / B, so the gradients add up to those of mean(w·ℓ) over all B rows. Returns the loss value
+        (penalty included), the mean energy (energy models, else None) and the penalty."""
+        acc, n = self.accelerator, batch.num_rows
+        rows_per_pass = self.cfg.rows_per_pass or self.cfg.train_batch_size
+        parts = [slice(0, n)] if self.strategy.penalty_reads_output else pass_slices(n, rows_per_pass)
+        value, energy_sum, penalty = 0.0, None, None
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            # DDP: gradients are reduced once per micro-batch, with the last pass's backward.
+            with contextlib.nullcontext() if last else acc.no_sync(model):
+                rows = batch.rows(part)
+                out = self.objective.loss(model, rows.x0, rows.noise, rows.t, rows.cond)
+                losses = out.loss if rows.weights is None else out.loss * rows.weights
+                loss = losses.sum() / n
+                if last:
+                    out = dataclasses.replace(out, loss=losses, num_replay=rows.num_replay)
+                    penalty = self.strategy.penalty(model, out)
+                    loss = loss + penalty if penalty is not None else loss
+                acc.backward(loss)
+            value += loss.detach().item()
+            if out.energy is not None:
+                energy_sum = (energy_sum or 0.0) + out.energy.detach().sum().item()
+        return value, None if energy_sum is None else energy_sum / n, penalty
 
     def _end_task(self, task, dataset, optimizer, lr_schedule) -> None:
-        acc = self.accelerator
+        """The strategy's `after_task`, the end-of-task callbacks, the end-of-task checkpoint; logs what each cost."""
+        acc, start = self.accelerator, time.perf_counter()
         context = TaskContext(task.task_id, dataset, self.objective, self.encode_labels, acc.device, self.cfg.seed)
         self.strategy.after_task(self.model, context)
+        seconds = {"after_task": time.perf_counter() - start}
         if task.task_id not in self.position.seen_tasks:
             self.position.seen_tasks.append(task.task_id)
         if acc.is_main_process:  # task_<id>/, its samples, the evaluation, the model cards (`callbacks.py`)
-            callbacks.run_end_of_task(self, task)
+            seconds.update(callbacks.run_end_of_task(self, task).seconds)
         fault_point("export_done")
         acc.wait_for_everyone()
+        start = time.perf_counter()
         self.save_checkpoint(optimizer, lr_schedule, task_done=True)
+        seconds["checkpoint"] = time.perf_counter() - start
+        logger.info("task %d end: %s", task.task_id, ", ".join(f"{name} {sec:.2f} s" for name, sec in seconds.items()))
 
     def apply_ema(self, denoiser: torch.nn.Module) -> None:
         """Write the EMA weights into `denoiser` (a copy of the model: the EMA tracks the UNet's parameters, and

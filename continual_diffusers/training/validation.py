@@ -11,7 +11,7 @@ import torch
 
 from ..models.spec import ModelSpec
 from ..sampling.generate import SamplerOptions, generate_samples
-from ..utils.images import make_grid, save_grid
+from ..utils.images import make_grid, write_grid
 from .train_config import TrainConfig
 
 
@@ -55,5 +55,5 @@ class ValidationSampler:
             images = torch.cat([torch.cat([ref[None].to(images), images[i * per_row : (i + 1) * per_row]])
                                 for i, ref in enumerate(references)])  # fmt: skip
             per_row += 1
-        self.last_grid = make_grid(images, nrow=per_row)
-        return save_grid(images, os.path.join(task_dir, "samples.png"), nrow=per_row)
+        self.last_grid = make_grid(images, nrow=per_row)  # tiled once: the PNG and the TensorBoard image
+        return write_grid(self.last_grid, os.path.join(task_dir, "samples.png"))

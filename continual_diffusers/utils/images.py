@@ -30,8 +30,12 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 1) -> np.ndarray:
 
 
 def save_grid(images: torch.Tensor, path: str, nrow: int, min_size: int = 256) -> str:
-    """Save a grid PNG; small images are upscaled (nearest) so the grid is at least `min_size` px wide."""
-    grid = make_grid(images, nrow)
+    """Save a grid PNG of (N, C, H, W) images in [-1, 1], `nrow` per row (`write_grid`)."""
+    return write_grid(make_grid(images, nrow), path, min_size)
+
+
+def write_grid(grid: np.ndarray, path: str, min_size: int = 256) -> str:
+    """Save a `make_grid` array as PNG; small images are upscaled (nearest) so it is at least `min_size` px wide."""
     img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     scale = max(1, math.ceil(min_size / img.width))
     if scale > 1:
