@@ -66,6 +66,6 @@ def test_report_files_follow_the_convention(tmp_path):
         for key, value in expected.items():
             assert data["summary"][name][key] == pytest.approx(value), (name, key)
     md = (tmp_path / "report.md").read_text()
-    assert "| accuracy | higher ↑ | " in md and "| frechet | lower ↓ | " in md
+    assert "| accuracy | higher ↑ | " in md and "| oracle-feature FID | lower ↓ | " in md
     assert "| 0.1250 | -0.1250 |" in md and "| 9.5000 | -9.5000 |" in md
     assert "forgetting > 0 and backward transfer < 0 mean earlier tasks got worse" in md
