@@ -231,23 +231,33 @@ def column(rows: list[dict], name: str, digits: int = 3) -> str:
     return ci(values, digits) if values else "–"
 
 
-def check_equal_sizes(results: dict[str, list[dict]]) -> str:
-    """ "N = … generated vs M = … real images per task", refusing rows measured at different sizes."""
+def check_comparable(results: dict[str, list[dict]]) -> str:
+    """ "N = … generated vs M = … real images per task" of every row, refusing rows measured at different sizes
+    or with different samplers (their FIDs and accuracies are not comparable)."""
     sizes = {(tuple(r["num_generated"]), tuple(r["num_real"])) for rows in results.values() for r in rows}
     if len(sizes) != 1:
         raise SystemExit(
             f"error: the runs' FIDs were measured at different sample sizes {sorted(sizes)}: not compared"
         )
+    samplers = {sampler_of(r) for rows in results.values() for r in rows}
+    if len(samplers) != 1:
+        raise SystemExit(f"error: the runs were evaluated with different samplers {sorted(samplers)}: not compared")
     ((n, m),) = sizes
     span = lambda v: str(v[0]) if len(v) == 1 else f"{v[0]}–{v[-1]}"  # noqa: E731
     return f"N = {span(n)} generated vs M = {span(m)} real images per task"
+
+
+def sampler_of(row: dict) -> str:
+    """The run's evaluation sampler without its seed (seeds differ between rows by design)."""
+    return row["sampler"].rsplit(", seed", 1)[0]
 
 
 def table(results: dict[str, list[dict]]) -> str:
     acc = {m: statistics.mean(r["accuracy"] for r in rs) for m, rs in results.items()}
     gap = acc.get("joint", float("nan")) - acc.get("naive", float("nan"))
     lines = [
-        f"Oracle-feature FID at {check_equal_sizes(results)}; cells: mean ± 95 % CI over the seeds.",
+        f"Oracle-feature FID at {check_comparable(results)}; evaluation sampler: "
+        f"{sampler_of(next(iter(results.values()))[0])}; cells: mean ± 95 % CI over the seeds.",
         "",
         "| method | seeds | final avg accuracy ↑ | forgetting ↓ | oracle-feature FID ↓ | near-copies ↓ | "
         "\\|log distance ratio\\| ↓ | recall ↑ | buffer attraction (buffer's share; joint's samples) | gap closed | "
@@ -320,6 +330,8 @@ def main() -> None:
     args = parse_args()
     if args.merge:
         results = merge(args.merge)
+        with open(args.merge[0]) as fh:  # the joint references need the runs' data, oracle and N
+            add_joint_references(results, argparse.Namespace(**json.load(fh)["args"]))
         print(table(results) + f"\n\naccuracy CIs pairwise disjoint: {', '.join(separated(results))}")
         return
     os.makedirs(args.output_dir, exist_ok=True)

@@ -30,12 +30,11 @@ HIGHER_IS_BETTER = {
     "abs_log_train_distance_ratio": False,  # 0: as far from the training set as new real images
     "precision": True,
     "recall": True,
-    "buffer_attraction": False,  # the buffer's share of the training set is its ideal; see memorisation
 }
 DERIVED: dict[str, tuple[str, Callable[[float], float]]] = {
     "abs_log_train_distance_ratio": ("train_distance_ratio", lambda r: abs(math.log(r)) if r > 0 else math.inf),
 }
-LEVEL_ONLY = {"train_distance_ratio", "buffer_share"}
+LEVEL_ONLY = {"train_distance_ratio"}
 NOT_SUMMARISED = {"num_generated", "num_real", "kid_sd", "task_share"}
 SAMPLE_SIZE_DEPENDENT = ("frechet", "kid")
 DISPLAY_NAMES = {
@@ -55,6 +54,4 @@ def direction_text(metric: str) -> str:
     """ "higher ↑", "lower ↓" or, for a metric summarised through a transform, how its raw value is read."""
     if metric == "train_distance_ratio":
         return "≈ 1 (< 1 copies, > 1 off the data)"
-    if metric == "buffer_share":
-        return "(reference for buffer_attraction)"
     return "higher ↑" if HIGHER_IS_BETTER.get(metric, True) else "lower ↓"

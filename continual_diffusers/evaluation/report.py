@@ -70,16 +70,18 @@ class ContinualReport:
     def summary(self) -> dict[str, dict[str, float]]:
         """Per summarised metric: average final and AIQ, plus forgetting and BWT where they have a direction and
         the sample sizes allow them (module docstring; `directions`)."""
-        matrices = self.matrices()
-        for name, (source, transform) in DERIVED.items():
-            if source in matrices:
-                matrices[name] = [[transform(v) for v in row] for row in matrices[source]]
-        out = {}
-        for name, rows in sorted(matrices.items()):
+        matrices = {}
+        for name, rows in sorted(self.matrices().items()):  # each derived summary right after its source
+            matrices[name] = rows
+            for derived, (source, transform) in DERIVED.items():
+                if source == name:
+                    matrices[derived] = [[transform(v) for v in row] for row in rows]
+        out, unequal = {}, self.unequal_sample_sizes()
+        for name, rows in matrices.items():
             if name in NOT_SUMMARISED:
                 continue
             r = as_matrix(rows)
-            if name in LEVEL_ONLY or name in self.unequal_sample_sizes():
+            if name in LEVEL_ONLY or name in unequal:
                 out[name] = {"average_final": average_final(r), "average_incremental": average_incremental(r)}
             else:
                 out[name] = summarize(r, HIGHER_IS_BETTER.get(name, True))
@@ -278,9 +280,10 @@ def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -
         for name, s in data["summary"].items():
             final = f"{s['average_final']:.4f}" + _kid_sd(name, data)
             forgetting = f"{s['forgetting']:.4f}" if "forgetting" in s else "–"
-            bwt = f"{s['backward_transfer']:+.4f}" if "backward_transfer" in s else "–"
+            bwt = _signed(s["backward_transfer"]) if "backward_transfer" in s else "–"
+            shown = display_name(name).replace("|", "\\|")  # a bare | would end the table cell
             lines.append(
-                f"| {display_name(name)} | {direction_text(name)} | {final} | {s['average_incremental']:.4f} | "
+                f"| {shown} | {direction_text(name)} | {final} | {s['average_incremental']:.4f} | "
                 f"{forgetting} | {bwt} |"
             )
         lines += [
@@ -314,6 +317,12 @@ def _kid_sd(name: str, data: dict) -> str:
     if name != "kid" or not rows:
         return ""
     return f" ± {sum(rows[-1]) / len(rows[-1]):.4f} (sd over subsets)"
+
+
+def _signed(value: float) -> str:
+    """+0.1250 / -0.1250, and 0.0000 without a sign when it rounds to zero (a "+0.0000" reads as a gain)."""
+    text = f"{value:+.4f}"
+    return text[1:] if text in ("+0.0000", "-0.0000") else text
 
 
 def _span(values: list[int]) -> str:
