@@ -189,9 +189,8 @@ def _run_slot_mode(g, slot, export, model, conditioning, scheduler, meta: dict, 
 
 def check_schedule_fits(sampling: SamplingConfig, export: ExportConfig, scheduler) -> int:
     """--num_inference_steps within the model's training schedule; returns its last timestep."""
-    num_train_timesteps = scheduler.config.num_train_timesteps
-    sampling.check_steps(num_train_timesteps, f"{export.model_path}/scheduler")
-    return num_train_timesteps - 1
+    sampling.check_schedule(scheduler.config, f"{export.model_path}/scheduler")
+    return scheduler.config.num_train_timesteps - 1
 
 
 def _write_run_json(out: str, export, prompts, options, generated, labels: list, num_processes: int) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +33,6 @@ from .utils.errors import UserInputError
 
 __all__ = ["ContinualDiffusionPipeline", "ContinualPipelineOutput"]
 DEFAULT_GUIDANCE_SCALE = 2.0  # evaluate.py's --guidance_scale default; used only by models trained with CFG
-_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 @dataclass
@@ -269,7 +267,7 @@ def _conditioning(meta: dict, slot_encoder, text_encoder, tokenizer):
 
 def _local_path(name: str, subfolder: str | None, hub_kwargs: dict) -> str:
     """A local folder as is; a Hub repo id downloaded (only `subfolder` of it when given)."""
-    if os.path.isdir(name) or not _REPO_ID.match(name) or name.startswith("."):
+    if os.path.isdir(name) or not _is_repo_id(name):
         return os.path.join(name, subfolder) if subfolder else name
     from huggingface_hub import snapshot_download
 
@@ -279,6 +277,17 @@ def _local_path(name: str, subfolder: str | None, hub_kwargs: dict) -> str:
         message = f"{name}: not a local folder, and not downloadable from the Hub ({err})"
         raise UserInputError(message.splitlines()[0]) from err
     return os.path.join(root, subfolder) if subfolder else root
+
+
+def _is_repo_id(name: str) -> bool:
+    """`user/name` by huggingface_hub's own rules (anything else is a local path)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return "/" in name
 
 
 def _seed(generator) -> int:

@@ -4,10 +4,12 @@ memory bombs, a zip writer that can state any size, and a runner that loads file
 subprocess under a memory limit.
 
 Runner: `python tests/hostile_files.py SPEC.json RESULTS.jsonl`. SPEC is {"limit_mib", "cases": [{"id", "module",
-"argv"}, ...]} or {"limit_mib", "files": [{"kind", "path"}, ...]}: it imports what it needs, sets RLIMIT_AS to the
-address space after the imports plus `limit_mib`, then runs `module.main(argv)` for each case with stderr captured
-(or loads each file), writing one JSON line per case as soon as it is done: a crash shows as missing lines and a
-negative exit status.
+"argv", optional "env" and "timeout_s"}, ...], optional "preload": [module, ...]} or {"limit_mib", "files": [{"kind",
+"path"}, ...]}: it imports what it needs, sets RLIMIT_AS to the address space after the imports plus `limit_mib`,
+then runs `module.main(argv)` for each case with stdout and stderr captured (a case with a "function" calls
+`module.<function>(*argv)` instead: a library entry point, whose exception is the result) or loads each file, writing
+one JSON line per case as soon as it is done: a crash shows as missing lines and a negative exit status, a case
+blocked past its timeout as a TimeoutError.
 """
 
 from __future__ import annotations
@@ -512,30 +514,83 @@ def _limit_memory(limit_mib: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def run_cases(cases: list[dict], results: Path, limit_mib: int) -> None:
-    """Each case's `module.main(argv)` with stderr captured: exit code, stderr, seconds, escaped exception."""
+def _on_alarm(signum, frame):
+    raise TimeoutError("the case ran past its timeout (blocked?)")
+
+
+@contextlib.contextmanager
+def _case_environment(case: dict):
+    """The case's extra environment variables, and an alarm that interrupts a case blocked past its timeout_s (a
+    blocking open() or read() is interrupted by the signal and the handler's exception ends the case)."""
+    import signal
+
+    saved = {name: os.environ.get(name) for name in case.get("env", {})}
+    os.environ.update(case.get("env", {}))
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(int(case.get("timeout_s", 0)))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+
+
+def run_cases(cases: list[dict], results: Path, limit_mib: int, preload: list[str] = ()) -> None:
+    """Each case's `module.main(argv)` with stdout and stderr captured: exit code, output, seconds, escaped exception.
+    A case may set "env" (variables for its run) and "timeout_s"; `preload` modules are imported before the limit
+    (as the case modules are)."""
     logging.basicConfig(handlers=[_CurrentStderr()], level=logging.INFO)  # entry points' basicConfig is a no-op
     modules = {case["module"]: importlib.import_module(case["module"]) for case in cases}
+    for name in preload:
+        importlib.import_module(name)
     _limit_memory(limit_mib)
     with open(results, "w") as out:
         for case in cases:
-            captured, start, error = io.StringIO(), time.perf_counter(), None
-            with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(io.StringIO()):
+            captured, printed, start, error = io.StringIO(), io.StringIO(), time.perf_counter(), None
+            with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(printed):
                 try:
-                    code = modules[case["module"]].main(case["argv"])
+                    with _case_environment(case):
+                        if "function" in case:
+                            target = modules[case["module"]]
+                            for name in case["function"].split("."):  # "Class.method" too
+                                target = getattr(target, name)
+                            target(*case["argv"])
+                            code = 0
+                        else:
+                            code = modules[case["module"]].main(case["argv"])
                 except SystemExit as exit_:
                     code = exit_.code
                 except BaseException as exc:  # reported, not raised: the test shows it
                     code, error = None, f"{type(exc).__name__}: {exc}"
             seconds = time.perf_counter() - start
             record = {"id": case["id"], "code": code, "stderr": captured.getvalue(), "seconds": seconds}
-            out.write(json.dumps({**record, "error": error}) + "\n")
+            out.write(json.dumps({**record, "stdout": printed.getvalue(), "error": error}) + "\n")
             out.flush()
 
 
+def _convert(kind: str, path: str) -> None:
+    """A dataset ("hf": from-hf's reader) or image folder ("folder") converted to task files in a scratch folder."""
+    import shutil
+    import tempfile
+
+    from continual_diffusers.data import BuildOptions, build_task_files, read_hf_dataset, scan_image_folder
+
+    source = read_hf_dataset(path) if kind == "hf" else scan_image_folder(path)
+    scratch = tempfile.mkdtemp(prefix="fuzz-out-")
+    try:
+        build_task_files(source, BuildOptions(classes_per_task=1, resolution=8), scratch, "fuzz")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def load_files(files: list[dict], results: Path, limit_mib: int) -> None:
-    """Load each {"kind": "task" | "cifar", "path"} with load_tasks / read_batch: "ok", the UserInputError subclass
-    and its message, or "unexpected <exception type>" for anything else."""
+    """Load each {"kind": "task" | "cifar" | "hf" | "folder", "path"} with load_tasks / read_batch, or convert it
+    (from-hf's and from-folder's readers, then build_task_files): "ok", the UserInputError subclass and its message,
+    or "unexpected <exception type>" for anything else."""
+    if any(file["kind"] == "hf" for file in files):
+        importlib.import_module("pyarrow.parquet")  # imported before the limit, as the data CLI's cases are
+
     from continual_diffusers.data import load_tasks
     from continual_diffusers.data.cifar10 import read_batch
     from continual_diffusers.utils.errors import UserInputError
@@ -545,7 +600,12 @@ def load_files(files: list[dict], results: Path, limit_mib: int) -> None:
         for file in files:
             start = time.perf_counter()
             try:
-                load_tasks(file["path"]) if file["kind"] == "task" else read_batch(file["path"])
+                if file["kind"] == "task":
+                    load_tasks(file["path"])
+                elif file["kind"] == "cifar":
+                    read_batch(file["path"])
+                else:
+                    _convert(file["kind"], file["path"])
                 outcome, message = "ok", ""
             except UserInputError as error:
                 outcome, message = type(error).__name__, str(error)
@@ -562,5 +622,5 @@ if __name__ == "__main__":
     if "files" in spec:
         load_files(spec["files"], Path(sys.argv[2]), spec["limit_mib"])
     else:
-        run_cases(spec["cases"], Path(sys.argv[2]), spec["limit_mib"])
+        run_cases(spec["cases"], Path(sys.argv[2]), spec["limit_mib"], spec.get("preload", []))
     os._exit(0)  # skip interpreter teardown (nothing left to flush), it only adds time

@@ -1,13 +1,15 @@
 """Seeded fuzzing of the task-file readers (slow suite): mutated legacy task files (their pickle), safe task files
-(their .npy members, rezipped with valid CRCs, and their raw zip bytes) and CIFAR-10 batches.
+(their .npy members, rezipped with valid CRCs, and their raw zip bytes) and CIFAR-10 batches; and of data ingestion:
+mutated parquet files and Arrow streams (whole-file bytes), intact ones holding a mutated PNG, and image folders
+holding one, each converted by from-hf's / from-folder's reader and `build_task_files`.
 
 Mutations: byte flips, truncation, opcode splicing (a random opcode with random argument bytes inserted at an opcode
 boundary of the original pickle), segment duplication and deletion; and random programs from the reader's own
 vocabulary (its globals, dtypes, arrays, structural and memo opcodes), which reach its pattern checks more often.
 All files are loaded in one subprocess under RLIMIT_AS (address space after imports + 1 GiB), so a segfault or a
 memory blow-up shows: every load must succeed or raise the readers' own error (TaskFileError for task files, a
-UserInputError for CIFAR batches), never another exception, and never through the loader's safety net ("cannot be
-read: unexpected ...": an unforeseen failure caught rather than checked for).
+UserInputError for CIFAR batches and conversions), never another exception, and never through the loader's safety
+net ("cannot be read: unexpected ...": an unforeseen failure caught rather than checked for).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import hostile_data as d
 import hostile_files as h
 import numpy as np
 import pytest
@@ -166,12 +169,48 @@ def build_corpus(folder: Path) -> list[dict]:
             files.append({"kind": "task", "path": str(path)})
     for i in range(5 * MUTANTS_PER_SEED):
         files.append({"kind": "task", "path": h.write_legacy(folder / f"program_{i}.npz", random_program(rng))})
+    files += data_in_corpus(folder, rng)
     cifar = cifar_seed()
     boundaries = opcode_boundaries(cifar)
     for i in range(2 * MUTANTS_PER_SEED):
         path = folder / f"cifar_{i}"
         path.write_bytes(mutate(cifar, rng, boundaries))
         files.append({"kind": "cifar", "path": str(path)})
+    return files
+
+
+def _hf_seed(pa, images: list[bytes]):
+    """A from-hf table: images (datasets.Image structs), string labels, and ClassLabel-style metadata."""
+    table = d.hf_table(pa, len(images), labels=pa.array(["cat", "dog"] * (len(images) // 2)),
+                       images=d._image_struct(pa, images))  # fmt: skip
+    return table.replace_schema_metadata({"huggingface": '{"info": {"features": {"label": {"names": ["x"]}}}}'})
+
+
+def data_in_corpus(folder: Path, rng: np.random.Generator) -> list[dict]:
+    """Mutated parquet files and Arrow streams (their bytes), intact ones holding a mutated PNG, and image folders
+    holding a mutated PNG or JPEG; each is converted by from-hf / from-folder."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pngs = [d.png_bytes(6, 5, seed=i) for i in range(4)]
+    table = _hf_seed(pa, pngs)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    seeds = {".parquet": buffer.getvalue(), ".arrow": d.arrow_stream_bytes(table)}
+    jpeg = d.jpeg_claiming(8, 8)
+    files = []
+    for i in range(MUTANTS_PER_SEED):
+        for suffix, data in seeds.items():
+            path = folder / f"hf_{i}{suffix}"
+            path.write_bytes(mutate(data, rng))
+            files.append({"kind": "hf", "path": str(path)})
+        bad_image = mutate(pngs[i % 4], rng)
+        path = folder / f"hf_png_{i}.parquet"
+        pq.write_table(_hf_seed(pa, [bad_image, *pngs[1:]]), path)
+        files.append({"kind": "hf", "path": str(path)})
+        root = d.image_folder(folder / f"folder_{i}", {"a": 1, "b": 1})
+        name, original = ("0.png", pngs[0]) if i % 2 else ("0.jpg", jpeg)
+        (root / "a" / name).write_bytes(mutate(original, rng))
+        files.append({"kind": "folder", "path": str(root)})
     return files
 
 
@@ -185,11 +224,12 @@ def test_mutated_task_files_fail_cleanly_or_load(tmp_path):
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert proc.returncode == 0 and len(records) == len(files), (proc.returncode, len(records), proc.stderr[-3000:])
-    allowed = {"task": {"ok", "TaskFileError"}, "cifar": {"ok", "UserInputError"}}
+    allowed = {"task": {"ok", "TaskFileError"}, "cifar": {"ok", "UserInputError"}, "hf": {"ok", "UserInputError"},
+               "folder": {"ok", "UserInputError"}}  # fmt: skip
     bad = [
         r for r in records if r["outcome"] not in allowed[r["kind"]] or "cannot be read: unexpected" in r["message"]
     ]
     assert not bad, bad[:5]
     assert max(r["seconds"] for r in records) < 10
-    outcomes = {r["outcome"] for r in records}
-    assert "ok" in outcomes and "TaskFileError" in outcomes  # the mutations reach both sides
+    for kind in allowed:  # the mutations reach both sides of every reader
+        assert {r["outcome"] for r in records if r["kind"] == kind} == allowed[kind], kind

@@ -128,7 +128,7 @@ def _mismatched_tokenizer(src: str, dst) -> str:
     "case, message",
     [
         ("missing_vae", "missing subfolder(s) vae/"),
-        ("tokenizer_mismatch", "tokenizer/text-encoder mismatch"),
+        ("tokenizer_mismatch", "tokenizer and text encoder do not belong together"),
         ("class_labels", "needs caption labels"),
         ("ddpm_schedule", "--ddpm_num_steps / --ddpm_beta_schedule do not apply"),
         ("resolution", "not divisible by the VAE's factor 2"),

@@ -124,5 +124,5 @@ def test_hub_flags_are_checked_before_training(tmp_path, task_file, fake_hub, ca
     assert _train(task_file, out, "--hub_model_id", "user/x") == 2
     assert "--hub_model_id / --hub_private_repo need --push_to_hub" in capsys.readouterr().err
     assert _train(task_file, out, "--push_to_hub", "--hub_model_id", "a/b/c") == 2
-    assert "must be a Hub repo id" in capsys.readouterr().err
+    assert "--hub_model_id is not a Hub repo id" in capsys.readouterr().err
     assert not out.exists() and fake_hub.calls == []

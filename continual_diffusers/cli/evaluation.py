@@ -30,7 +30,7 @@ def existing_oracle(oracle_path: str | None, test: TaskSequence, output_dir: str
     from ..evaluation.oracle_check import load_checked_oracle  # on use: the evaluation package is heavy to import
 
     path = oracle_path or os.path.join(output_dir, "oracle")
-    if oracle_path or os.path.isfile(os.path.join(path, "config.json")):
+    if oracle_path or os.path.lexists(os.path.join(path, "config.json")):
         return load_checked_oracle(path, test)
     return None
 
@@ -62,6 +62,16 @@ def check_evaluation(opts, built: dict) -> TaskSequence | None:
     missing = sorted(set(built["tasks"].task_ids) - set(test.task_ids))
     if missing:
         raise UserInputError(f"--test_data_path has no test images for task(s) {missing}")
+    oracle_dir = os.path.join(opts.run.output_dir, "oracle")
+    if not opts.evaluation.oracle_path and not os.path.lexists(os.path.join(oracle_dir, "config.json")):
+        # the oracle is trained once training starts, on class-labelled images: refuse now, before any write
+        for name, tasks in (("--data_path", built["tasks"]), ("--test_data_path", test)):
+            if tasks.label_kind != "class":
+                kind = "no" if tasks.label_kind == "none" else tasks.label_kind
+                raise UserInputError(
+                    f"--eval_every_task trains an oracle classifier on class labels, but {name} has {kind} labels; "
+                    "pass a trained --oracle_path or class-labelled data"
+                )
     return test
 
 

@@ -104,22 +104,8 @@ def _load_tasks(opts: RunOptions) -> TaskSequence:
     return tasks
 
 
-def _check_scratch_config(path: str) -> None:
-    """--unet_scratch --model_config_name_or_path: the config is checked before diffusers builds it."""
-    from diffusers import UNet2DConditionModel
-
-    from ..models.loading import read_json_object
-    from ..models.unet import CONFIG_SIZES, check_model_config
-
-    file = os.path.join(path, "config.json") if os.path.isdir(path) else path
-    config = read_json_object(file)
-    check_model_config(UNet2DConditionModel, config, f"--model_config_name_or_path {file}", CONFIG_SIZES)
-
-
 def _components(opts: RunOptions, resolution: int) -> tuple[LatentComponents, LatentCodec]:
     ldm, objective = opts.ldm, opts.objective
-    if ldm.unet_scratch and ldm.model_config_name_or_path:
-        _check_scratch_config(ldm.model_config_name_or_path)
     c = load_sd_components(
         ldm.pretrained_model_name_or_path, ldm.revision, ldm.variant, objective.prediction_type, ldm.unet_scratch,
         ldm.model_config_name_or_path, objective.rescale_betas_zero_snr,
@@ -135,7 +121,7 @@ def _components(opts: RunOptions, resolution: int) -> tuple[LatentComponents, La
     if objective.energy_based_training and prediction_type != "epsilon":
         raise UserInputError("--energy_based_training defines ε̂ = ∇ₓE: pass --prediction_type epsilon")
     scheduler_path = f"{ldm.pretrained_model_name_or_path}/scheduler"
-    opts.sampling.check_steps(c.scheduler.config.num_train_timesteps, scheduler_path)
+    opts.sampling.check_schedule(c.scheduler.config, scheduler_path)
     # Samplers and exported pipelines read the latent size from the UNet config: make it the training one.
     c.unet.register_to_config(sample_size=resolution // codec.downsample)
     if ldm.gradient_checkpointing:

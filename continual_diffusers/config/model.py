@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from ..data import TaskSequence
@@ -17,6 +16,7 @@ from ..models.conditioning import (
 from ..models.slots import SlotEncoder
 from ..models.unet import UNetSpec, build_unet, check_unet_config
 from ..utils.errors import UserInputError
+from ..utils.jsonfile import read_json
 from .run import ModelConfig, SlotConfig
 
 
@@ -70,10 +70,9 @@ def _unet_from_config(path: str, conditioning, tasks: TaskSequence, resolution: 
 
     file = os.path.join(path, "config.json") if os.path.isdir(path) else path
     try:
-        with open(file) as fh:
-            config = json.load(fh)
-    except (OSError, ValueError) as err:
-        raise UserInputError(f"--model_config_name_or_path {path}: cannot read a JSON config ({err})") from err
+        config = read_json(file)  # bounded: a regular file of at most max_json_bytes(), nesting bounded
+    except UserInputError as err:
+        raise UserInputError(f"--model_config_name_or_path {err}") from None
     cls = UNet2DConditionModel if conditioning.kind == "text" else UNet2DModel
     where = f"--model_config_name_or_path {file}"
     if isinstance(config, dict):

@@ -6,7 +6,6 @@ own values cannot be together; checks across components stay with the code that 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 from ..objectives import TIMESTEP_SAMPLINGS, default_prediction_type
@@ -70,6 +69,11 @@ class ModelConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.block_out_channels is not None and not b.NUM_LEVELS.contains(len(self.block_out_channels)):
+            raise UserInputError(
+                f"--block_out_channels has {len(self.block_out_channels)} widths; a UNet has "
+                f"{b.NUM_LEVELS.describe()} levels, one width each"
+            )
         if self.num_class_labels is not None and self.requested_kind not in ("auto", "class"):
             raise UserInputError(
                 f"--num_class_labels sets the classes of a class-conditional model, not of --conditioning "
@@ -199,10 +203,17 @@ class HubConfig(Checked):
             raise UserInputError("--hub_model_id / --hub_private_repo need --push_to_hub")
 
     def repo_id(self, output_dir: str) -> str:
-        """--hub_model_id, or the output folder's name; checked before training, not after it."""
+        """--hub_model_id, or the output folder's name; checked before training, not after it, with huggingface_hub's
+        own rules (`validate_repo_id`: at most 96 characters per part, letters, digits, '-', '_', '.', no '--' or
+        '..', no '-' or '.' at either end of a part, no '.git' ending), the ones the upload itself applies."""
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
         repo = self.hub_model_id or os.path.basename(os.path.normpath(output_dir))
-        if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo) or repo.startswith((".", "-")) or ".." in repo:
-            raise UserInputError(f"--hub_model_id must be a Hub repo id (user/name or name), got {repo!r}")
+        try:
+            validate_repo_id(repo)
+        except HFValidationError as err:
+            flag = "--hub_model_id" if self.hub_model_id else "--output_dir's folder name (the default --hub_model_id)"
+            raise UserInputError(f"{flag} is not a Hub repo id: {str(err).splitlines()[0]}") from None
         return repo
 
 

@@ -53,6 +53,14 @@ class SamplingConfig(Checked):
                 f"timesteps of {source}"
             )
 
+    def check_schedule(self, schedule_config, source: str) -> None:
+        """`check_steps` against a training schedule read from a file (`source`), and the sampler's timesteps at
+        --num_inference_steps inside it (its `steps_offset` can push them past T)."""
+        from ..sampling.schedule_check import check_sampling_timesteps
+
+        self.check_steps(schedule_config["num_train_timesteps"], source)
+        check_sampling_timesteps(self.scheduler, schedule_config, self.num_inference_steps, source)
+
 
 @options_group("Labels")
 @dataclass

@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from continual_diffusers.data.builder import BuildOptions, build_task_files, order_summary
 from continual_diffusers.data.digits import write_split_digits
 from continual_diffusers.data.tasks import TaskSequence, convert_legacy, load_tasks
+from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.entrypoint import new_parser, run_main
 from continual_diffusers.utils.errors import UserInputError
 
@@ -142,12 +145,15 @@ def describe(sequence: TaskSequence) -> str:
     ]
     if sequence.class_order is not None:
         names = sequence.class_names
-        shown = [f"{c} ({names[c]})" if names is not None and c < len(names) else str(c) for c in sequence.class_order]
+        shown = [
+            f"{c} ({safe_display(names[c], 100)})" if names is not None and c < len(names) else str(c)
+            for c in sequence.class_order
+        ]
         lines.append(f"  class order: {', '.join(shown)}")
     for task in sequence:
         detail = f", classes {task.classes()}" if task.label_kind == "class" else ""
         if task.label_kind == "text":
-            detail = f", {len(set(task.labels.tolist()))} distinct captions, e.g. {str(task.labels[0])!r}"
+            detail = f", {len(np.unique(task.labels))} distinct captions, e.g. {str(task.labels[0])[:100]!r}"
         lines.append(f"  task {task.task_id}: {len(task)} images{detail}")
     return "\n".join(lines)
 
@@ -195,7 +201,7 @@ def _build(args: argparse.Namespace) -> None:
     written = build_task_files(source, options, args.output_dir, name)
     sequence = load_tasks(written["train"])
     for path in written.values():
-        print(f"wrote {path}")
+        print(f"wrote {safe_display(path)}")
     print(f"class order: {order_summary(sequence.class_order, sequence.class_names, args.classes_per_task)}")
 
 

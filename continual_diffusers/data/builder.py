@@ -1,33 +1,44 @@
 """From labelled images (an image folder, a Hugging Face dataset) to train/test task files in the safe format.
 
-`build_task_files(source, options, output_dir, name)`:
+`build_task_files(source, options, output_dir, name, limits)`:
 
 1. resolve the class order and cut it into tasks (`classorder`);
 2. split every class into train/test (`test_fraction`, seeded, at least one test image per class);
-3. open every image's header (PIL reads no pixels): one channel count for all (`--channels auto`: 1 if every image
-   is grayscale, else 3, grayscale images then copied to RGB) and one size for all (`--resolution R`: shorter side
-   resized to R, bilinear with antialiasing as `ImageTransform`, then centre-cropped to R×R; without it the images
-   must share a size);
-4. decode and write each task: into one .npz (`--layout npz`, held in memory, at most the task-file cap) or into a
-   task folder (`--layout folder`, written image block by image block, read lazily by `load_tasks`).
+3. open every image's header (PIL reads no pixels; images a source marks as the same stored value are opened once):
+   one channel count for all (`--channels auto`: 1 if every image is grayscale, else 3, grayscale images then copied
+   to RGB) and one size for all (`--resolution R`: shorter side resized to R, bilinear with antialiasing as
+   `ImageTransform`, then centre-cropped to R×R; without it the images must share a size); every image at most
+   `limits.image_pixels` pixels;
+4. size every output from those headers before decoding anything: each `.npz` (images and labels) at most the
+   task-file cap, a task folder's labels too (they are read whole), and all outputs together at most
+   `limits.dataset_bytes`;
+5. decode and write each task: into one .npz (`--layout npz`, held in memory) or into a task folder
+   (`--layout folder`, written image block by image block, read lazily by `load_tasks`). All outputs are staged in a
+   hidden folder and moved into place only when every one is complete (`staging`): a refusal at any step, a broken
+   image in the test split included, leaves the output folder as it was (and does not create it).
 
 Labels are the global class ids, or captions: the source's caption column, or `--caption_template` filled with the
-class name. Every problem is a `UserInputError` naming the image.
+class name (the class id where the source has no names). Every problem is a `UserInputError` naming the image.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from continual_diffusers.data.classorder import resolve_class_order, split_classes
+from continual_diffusers.data.decode import decode, quiet_pil
 from continual_diffusers.data.lazy import write_task_folder
+from continual_diffusers.data.limits import DataLimits
 from continual_diffusers.data.npz import MAX_BYTES_ENV, max_task_file_bytes
+from continual_diffusers.data.staging import StagedOutput
 from continual_diffusers.data.tasks import FORMAT, Layout, Task, TaskSequence, load_tasks, save_tasks
+from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 from continual_diffusers.utils.progress import progress_bar
@@ -36,6 +47,7 @@ logger = get_logger(__name__)
 
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _DECODE_BLOCK = 64
+_DECODED_CACHE_BYTES = 64 * 2**20  # decoded images kept for rows that repeat one stored image
 
 
 @dataclass
@@ -43,20 +55,29 @@ class Source:
     """Labelled images, however stored.
 
     Attributes:
-        name: where they come from (for messages).
+        name: where they come from (for messages; already safe to print).
         labels: int64 (N,) class id of each example.
-        class_names: name of each class id (index = id).
+        class_names: name of each class id (index = id), or None where the source has only ids.
         open_image: i → the i-th image, opened (PIL reads the header, pixels on `load`); raises UserInputError.
         where: i → the i-th example for messages ("cat/1.png", "row 17").
         captions: optional caption of each example (text-conditioned tasks).
+        caption_lengths: optional int (N,) characters of each caption (sizes the labels before they are built).
+        image_key: optional i → a hashable naming the stored image of example i (rows that share one stored value
+            share one key and are opened and decoded once), or None where each example is its own image.
     """
 
     name: str
     labels: np.ndarray
-    class_names: list[str]
+    class_names: list[str] | None
     open_image: Callable[[int], object]
     where: Callable[[int], str]
     captions: Sequence[str] | None = None
+    caption_lengths: np.ndarray | None = None
+    image_key: Callable[[int], Hashable] | None = None
+
+    def class_label(self, class_id: int) -> str:
+        """The name of a class id, or the id itself where the source has no names."""
+        return self.class_names[class_id] if self.class_names is not None else str(class_id)
 
 
 @dataclass
@@ -79,6 +100,8 @@ def _check_options(options: BuildOptions) -> None:
         raise UserInputError(f"--resolution must be in 1..4096, got {options.resolution}")
     if options.channels not in ("auto", "1", "3"):
         raise UserInputError(f"--channels must be auto, 1 or 3, got {options.channels!r}")
+    if options.layout not in ("npz", "folder"):
+        raise UserInputError(f"--layout must be npz or folder, got {options.layout!r}")
     template = options.caption_template
     if template is not None and (template.count("{}") != 1 or "{" in template.replace("{}", "")):
         raise UserInputError(f"--caption_template must hold one '{{}}' for the class name, got {template[:80]!r}")
@@ -89,15 +112,18 @@ def split_train_test(
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """{class: sorted example indices} for train and test; `max(1, round(n·f))` test images per class if f > 0."""
     rng = np.random.default_rng(seed)
+    order = np.argsort(source.labels, kind="stable")  # one sort, not one scan of the labels per class
+    bounds = np.searchsorted(source.labels[order], np.asarray(sorted(classes), dtype=np.int64), side="left")
+    ends = np.searchsorted(source.labels[order], np.asarray(sorted(classes), dtype=np.int64), side="right")
     train, test = {}, {}
-    for label in sorted(classes):
-        members = np.flatnonzero(source.labels == label)
+    for label, start, end in zip(sorted(classes), bounds, ends):
+        members = order[start:end]
         if test_fraction == 0:
             train[label], test[label] = members, members[:0]
             continue
         if len(members) < 2:
             raise UserInputError(
-                f"{source.name}: class {source.class_names[label]!r} has {len(members)} image; a test split "
+                f"{source.name}: class {source.class_label(label)!r} has {len(members)} image; a test split "
                 f"(--test_fraction {test_fraction}) needs at least 2 images per class"
             )
         members = rng.permutation(members)
@@ -109,9 +135,14 @@ def split_train_test(
 def _scan(source: Source, indices: np.ndarray, options: BuildOptions) -> tuple[int, int, int]:
     """(height, width, channels) of the images to write, from their headers."""
     sizes: dict[tuple[int, int], int] = {}
-    gray = True
+    gray, seen = True, set()
     with progress_bar(indices, desc=f"{source.name}: image sizes", unit="image") as bar:
         for i in bar:
+            key = source.image_key(int(i)) if source.image_key is not None else None
+            if key is not None:
+                if key in seen:
+                    continue
+                seen.add(key)
             image = source.open_image(int(i))
             sizes.setdefault(tuple(image.size), int(i))
             gray = gray and image.mode in GRAY_MODES
@@ -130,49 +161,43 @@ def _scan(source: Source, indices: np.ndarray, options: BuildOptions) -> tuple[i
     return height, width, channels
 
 
-def to_array(image, channels: int, resolution: int | None, where: str) -> np.ndarray:
-    """A PIL image → uint8 (H, W, C): converted to L or RGB, optionally resized (shorter side) and centre-cropped."""
-    from PIL import Image
-
-    try:
-        image.load()
-        image = image.convert("L" if channels == 1 else "RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UserInputError(f"{where}: unreadable image ({' '.join(str(error).split())[:150]})") from None
-    if resolution is not None:
-        width, height = image.size
-        short, long = min(width, height), max(width, height)
-        if short != resolution:
-            new_long = int(resolution * long / short)
-            size = (new_long, resolution) if height <= width else (resolution, new_long)
-            image = image.resize(size, Image.BILINEAR)
-        width, height = image.size
-        top, left = int(round((height - resolution) / 2.0)), int(round((width - resolution) / 2.0))
-        image = image.crop((left, top, left + resolution, top + resolution))
-    array = np.asarray(image, dtype=np.uint8)
-    return array[..., None] if array.ndim == 2 else array
-
-
 class DecodedImages:
-    """The images of one task, decoded on indexing by slice (what `lazy.write_task_folder` asks for)."""
+    """The images of one task, decoded on indexing by slice (what `lazy.write_task_folder` asks for). Rows that
+    share a stored image (`Source.image_key`) reuse its decoded array while it is in a 64 MiB cache."""
 
     def __init__(self, source: Source, indices: np.ndarray, shape: tuple[int, int, int], resolution: int | None):
         self.source, self.indices, self.resolution = source, indices, resolution
         self.shape = (len(indices), *shape)
         self.dtype = np.dtype(np.uint8)
+        self._cache: OrderedDict = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def _decoded(self, i: int) -> np.ndarray:
+        key = self.source.image_key(i) if self.source.image_key is not None else None
+        if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        where = self.source.where(i)
+        image = self.source.open_image(i)
+        try:
+            array = decode(image, self.shape[3], self.resolution, where)
+        finally:
+            image.close()
+        if array.shape != self.shape[1:]:  # the file changed since its header was read
+            raise UserInputError(f"{where}: is {array.shape[1]}x{array.shape[0]} now; it changed while being read")
+        if key is not None and array.nbytes <= _DECODED_CACHE_BYTES:
+            self._cache[key] = array
+            while len(self._cache) * array.nbytes > _DECODED_CACHE_BYTES:
+                self._cache.popitem(last=False)
+        return array
 
     def __getitem__(self, key: slice) -> np.ndarray:
         rows = self.indices[key]
         out = np.empty((len(rows), *self.shape[1:]), np.uint8)
         for j, i in enumerate(rows):
-            image = self.source.open_image(int(i))
-            try:
-                out[j] = to_array(image, self.shape[3], self.resolution, self.source.where(int(i)))
-            finally:
-                image.close()
+            out[j] = self._decoded(int(i))
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
@@ -183,78 +208,136 @@ class DecodedImages:
         return out
 
 
+def _caption_chars(source: Source, indices: np.ndarray, options: BuildOptions) -> int:
+    """Characters of the longest caption among `indices` (0 for class-id labels)."""
+    if not len(indices):
+        return 0
+    if source.captions is not None:
+        if source.caption_lengths is not None:
+            return int(source.caption_lengths[indices].max())
+        return max(len(source.captions[int(i)]) for i in indices)
+    if options.caption_template is not None:
+        used = np.unique(source.labels[indices])
+        return len(options.caption_template) - 2 + max(len(source.class_label(int(c))) for c in used)
+    return 0
+
+
 def _labels(source: Source, indices: np.ndarray, options: BuildOptions) -> np.ndarray:
     if source.captions is not None:
         return np.array([source.captions[int(i)] for i in indices], dtype=str)
     if options.caption_template is not None:
-        names = [source.class_names[int(c)].replace("_", " ") for c in source.labels[indices]]
+        names = [source.class_label(int(c)).replace("_", " ") for c in source.labels[indices]]
         return np.array([options.caption_template.replace("{}", name) for name in names], dtype=str)
     return source.labels[indices].astype(np.int64)
 
 
+def _check_sizes(splits: dict, shape: tuple[int, int, int], source: Source, options, limits: DataLimits) -> None:
+    """Every output's size, from the headers, against the task-file cap and the dataset limit (nothing decoded)."""
+    cap, total = max_task_file_bytes(), 0
+    for split, per_task in splits.items():
+        count = sum(len(indices) for indices in per_task)
+        everything = np.concatenate(per_task) if per_task else np.zeros(0, np.int64)
+        chars = _caption_chars(source, everything, options)
+        label_bytes = count * (4 * chars if chars else 8)
+        image_bytes = count * int(np.prod(shape))
+        if options.layout == "npz" and image_bytes + label_bytes > cap:
+            raise UserInputError(
+                f"the {split} split holds {(image_bytes + label_bytes) / 2**30:.1f} GiB of images and labels, more "
+                f"than one .npz task file may ({cap / 2**30:.1f} GiB, ${MAX_BYTES_ENV}); use --layout folder (read "
+                "lazily)"
+            )
+        if label_bytes > cap:
+            raise UserInputError(
+                f"the {split} split's labels take {label_bytes} bytes (captions padded to {chars} characters), more "
+                f"than a task file may hold ({cap} bytes, ${MAX_BYTES_ENV})"
+            )
+        total += image_bytes + label_bytes
+    if total > limits.dataset_bytes:
+        raise UserInputError(f"the task files would take {total} bytes, more than {limits.describe('dataset_bytes')}")
+
+
 def build_task_files(
-    source: Source, options: BuildOptions, output_dir: str | os.PathLike, name: str
+    source: Source,
+    options: BuildOptions,
+    output_dir: str | os.PathLike,
+    name: str,
+    limits: DataLimits | None = None,
 ) -> dict[str, Path]:
-    """Write `{name}_tasks_train` (and `_test` if `options.test_fraction` > 0), `.npz` or task folders.
+    """Write `{name}_tasks_train` (and `_test` if `options.test_fraction` > 0), `.npz` or task folders, all or
+    nothing (see the module doc).
+
+    Args:
+        limits: pixel and size limits; default `DataLimits.from_env()`.
 
     Returns:
         {"train": path, "test": path}.
 
     Raises:
         UserInputError: a bad option, an unknown class in the order, a class too small for the split, images of
-            different sizes without --resolution, an unreadable image, or a split too big for one .npz.
+            different sizes without --resolution, an unreadable or too large image, or an output past its limit.
     """
     _check_options(options)
+    if not name or name != Path(name).name or name.startswith(".") or "\x00" in name:
+        raise UserInputError(f"--name must be a plain file name (no folder, not hidden): {safe_display(name, 80)!r}")
+    limits = limits or DataLimits.from_env()
     order = resolve_class_order(
         np.unique(source.labels).tolist(), options.class_order, options.class_order_seed, source.class_names
     )
     groups = split_classes(order, options.classes_per_task)
     train, test = split_train_test(source, order, options.test_fraction, options.seed)
-    splits = {"train": train, "test": test} if options.test_fraction > 0 else {"train": train}
-    used = np.concatenate([members for split in splits.values() for members in split.values()])
-    height, width, channels = _scan(source, used, options)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for split, members in splits.items():
-        per_task = [np.concatenate([members[c] for c in group]) for group in groups]
-        total = sum(len(indices) for indices in per_task) * height * width * channels
-        if options.layout == "npz" and total > max_task_file_bytes():
-            raise UserInputError(
-                f"the {split} split holds {total / 2**30:.1f} GiB of images, more than one .npz task file may "
-                f"({max_task_file_bytes() / 2**30:.1f} GiB, ${MAX_BYTES_ENV}); use --layout folder (read lazily)"
-            )
-        arrays: dict = {
-            "format": np.array(FORMAT),
-            "class_order": np.array(order, dtype=np.int64),
-            "class_names": np.array(source.class_names, dtype=str),
-        }
-        for task_id, indices in enumerate(per_task, start=1):
-            shape = (height, width, channels)
-            arrays[f"task_{task_id}/images"] = DecodedImages(source, indices, shape, options.resolution)
-            arrays[f"task_{task_id}/labels"] = _labels(source, indices, options)
-        if options.layout == "folder":
-            path = output_dir / f"{name}_tasks_{split}"
-            write_task_folder(path, arrays)
-            sequence = load_tasks(path)  # the same validation as any task file
-        else:
-            path = output_dir / f"{name}_tasks_{split}.npz"
-            tasks = [
-                Task(task_id, np.asarray(arrays[f"task_{task_id}/images"]), arrays[f"task_{task_id}/labels"])
-                for task_id in range(1, len(per_task) + 1)
-            ]
-            sequence = TaskSequence(tuple(tasks), tuple(order), tuple(source.class_names))
-            save_tasks(path, sequence)
-        logger.info("wrote %s: %d tasks, %d images", path, len(sequence), sum(len(t) for t in sequence))
-        written[split] = path
-    return written
+    members = {"train": train, "test": test} if options.test_fraction > 0 else {"train": train}
+    splits = {split: [np.concatenate([of[c] for c in group]) for group in groups] for split, of in members.items()}
+    used = np.concatenate([indices for per_task in splits.values() for indices in per_task])
+    with quiet_pil():
+        return _scan_size_and_write(source, options, order, splits, used, output_dir, name, limits)
+
+
+def _scan_size_and_write(source, options, order, splits, used, output_dir, name, limits) -> dict[str, Path]:
+    shape = _scan(source, used, options)
+    _check_sizes(splits, shape, source, options, limits)
+    suffix = ".npz" if options.layout == "npz" else ""
+    names = {split: f"{name}_tasks_{split}{suffix}" for split in splits}
+    with StagedOutput(output_dir, list(names.values())) as output:
+        for split, per_task in splits.items():
+            try:
+                sequence = _write_split(source, options, order, per_task, shape, output.staged(names[split]))
+            except MemoryError:  # sizes within the caps, but more than this machine has
+                raise UserInputError(
+                    f"not enough memory to build {names[split]}; use --layout folder (written block by block), "
+                    "--resolution, or fewer images"
+                ) from None
+            logger.info("%s: %d tasks, %d images", names[split], len(sequence), sum(len(t) for t in sequence))
+        final = output.commit()
+    return {split: final[names[split]] for split in splits}
+
+
+def _write_split(source, options, order, per_task, shape, path: Path) -> TaskSequence:
+    arrays: dict = {"format": np.array(FORMAT), "class_order": np.array(order, dtype=np.int64)}
+    if source.class_names is not None:
+        arrays["class_names"] = np.array(source.class_names, dtype=str)
+    for task_id, indices in enumerate(per_task, start=1):
+        arrays[f"task_{task_id}/images"] = DecodedImages(source, indices, shape, options.resolution)
+        arrays[f"task_{task_id}/labels"] = _labels(source, indices, options)
+    if options.layout == "folder":
+        write_task_folder(path, arrays)
+        return load_tasks(path)  # the same validation as any task file
+    tasks = [
+        Task(task_id, np.asarray(arrays[f"task_{task_id}/images"]), arrays[f"task_{task_id}/labels"])
+        for task_id in range(1, len(per_task) + 1)
+    ]
+    names = tuple(source.class_names) if source.class_names is not None else None
+    sequence = TaskSequence(tuple(tasks), tuple(order), names)
+    save_tasks(path, sequence)
+    return sequence
 
 
 def order_summary(class_order: Sequence[int], class_names: Sequence[str] | None, classes_per_task: int) -> str:
     """'task 1: 2 (c), 0 (a); task 2: 1 (b)': the tasks a class order gives, with names."""
 
     def show(c: int) -> str:
-        return f"{c} ({class_names[c]})" if class_names is not None and c < len(class_names) else str(c)
+        if class_names is not None and c < len(class_names):
+            return f"{c} ({safe_display(class_names[c], 100)})"
+        return str(c)
 
     groups = split_classes(list(class_order), classes_per_task)
     return "; ".join(f"task {k}: {', '.join(show(c) for c in group)}" for k, group in enumerate(groups, start=1))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import tarfile
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ from continual_diffusers.data.classorder import classes_per_task_from, resolve_c
 from continual_diffusers.data.tasks import Task, TaskSequence
 from continual_diffusers.data.unpickle import parse_pickle
 from continual_diffusers.utils.errors import UserInputError
+from continual_diffusers.utils.files import NotRegularFileError, read_regular_file
 from continual_diffusers.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -57,20 +57,11 @@ def find_batches_dir(cifar_dir: str | os.PathLike) -> Path:
 def _read_bounded(path: Path) -> bytes:
     """The bytes of a regular file of at most MAX_BATCH_BYTES (a FIFO or /dev/zero would never end)."""
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise UserInputError(f"{path}: not a regular file")
-        if info.st_size > MAX_BATCH_BYTES:
-            raise UserInputError(
-                f"{path}: {info.st_size} bytes; CIFAR-10 batches are 31 MB (at most {MAX_BATCH_BYTES})"
-            )
-        with open(path, "rb") as file:
-            data = file.read(MAX_BATCH_BYTES + 1)
+        return read_regular_file(path, MAX_BATCH_BYTES)
+    except NotRegularFileError as error:  # a FIFO, a device, or more than MAX_BATCH_BYTES (batches are 31 MB)
+        raise UserInputError(f"{path}: {error}") from None
     except OSError as error:
         raise UserInputError(f"{path}: cannot read ({error.strerror or error})") from None
-    if len(data) > MAX_BATCH_BYTES:
-        raise UserInputError(f"{path}: grew past {MAX_BATCH_BYTES} bytes while being read")
-    return data
 
 
 def _unpickle(path: Path) -> dict:

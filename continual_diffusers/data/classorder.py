@@ -13,10 +13,12 @@ Labels stay global class ids; the resolved order is recorded in the task file (`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
+from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 
@@ -65,18 +67,22 @@ def resolve_class_order(
         bad = [item for item in items if not item.lstrip("-").isdigit() or len(item) > 9]
         bad = [item for item in bad if item not in by_name] or bad  # name the item that is neither
         if bad:
-            known = f" (class names: {', '.join(list(by_name)[:10])}{', ...' if len(by_name) > 10 else ''})"
+            names = ", ".join(safe_display(name, 60) for name in list(by_name)[:10])
+            known = f" (class names: {names}{', ...' if len(by_name) > 10 else ''})"
             raise UserInputError(f"--class_order: unknown class {bad[0][:60]!r}{known if by_name else ''}")
         order = [int(item) for item in items]
-    repeated = sorted({c for c in order if order.count(c) > 1})
+    repeated = sorted(c for c, count in Counter(order).items() if count > 1)
     if repeated:
         raise UserInputError(f"--class_order lists class {repeated[0]} more than once")
-    missing = [c for c in order if c not in set(available)]
+    with_images = set(available)
+    missing = [c for c in order if c not in with_images]
     if missing:
-        raise UserInputError(f"--class_order: class {missing[0]} has no images (classes with images: {available})")
-    left_out = sorted(set(available) - set(order))
+        shown = ", ".join(map(str, available[:20])) + (", ..." if len(available) > 20 else "")
+        raise UserInputError(f"--class_order: class {missing[0]} has no images (classes with images: {shown})")
+    left_out = sorted(with_images - set(order))
     if left_out:
-        logger.info("--class_order leaves out classes %s; they are not used", left_out)
+        shown = ", ".join(map(str, left_out[:20])) + (", ..." if len(left_out) > 20 else "")
+        logger.info("--class_order leaves out %d classes (%s); they are not used", len(left_out), shown)
     return order
 
 

@@ -26,7 +26,6 @@ import math
 import os
 import re
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from continual_diffusers.data.npz import (
     shaped,
 )
 from continual_diffusers.utils.errors import UserInputError
+from continual_diffusers.utils.files import NotRegularFileError, open_regular_file
 
 FOLDER_FORMAT_FILE = "format.npy"
 _TOP_FILES = ("format", "class_order", "class_names")
@@ -118,7 +118,13 @@ class LazyImages:
         raise IndexError(f"lazy images take an int, a slice or a 1-D index array, got {type(key).__name__}")
 
     def _open(self):
-        file = open(self.path, "rb", buffering=0)
+        """The file, opened without blocking on a FIFO swapped in since the folder was checked, and its size
+        checked on the opened descriptor."""
+        try:
+            file = open_regular_file(self.path)
+        except (OSError, NotRegularFileError) as error:
+            what = error if isinstance(error, NotRegularFileError) else error.strerror or error
+            raise UserInputError(f"{self.path}: cannot read images ({what}); load the task folder again") from None
         size = os.fstat(file.fileno()).st_size
         if size != self.file_size:
             file.close()
@@ -221,10 +227,12 @@ def _folder_entries(root: Path) -> list[tuple[str, Path]]:
 
 def _open_npy(key: str, path: Path, max_bytes: int, budget: list[int]) -> np.ndarray | LazyImages | None:
     name = f"{path.parent.name}/{path.name}" if "/" in key else path.name
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise NpzError(f"{_quoted(name)} is not a regular file")
-    with open(path, "rb") as file:
+    try:
+        file = open_regular_file(path)
+    except NotRegularFileError:
+        raise NpzError(f"{_quoted(name)} is not a regular file") from None
+    with file:
+        info = os.fstat(file.fileno())
         header = checked_header(file, name, _quoted(name), info.st_size, "the file holds")
         if header is None:
             return None
@@ -311,6 +319,33 @@ def _save_small(path: Path, array: np.ndarray) -> None:
         np.lib.format.write_array(file, np.asarray(array), allow_pickle=False)
 
 
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse a `path` that `write_task_folder` must not replace: anything but a task folder or an empty folder."""
+    path = Path(path)
+    if path.is_symlink() or (
+        path.exists() and not (path.is_dir() and ((path / FOLDER_FORMAT_FILE).is_file() or not any(path.iterdir())))
+    ):
+        raise UserInputError(f"{path}: exists and is not a task folder; refusing to replace it")
+
+
+def replace_folder(new: Path, path: Path) -> None:
+    """Rename the finished folder `new` to `path` (same file system), replacing a folder there: the old one is
+    moved aside first and put back if the rename fails."""
+    old = None
+    try:
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / "tasks")
+        os.replace(new, path)
+    except OSError:
+        if old is not None and not path.exists():
+            os.replace(old / "tasks", path)  # put the previous folder back
+        raise
+    finally:
+        if old is not None and old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def write_task_folder(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
     """Write `arrays` (safe-format keys → arrays; `*/images` may be `LazyImages`, copied in blocks) as a task
     folder, atomically: into a hidden folder next to `path`, then renamed over it. An existing `path` is replaced
@@ -320,10 +355,8 @@ def write_task_folder(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
         UserInputError: `path` exists and is something else, or cannot be written.
     """
     path = Path(path)
-    if path.exists() and not (path.is_dir() and ((path / FOLDER_FORMAT_FILE).is_file() or not any(path.iterdir()))):
-        raise UserInputError(f"{path}: exists and is not a task folder; refusing to replace it")
+    check_replaceable(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    old = None
     try:
         for key, value in arrays.items():
             target = tmp / f"{key}.npy"
@@ -335,16 +368,9 @@ def write_task_folder(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
             else:
                 _save_small(target, np.asarray(value))
         os.chmod(tmp, 0o755)  # mkdtemp creates 0700
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
-            os.replace(path, old / "tasks")
-        os.replace(tmp, path)
-        tmp = None
+        replace_folder(tmp, path)
     except OSError as error:
-        if old is not None and not path.exists():
-            os.replace(old / "tasks", path)  # put the previous folder back
         raise UserInputError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:
-        for leftover in (tmp, old):
-            if leftover is not None and leftover.exists():
-                shutil.rmtree(leftover, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

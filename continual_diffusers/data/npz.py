@@ -4,7 +4,8 @@
 may be a pickle or no .npy at all, a central directory may list millions of members. `read_npz` checks sizes before
 it allocates anything:
 
-- the path is a regular file of at most `max_bytes` bytes and a zip archive (a single .npy, or anything else, is
+- the path is a regular file (checked on the opened descriptor: a FIFO or device is never read) of at most
+  `max_bytes` bytes and a zip archive (a single .npy, or anything else, is
   refused);
 - its end-of-central-directory record lists at most `MAX_MEMBERS` members in at most `MAX_DIRECTORY_BYTES` (read
   before `zipfile` parses the directory);
@@ -22,7 +23,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import stat
 import struct
 import zipfile
 import zlib
@@ -31,6 +31,7 @@ import numpy as np
 
 from continual_diffusers.data.unpickle import plain_dtype_problem, unicode_problem
 from continual_diffusers.utils.errors import UserInputError
+from continual_diffusers.utils.files import NotRegularFileError, limit_from_env, open_regular_file
 
 MAX_TASK_FILE_BYTES = 4 * 2**30  # default cap on a task file's size on disk and on its members' total stated size
 MAX_BYTES_ENV = "CONTINUAL_DIFFUSERS_MAX_TASK_FILE_BYTES"  # overrides MAX_TASK_FILE_BYTES (a number of bytes)
@@ -48,12 +49,7 @@ class NpzError(UserInputError):
 
 def max_task_file_bytes() -> int:
     """The cap on a task file's size: $CONTINUAL_DIFFUSERS_MAX_TASK_FILE_BYTES if set, else MAX_TASK_FILE_BYTES."""
-    value = os.environ.get(MAX_BYTES_ENV)
-    if value is None:
-        return MAX_TASK_FILE_BYTES
-    if not value.isdigit() or len(value) > 20:
-        raise UserInputError(f"${MAX_BYTES_ENV} must be a number of bytes, got {value[:40]!r}")
-    return int(value)
+    return limit_from_env(MAX_BYTES_ENV, MAX_TASK_FILE_BYTES)
 
 
 def _quoted(name: str) -> str:
@@ -206,18 +202,19 @@ def read_npz(path: str | os.PathLike, max_bytes: int | None = None) -> dict[str,
     """
     max_bytes = max_task_file_bytes() if max_bytes is None else max_bytes
     try:
-        info = os.stat(path)
+        file = open_regular_file(path)  # a FIFO or device is refused on the opened descriptor, never read
     except FileNotFoundError:
         raise
+    except NotRegularFileError:
+        raise NpzError("not a regular file") from None
     except OSError as error:
         raise NpzError(f"cannot read ({error.strerror or error})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise NpzError("not a regular file")
-    if info.st_size > max_bytes:
-        raise _too_big("the file has", info.st_size, max_bytes)
     try:
-        with open(path, "rb") as file:
-            return _read_archive(file, info.st_size, max_bytes)
+        with file:
+            size = os.fstat(file.fileno()).st_size
+            if size > max_bytes:
+                raise _too_big("the file has", size, max_bytes)
+            return _read_archive(io.BufferedReader(file), size, max_bytes)
     except NpzError:
         raise
     except MemoryError:

@@ -25,6 +25,7 @@ import itertools
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 
 from continual_diffusers.data.lazy import LazyImages, read_task_folder, write_task_folder
-from continual_diffusers.data.npz import NpzError, read_npz
+from continual_diffusers.data.npz import MAX_BYTES_ENV, NpzError, max_task_file_bytes, read_npz
 from continual_diffusers.data.unpickle import UnsafePickleError, parse_pickle, short_repr
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
@@ -49,6 +50,7 @@ _SAFE_KEY = re.compile(r"task_(-?[0-9]+|[^/]*)/(images|labels)")
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 MAX_TASK_ID = 10**9
 MAX_CLASS_ID = 10**6 - 1  # num_classes = max class id + 1 sizes the class-embedding table
+_COPY_ROWS = 256  # images per block when a task folder is copied into an .npz
 
 
 _show = short_repr  # task ids and keys from a file in messages: bounded, never recursing deeply
@@ -495,7 +497,8 @@ def save_tasks(path: str | os.PathLike, tasks: TaskSequence, layout: Layout = "n
         layout: "npz" (one file, loaded whole) or "folder" (one .npy per key, images read lazily; see `lazy`).
 
     Raises:
-        TaskFileError: the file cannot be written.
+        TaskFileError: the file cannot be written, or an .npz would be larger than the task-file cap (which
+            `load_tasks` would refuse; checked before anything is written).
     """
     arrays: dict[str, Any] = {"format": np.array(FORMAT)}
     if tasks.class_order is not None:
@@ -514,12 +517,20 @@ def save_tasks(path: str | os.PathLike, tasks: TaskSequence, layout: Layout = "n
         return
     if layout != "npz":
         raise ValueError(f"layout must be 'npz' or 'folder', got {layout!r}")
+    total = sum(value.nbytes for value in arrays.values())
+    cap = max_task_file_bytes()
+    if total > cap:
+        raise TaskFileError(
+            f"{path}: {total} bytes of images and labels, more than one .npz task file may hold ({cap} bytes, "
+            f"${MAX_BYTES_ENV}: an .npz is loaded whole); write a task folder instead (layout='folder', "
+            "--layout folder)"
+        )
     path = Path(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as file:
-            np.savez(file, **arrays)
+            _write_npz(file, arrays)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a data file should be readable like any other
         os.replace(tmp, path)
     except OSError as error:
@@ -527,6 +538,22 @@ def save_tasks(path: str | os.PathLike, tasks: TaskSequence, layout: Layout = "n
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_npz(file, arrays: dict[str, Any]) -> None:
+    """What `np.savez` writes (stored `<key>.npy` members, zip64), member by member: a task folder's `LazyImages`
+    are copied block by block, never loaded whole."""
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                if isinstance(value, LazyImages):
+                    header = {"descr": np.lib.format.dtype_to_descr(value.dtype), "fortran_order": False,
+                              "shape": value.shape}  # fmt: skip
+                    np.lib.format.write_array_header_1_0(member, header)
+                    for start in range(0, len(value), _COPY_ROWS):
+                        member.write(np.ascontiguousarray(value[start : start + _COPY_ROWS]).data)
+                else:
+                    np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
 
 
 def convert_legacy(src: str | os.PathLike, dst: str | os.PathLike, layout: Layout = "npz") -> TaskSequence:

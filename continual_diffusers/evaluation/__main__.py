@@ -84,6 +84,22 @@ def task_dirs(run_dir: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def check_exports(dirs: list[tuple[int, str]], args) -> None:
+    """Every task_<k>/ loads (with all of `load_task_model`'s checks) and can be sampled with the sampler flags,
+    before the report of the first one is written: a broken task 3 is refused with nothing written."""
+    from ..models.loading import load_task_model
+    from ..sampling.schedule_check import check_sampling_timesteps
+
+    for _, path in dirs:
+        _, _, scheduler, _ = load_task_model(path, None, "cpu")
+        if args.num_inference_steps > scheduler.config.num_train_timesteps:
+            raise UserInputError(
+                f"--num_inference_steps {args.num_inference_steps} exceeds the "
+                f"{scheduler.config.num_train_timesteps} training timesteps of {path}/scheduler"
+            )
+        check_sampling_timesteps(args.scheduler, scheduler.config, args.num_inference_steps, f"{path}/scheduler")
+
+
 def report_cmd(args) -> str:
     import torch
 
@@ -97,6 +113,7 @@ def report_cmd(args) -> str:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     test = load_test_tasks(args.test_data_path, args.data_path)
     train = _tasks(args.data_path)
+    check_exports(dirs, args)
     # The memorisation measures compare samples with the run's training images: the bundled digits only stand in
     # for them when the test images are the bundled ones too.
     memorised = train if args.data_path or not args.test_data_path else None

@@ -15,9 +15,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..data import ImageTransform, TaskDataset, TaskSequence
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from ..utils.jsonfile import read_json_object
 from ..utils.progress import progress_bar
 from ..utils.seed import make_generator
+
+# An oracle's config.json: its sizes (OracleCNN: GroupNorm(8, ·) needs widths divisible by 8).
+ORACLE_SIZES = {
+    "in_channels": b.CHANNELS,
+    "num_classes": b.NUM_CLASSES,
+    "width": b.CHANNELS,
+    "feature_dim": b.CHANNELS,
+    "resolution": b.RESOLUTION,
+}
 
 
 class OracleCNN(nn.Module):
@@ -132,14 +143,28 @@ def save_oracle(model: OracleCNN, path: str, resolution: int, test_accuracy: flo
 
 
 def load_oracle(path: str) -> tuple[OracleCNN, dict]:
+    """(oracle, its config.json) from an oracle folder, checked before anything is allocated: the config's sizes
+    within bounds, and the weights file's header holding exactly the tensors of the CNN the config describes (an
+    empty skeleton on the meta device), so a config claiming a wide CNN over a small file is refused, not built.
+    `UserInputError` otherwise."""
+    from ..models.weights import check_component_files, check_weights_fit, safetensors_shapes
+
     config_file = os.path.join(path, "config.json")
-    if not os.path.isfile(config_file):
+    if not os.path.lexists(config_file):
         raise UserInputError(
             f"{path}: not an oracle folder (no config.json); train one with "
             "`python -m continual_diffusers.evaluation train-oracle`"
         )
-    with open(config_file) as fh:
-        meta = json.load(fh)
-    model = OracleCNN(meta["in_channels"], meta["num_classes"], meta["width"], meta["feature_dim"])
+    check_component_files(path)
+    meta = read_json_object(config_file)
+    for key, bounds in ORACLE_SIZES.items():
+        bounds.check(f"{config_file}: {key}", meta.get(key))
+    if meta["width"] % 8 or meta["feature_dim"] % 8:
+        raise UserInputError(f"{config_file}: width and feature_dim must be multiples of 8")
+    sizes = (meta["in_channels"], meta["num_classes"], meta["width"], meta["feature_dim"])
+    with torch.device("meta"):
+        skeleton = OracleCNN(*sizes)
+    check_weights_fit(skeleton, safetensors_shapes(path, "model"), path)
+    model = OracleCNN(*sizes)
     model.load_state_dict(load_file(os.path.join(path, "model.safetensors")))
     return model.eval(), meta

@@ -23,6 +23,7 @@ import math
 import os
 
 from ..utils.logging import get_logger
+from ..utils.markdown import markdown_text
 from .continual_metrics import as_matrix, average_final, average_incremental, summarize
 from .directions import (
     BOUNDED,
@@ -330,9 +331,10 @@ def _span(values: list[int]) -> str:
 
 
 def _class_order_lines(data: dict) -> str:
-    """The class order the tasks were cut from, as the task file records it ("" if it does not)."""
+    """The class order the tasks were cut from, as the task file records it ("" if it does not); the class names are
+    the file's text, escaped so that they read as text, not as Markdown or HTML."""
     order, names = data.get("class_order"), data.get("class_names")
     if not order:
         return ""
-    shown = [f"{c} ({names[c]})" if names and c < len(names) else str(c) for c in order]
+    shown = [f"{c} ({markdown_text(names[c])})" if names and c < len(names) else str(c) for c in order]
     return f"\nClass order (from the task file): {', '.join(shown)}\n"

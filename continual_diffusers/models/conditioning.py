@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..utils import bounds as b
 from ..utils.errors import UserInputError
 
 
@@ -215,8 +216,13 @@ class SlotConditioning(Conditioning):
 
 def load_text_encoder(name_or_path: str, revision: str | None = None, variant: str | None = None):
     """Load (CLIPTokenizer, CLIPTextModel) from a hub id or local dir, in the Stable-Diffusion layout
-    (`tokenizer/`, `text_encoder/` subfolders) or flat (both in one folder)."""
+    (`tokenizer/`, `text_encoder/` subfolders) or flat (both in one folder), checked as untrusted input
+    (models/components.py): bounded config, safetensors weights that fit it, a tokenizer whose padded length the
+    encoder can take."""
     from transformers import CLIPTextModel, CLIPTokenizer
+
+    from .components import load_model, load_tokenizer
+    from .config_check import TEXT_ENCODER_SIZES
 
     sd_layout = not os.path.isdir(name_or_path) or os.path.isdir(os.path.join(name_or_path, "text_encoder"))
     sub = (
@@ -224,13 +230,27 @@ def load_text_encoder(name_or_path: str, revision: str | None = None, variant: s
         if sd_layout
         else {"tokenizer": "", "text_encoder": ""}
     )
-    try:
-        tokenizer = CLIPTokenizer.from_pretrained(name_or_path, subfolder=sub["tokenizer"], revision=revision)
-        encoder = CLIPTextModel.from_pretrained(
-            name_or_path, subfolder=sub["text_encoder"], revision=revision, variant=variant
-        )
-    except OSError as err:
-        raise UserInputError(
-            f"cannot load a CLIP tokenizer + text encoder from {name_or_path!r}: {err}".splitlines()[0]
-        ) from err
+    where = os.path.join(name_or_path, sub["tokenizer"]) if sub["tokenizer"] else name_or_path
+    tokenizer = load_tokenizer(CLIPTokenizer, name_or_path, sub["tokenizer"], revision)
+    encoder = load_model(
+        CLIPTextModel, name_or_path, sub["text_encoder"], "the text encoder", TEXT_ENCODER_SIZES, variant, revision
+    )
+    check_tokenizer_fits(tokenizer, encoder.config, where)
     return tokenizer, encoder
+
+
+def check_tokenizer_fits(tokenizer, encoder_config, where: str) -> None:
+    """The tokenizer's ids and padded length must fit the text encoder (an id past its vocabulary is an index error
+    in the middle of training; a tokenizer without model_max_length pads to 10³⁰ tokens)."""
+    if len(tokenizer) > encoder_config.vocab_size:
+        raise UserInputError(
+            f"{where}: the tokenizer has {len(tokenizer)} tokens but the text encoder's vocabulary has "
+            f"{encoder_config.vocab_size}; tokenizer and text encoder do not belong together"
+        )
+    positions = encoder_config.max_position_embeddings
+    length = getattr(tokenizer, "model_max_length", None)
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= positions:
+        raise UserInputError(
+            f"{where}: the tokenizer pads prompts to {b.shown(length)} tokens, but the text encoder takes at most "
+            f"{positions} (set model_max_length in tokenizer_config.json)"
+        )

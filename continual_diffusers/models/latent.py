@@ -14,7 +14,6 @@ unchanged on z = scaling_factor · (E(x) − shift_factor).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -22,8 +21,12 @@ import torch
 from torch import nn
 
 from ..utils.errors import UserInputError
-from ..utils.logging import get_logger
+from ..utils.jsonfile import read_json_object
+from ..utils.logging import get_logger, quiet_libraries
 from ..utils.progress import progress_bar
+from .components import check_local_config, load_model, remote_config
+from .conditioning import load_text_encoder
+from .config_check import UNET_SIZES, VAE_SIZES, check_model_config
 
 logger = get_logger(__name__)
 SD_SUBFOLDERS = ("vae", "text_encoder", "tokenizer", "scheduler", "unet")
@@ -53,24 +56,42 @@ def _check_layout(path: str, need_unet: bool) -> None:
         )
 
 
-def _load(what: str, fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except (OSError, ValueError) as err:
-        raise UserInputError(f"cannot load the {what}: {err}".splitlines()[0]) from err
-
-
 def _unet_config(path: str, config_path: str | None, revision: str | None) -> dict:
+    """The config of a UNet trained from scratch: the repo's unet/config.json, or `config_path` (a file or a folder
+    with config.json); checked on an empty skeleton before it is built."""
     from diffusers import UNet2DConditionModel
 
     if config_path is None:
-        return dict(_load("UNet config", UNet2DConditionModel.load_config, path, subfolder="unet", revision=revision))
-    file = os.path.join(config_path, "config.json") if os.path.isdir(config_path) else config_path
-    try:
-        with open(file) as fh:
-            return json.load(fh)
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserInputError(f"--model_config_name_or_path {config_path}: cannot read a JSON config ({err})") from err
+        if os.path.isdir(path):
+            config, where = check_local_config(os.path.join(path, "unet")), os.path.join(path, "unet", "config.json")
+        else:
+            config, where = remote_config(UNet2DConditionModel, path, "unet", revision, "the UNet"), f"{path}/unet"
+    else:
+        where = os.path.join(config_path, "config.json") if os.path.isdir(config_path) else config_path
+        try:
+            config = read_json_object(where)
+        except UserInputError as err:
+            raise UserInputError(f"--model_config_name_or_path {err}") from None
+        where = f"--model_config_name_or_path {where}"
+    check_model_config(UNet2DConditionModel, config, where, UNET_SIZES)
+    return config
+
+
+def _scheduler_config(path: str, revision: str | None, overrides: dict) -> dict:
+    """The repo's scheduler config with `overrides` applied, checked (sampling/schedule_check.py)."""
+    from diffusers import DDPMScheduler
+
+    from ..sampling.schedule_check import check_schedule_config
+
+    if os.path.isdir(path):
+        config = check_local_config(os.path.join(path, "scheduler"), "scheduler_config.json")
+    else:
+        config = remote_config(DDPMScheduler, path, "scheduler", revision, "the scheduler")
+    where = os.path.join(path, "scheduler", "scheduler_config.json")
+    check_schedule_config({k: v for k, v in config.items() if k not in overrides}, where)
+    config = {**config, **overrides}
+    check_schedule_config(config, f"{where} with {', '.join(f'{k}={v}' for k, v in overrides.items())}")
+    return config
 
 
 def load_sd_components(
@@ -82,7 +103,9 @@ def load_sd_components(
     unet_config_path: str | None = None,
     rescale_betas_zero_snr: bool = False,
 ) -> LatentComponents:
-    """Load and cross-check the SD components of `path` (hub id or local dir).
+    """Load and cross-check the SD components of `path` (hub id or local dir), each checked as untrusted input
+    (models/components.py: bounded configs on empty skeletons, safetensors weights that fit them; the scheduler
+    config against what every sampler accepts).
 
     Args:
         prediction_type: "epsilon" | "v_prediction" overrides the scheduler config's; None keeps it.
@@ -90,25 +113,23 @@ def load_sd_components(
         rescale_betas_zero_snr: rescale the repo's betas to ᾱ_T = 0 (Lin et al. 2024); needs v-prediction.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     if unet_config_path and not unet_scratch:
         raise UserInputError("--model_config_name_or_path needs --unet_scratch (it defines a new, random UNet)")
     _check_layout(path, need_unet=not (unet_scratch and unet_config_path))
-    rev = {"revision": revision}
-    sched_kw = {"prediction_type": prediction_type} if prediction_type else {}
+    overrides = {"prediction_type": prediction_type} if prediction_type else {}
     if rescale_betas_zero_snr:  # Lin et al. 2024: ᾱ_T = 0 (fine-tuning SD 2.x with v-prediction)
-        sched_kw["rescale_betas_zero_snr"] = True
-    scheduler = _load("scheduler", DDPMScheduler.from_pretrained, path, subfolder="scheduler", **rev, **sched_kw)
-    tokenizer = _load("tokenizer", CLIPTokenizer.from_pretrained, path, subfolder="tokenizer", **rev)
-    text_encoder = _load(
-        "text encoder", CLIPTextModel.from_pretrained, path, subfolder="text_encoder", variant=variant, **rev
-    )
-    vae = _load("VAE", AutoencoderKL.from_pretrained, path, subfolder="vae", variant=variant, **rev)
+        overrides["rescale_betas_zero_snr"] = True
+    with quiet_libraries():
+        scheduler = DDPMScheduler.from_config(_scheduler_config(path, revision, overrides))
+    tokenizer, text_encoder = load_text_encoder(path, revision, variant)
+    vae = load_model(AutoencoderKL, path, "vae", "the VAE", VAE_SIZES, variant, revision)
     if unet_scratch:
-        unet = UNet2DConditionModel.from_config(_unet_config(path, unet_config_path, revision))
+        config = _unet_config(path, unet_config_path, revision)
+        with quiet_libraries():
+            unet = UNet2DConditionModel.from_config(config)
     else:
-        unet = _load("UNet", UNet2DConditionModel.from_pretrained, path, subfolder="unet", variant=variant, **rev)
+        unet = load_model(UNet2DConditionModel, path, "unet", "the UNet", UNET_SIZES, variant, revision)
     vae.requires_grad_(False).eval()
     text_encoder.requires_grad_(False).eval()
     components = LatentComponents(vae, tokenizer, text_encoder, scheduler, unet)
@@ -117,18 +138,9 @@ def load_sd_components(
 
 
 def check_components(c: LatentComponents) -> None:
-    """One clear message per incompatibility between tokenizer, text encoder, VAE and UNet."""
+    """One clear message per incompatibility between the text encoder, VAE and UNet (the tokenizer's with the text
+    encoder: `conditioning.load_text_encoder`)."""
     te = c.text_encoder.config
-    if len(c.tokenizer) > te.vocab_size:
-        raise UserInputError(
-            f"tokenizer/text-encoder mismatch: the tokenizer has {len(c.tokenizer)} tokens but the text encoder's "
-            f"vocabulary has {te.vocab_size}"
-        )
-    if c.tokenizer.model_max_length > te.max_position_embeddings:
-        raise UserInputError(
-            f"tokenizer/text-encoder mismatch: the tokenizer pads to {c.tokenizer.model_max_length} tokens but the "
-            f"text encoder has {te.max_position_embeddings} positions"
-        )
     if c.unet.config.cross_attention_dim != te.hidden_size:
         raise UserInputError(
             f"UNet cross_attention_dim={c.unet.config.cross_attention_dim} but the text encoder's hidden size is "

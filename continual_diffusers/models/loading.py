@@ -7,14 +7,15 @@ to it; without EMA `unet/` holds the training weights. Older exports (`unet/` = 
 load. Slot-conditioned models have `slot_encoder/` [`slot_encoder_training/` or, older, `slot_encoder_ema/`] paired
 with the UNet folder.
 
-An export folder is input: its JSON files are checked before anything is built from them (types, sizes within
-utils/bounds.py, the UNet and schedule consistent with the metadata), and its weights must be finite, so an edited
-or mixed-up folder is refused with one line instead of a traceback, a huge allocation or black samples.
+An export folder is input: its files are checked before anything is built from them (models/components.py: regular
+files, bounded JSON, configs on an empty skeleton that the safetensors headers must match; the schedule against
+what every sampler accepts, sampling/schedule_check.py; the UNet and schedule consistent with the metadata), and
+its weights must be finite, so an edited or mixed-up folder is refused with one line instead of a traceback, a
+hang, a huge allocation or black samples.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
@@ -22,16 +23,22 @@ from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from ..utils.jsonfile import read_json_object
+from ..utils.logging import quiet_libraries
+from .components import load_model
 from .conditioning import ClassConditioning, SlotConditioning, TextConditioning, Unconditional, load_text_encoder
+from .config_check import UNET_SIZES, VAE_SIZES
 from .denoiser import make_denoiser
 from .slots import SlotEncoder
-from .unet import CONFIG_SIZES, check_model_config, check_unet_config
+from .unet import check_unet_fits
+from .weights import check_component_files
 
 METADATA_FILE = "continual_diffusers.json"
 CONDITIONINGS = ("none", "class", "text", "slots")
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-# The noise schedule's config (scheduler/scheduler_config.json).
-SCHEDULE_BOUNDS = {"num_train_timesteps": b.TIMESTEPS, "beta_start": b.OPEN_UNIT, "beta_end": b.OPEN_UNIT}
+# What every export's metadata holds (training/build.py `export_metadata` + the task's position), and what
+# sampling and the report read without a default.
+REQUIRED_METADATA = ("conditioning", "resolution", "in_channels", "classes_per_task", "seen_tasks")
 SLOT_ENCODER_SIZES = {
     "in_channels": b.CHANNELS,
     "resolution": b.RESOLUTION,
@@ -44,25 +51,14 @@ SLOT_ENCODER_SIZES = {
 }
 
 
-def read_json_object(file: str) -> dict:
-    """A JSON object from `file` (`UserInputError` for a missing file, bad JSON or another JSON type)."""
-    try:
-        with open(file) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as err:
-        raise UserInputError(f"{file} is not valid JSON ({err})".splitlines()[0]) from err
-    if not isinstance(data, dict):
-        raise UserInputError(f"{file}: holds a JSON {type(data).__name__}, not an object")
-    return data
-
-
 def read_metadata(task_dir: str) -> dict:
     path = os.path.join(task_dir, METADATA_FILE)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise UserInputError(f"{task_dir}: not an exported task model (no {METADATA_FILE}); pass output_dir/task_<k>")
     meta = read_json_object(path)
-    if "conditioning" not in meta:
-        raise UserInputError(f"{path} is not a task model's metadata (no 'conditioning' key)")
+    missing = [key for key in REQUIRED_METADATA if key not in meta]
+    if missing:
+        raise UserInputError(f"{path} is not a task model's metadata (no {missing[0]!r} key)")
     check_metadata(meta, path)
     return meta
 
@@ -74,16 +70,20 @@ def check_metadata(meta: dict, path: str) -> None:
         return UserInputError(f"{path}: {what}; re-export the model or restore the file")
 
     if meta["conditioning"] not in CONDITIONINGS:
-        raise refuse(f"conditioning must be one of {list(CONDITIONINGS)}, got {meta['conditioning']!r}")
+        raise refuse(f"conditioning must be one of {list(CONDITIONINGS)}, got {b.shown(meta['conditioning'])}")
     kind, num_classes = meta["conditioning"], meta.get("num_classes", 0)
     (b.NUM_CLASSES if kind == "class" else b.Bounds(int, 0, 0)).check(f"{path}: num_classes", num_classes)
     null_index = meta.get("null_class_index")
     if null_index is not None and (kind != "class" or isinstance(null_index, bool) or null_index != num_classes):
-        raise refuse(f"null_class_index must be null or num_classes ({num_classes}), got {meta['null_class_index']!r}")
+        raise refuse(
+            f"null_class_index must be null or num_classes ({num_classes}), got {b.shown(meta['null_class_index'])}"
+        )
     if meta.get("energy_type") not in (None, "l2", "dae"):
-        raise refuse(f"energy_type must be null, 'l2' or 'dae', got {meta['energy_type']!r}")
+        raise refuse(f"energy_type must be null, 'l2' or 'dae', got {b.shown(meta['energy_type'])}")
     if meta.get("prediction_type", "epsilon") not in PREDICTION_TYPES:
-        raise refuse(f"prediction_type must be one of {list(PREDICTION_TYPES)}, got {meta['prediction_type']!r}")
+        raise refuse(
+            f"prediction_type must be one of {list(PREDICTION_TYPES)}, got {b.shown(meta['prediction_type'])}"
+        )
     for key in ("classifier_free_guidance", "ema"):
         if not isinstance(meta.get(key, False), bool):
             raise refuse(f"{key} must be true or false")
@@ -95,8 +95,8 @@ def check_metadata(meta: dict, path: str) -> None:
         for v in per_task.values()
     ):
         raise refuse(f"classes_per_task must map task ids to lists of class ids in [0, {num_classes})")
-    if not isinstance(seen, list) or not all(isinstance(t, int) and str(t) in per_task for t in seen):
-        raise refuse("seen_tasks must list task ids of classes_per_task")
+    if not isinstance(seen, list) or not seen or not all(isinstance(t, int) and str(t) in per_task for t in seen):
+        raise refuse("seen_tasks must list task ids of classes_per_task (an export follows at least one task)")
     prompts = meta.get("validation_prompts", [])
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
         raise refuse("validation_prompts must be a list of strings")
@@ -120,7 +120,8 @@ def check_unet_matches(meta: dict, unet, task_dir: str) -> None:
             )
     elif getattr(unet.config, "num_class_embeds", None) is not None:
         raise UserInputError(
-            f"{task_dir}: the UNet has class embeddings but its metadata says {meta['conditioning']!r} conditioning"
+            f"{task_dir}: the UNet has class embeddings but its metadata says {b.shown(meta['conditioning'])} "
+            "conditioning"
         )
     if meta.get("in_channels") not in (None, unet.config.in_channels) and not meta.get("latent"):
         raise UserInputError(
@@ -179,58 +180,39 @@ def load_task_model(task_dir: str, use_ema: bool | None = None, device="cpu"):
 
 def _load_unet(task_dir: str, sub: str, meta: dict):
     cls = UNet2DConditionModel if meta["conditioning"] in ("text", "slots") else UNet2DModel
-    file = os.path.join(task_dir, sub, "config.json")
-    if not os.path.isfile(file):
-        raise UserInputError(f"{task_dir}/{sub}: cannot load the UNet (no config.json)")
     latent = meta.get("latent")
-    if latent:  # the UNet works on VAE latents; their channels come from the VAE
-        config = read_json_object(file)
-        check_model_config(cls, config, file, CONFIG_SIZES)
-        if config.get("sample_size") != meta["resolution"] // latent["downsample"]:
-            raise UserInputError(f"{file}: sample_size={config.get('sample_size')} does not fit the metadata")
-    else:
-        check_unet_config(cls, read_json_object(file), file, meta["resolution"], meta["in_channels"])
-    return _load_checked(cls, task_dir, sub, "the UNet")
 
+    def fits(config: dict, where: str) -> None:
+        if latent:  # the UNet works on VAE latents; their channels come from the VAE
+            if config.get("sample_size") != meta["resolution"] // latent["downsample"]:
+                raise UserInputError(
+                    f"{where}: sample_size={b.shown(config.get('sample_size'))} does not fit the metadata"
+                )
+        else:
+            check_unet_fits(cls, config, where, meta["resolution"], meta["in_channels"])
 
-def _load_checked(cls, task_dir: str, sub: str, what: str) -> torch.nn.Module:
-    """`cls.from_pretrained(task_dir/sub)` with one-line errors, refusing non-finite weights."""
-    try:
-        module = cls.from_pretrained(task_dir, subfolder=sub)
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
-        raise UserInputError(f"{task_dir}/{sub}: cannot load {what} ({err})".splitlines()[0]) from err
-    _check_finite(module, f"{task_dir}/{sub}")
-    return module
-
-
-def _check_finite(module: torch.nn.Module, where: str) -> None:
-    """NaN or infinite weights would sample black images without a word."""
-    for name, param in module.named_parameters():
-        if not bool(torch.isfinite(param).all()):
-            raise UserInputError(f"{where}: weight {name} holds NaN or infinite values")
+    return load_model(cls, task_dir, sub, "the UNet", UNET_SIZES, fits=fits)
 
 
 def load_schedule(task_dir: str, meta: dict) -> DDPMScheduler:
-    """The training noise schedule of an export (scheduler/), checked: bounds of its config, the metadata's
-    prediction type, every β_t in (0, 1)."""
-    file = os.path.join(task_dir, "scheduler", "scheduler_config.json")
-    if not os.path.isfile(file):
+    """The training noise schedule of an export (scheduler/), checked: its config against what DDPM and every
+    sampler accept (sampling/schedule_check.py), the metadata's prediction type, every β_t in (0, 1)."""
+    from ..sampling.schedule_check import check_schedule_config
+
+    folder = os.path.join(task_dir, "scheduler")
+    file = os.path.join(folder, "scheduler_config.json")
+    if not os.path.lexists(file):
         raise UserInputError(f"{task_dir}: no scheduler/scheduler_config.json (an incomplete export)")
+    check_component_files(folder)
     config = read_json_object(file)
-    for key, bounds in SCHEDULE_BOUNDS.items():
-        if key in config:
-            bounds.check(f"{file}: {key}", config[key])
-    if config.get("trained_betas") is not None:
-        raise UserInputError(f"{file}: trained_betas is not supported (exports never write it)")
+    check_schedule_config(config, file)
     if config.get("prediction_type", "epsilon") != meta.get("prediction_type", "epsilon"):
         raise UserInputError(
-            f"{file}: prediction_type {config.get('prediction_type')!r} but the metadata says "
-            f"{meta.get('prediction_type')!r}; the folder mixes files of different runs"
+            f"{file}: prediction_type {b.shown(config.get('prediction_type'))} but the metadata says "
+            f"{b.shown(meta.get('prediction_type'))}; the folder mixes files of different runs"
         )
-    try:
-        scheduler = DDPMScheduler.from_pretrained(task_dir, subfolder="scheduler")
-    except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as err:
-        raise UserInputError(f"{file}: not a usable noise schedule ({err})".splitlines()[0]) from err
+    with quiet_libraries():
+        scheduler = DDPMScheduler.from_config(config)
     betas = scheduler.betas
     if not bool(torch.isfinite(betas).all() and (betas > 0).all() and (betas[:-1] < 1).all() and betas[-1] <= 1):
         raise UserInputError(f"{file}: the noise schedule's betas must lie in (0, 1) (or β_T = 1: zero terminal SNR)")
@@ -240,10 +222,7 @@ def load_schedule(task_dir: str, meta: dict) -> DDPMScheduler:
 
 
 def _slot_encoder(task_dir: str, sub: str) -> SlotEncoder:
-    file = os.path.join(task_dir, sub, "config.json")
-    if os.path.isfile(file):
-        check_model_config(SlotEncoder, read_json_object(file), file, SLOT_ENCODER_SIZES)
-    return _load_checked(SlotEncoder, task_dir, sub, "the slot encoder")
+    return load_model(SlotEncoder, task_dir, sub, "the slot encoder", SLOT_ENCODER_SIZES)
 
 
 def _conditioning(meta: dict, task_dir: str, denoiser):
@@ -263,12 +242,7 @@ def load_vae(task_dir: str, meta: dict, device="cpu"):
         return None
     from diffusers import AutoencoderKL
 
-    try:
-        vae = AutoencoderKL.from_pretrained(task_dir, subfolder="vae")
-    except (OSError, ValueError) as err:
-        raise UserInputError(
-            f"{task_dir}/vae: cannot load the VAE of this latent model ({err})".splitlines()[0]
-        ) from err
+    vae = load_model(AutoencoderKL, task_dir, "vae", "the VAE of this latent model", VAE_SIZES)
     return vae.to(device)
 
 

@@ -9,7 +9,6 @@ forking the diffusers UNet, so the exported model is a stock `UNet2DModel`.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,6 +17,7 @@ from diffusers import UNet2DConditionModel, UNet2DModel
 
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from .config_check import UNET_SIZES, check_model_config
 
 ConditioningKind = Literal["none", "class", "text", "slots"]
 
@@ -53,6 +53,7 @@ def default_channels(resolution: int) -> tuple[int, ...]:
 def build_unet(spec: UNetSpec) -> UNet2DModel | UNet2DConditionModel:
     """Build a randomly initialised UNet from `spec` (raises `UserInputError` on inconsistent sizes)."""
     channels = tuple(spec.block_out_channels or default_channels(spec.resolution))
+    b.NUM_LEVELS.check("the number of UNet levels (len(block_out_channels))", len(channels))
     groups = spec.norm_num_groups or min(32, channels[0])
     _check_sizes(spec.resolution, channels, groups)
     common = dict(
@@ -110,81 +111,17 @@ def _check_sizes(resolution: int, channels: tuple[int, ...], groups: int) -> Non
 
 
 # ------------------------------------------------------------------------------------- configs from files
-# Sizes a UNet config.json may hold (UNet2DModel / UNet2DConditionModel keys): an int, or one per level.
-CONFIG_SIZES = {
-    "sample_size": b.RESOLUTION,
-    "in_channels": b.CHANNELS,
-    "out_channels": b.CHANNELS,
-    "block_out_channels": b.CHANNELS,
-    "layers_per_block": b.LAYERS_PER_BLOCK,
-    "norm_num_groups": b.CHANNELS,
-    "num_class_embeds": b.Bounds(int, 1, b.NUM_CLASSES.hi + 1),  # + the CFG null class
-    "cross_attention_dim": b.CHANNELS,
-    "attention_head_dim": b.CHANNELS,
-    "num_attention_heads": b.CHANNELS,
-    "transformer_layers_per_block": b.LAYERS_PER_BLOCK,
-    "time_embedding_dim": b.CHANNELS,
-    "encoder_hid_dim": b.CHANNELS,
-    "projection_class_embeddings_input_dim": b.CHANNELS,
-    "addition_time_embed_dim": b.CHANNELS,
-    "time_cond_proj_dim": b.CHANNELS,
-}
-MAX_PARAMETERS = 5 * 10**9  # 20 GB of float32 weights; the largest UNets in use have 2.6-4.3 B parameters
-
-
-def check_model_config(cls, config, where: str, sizes: dict[str, b.Bounds]) -> None:
-    """Refuse (`UserInputError`) a model config read from a file before it is built for real: not a JSON object,
-    a size out of `sizes`' bounds, anything diffusers cannot build (wrong types, unknown block types; tried on an
-    empty skeleton that allocates no memory), or more than `MAX_PARAMETERS` parameters."""
-    if not isinstance(config, dict):
-        raise UserInputError(f"{where}: holds a JSON {type(config).__name__}, not a config object")
-    for key, bounds in sizes.items():
-        value = config.get(key)
-        items = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
-        if len(items) > b.NUM_LEVELS.hi:
-            raise UserInputError(f"{where}: {key} has {len(items)} entries, at most {b.NUM_LEVELS.hi} (one per level)")
-        for item in items:
-            for size in item if isinstance(item, (list, tuple)) else [item]:
-                bounds.check(f"{where}: {key}", size)
-    name = config.get("_class_name", cls.__name__)
-    if name != cls.__name__:
-        raise UserInputError(f"{where}: describes a {name}, this model needs a {cls.__name__}")
-    count = _skeleton_parameters(cls, config, where)
-    if count > MAX_PARAMETERS:
-        raise UserInputError(f"{where}: {count:,} parameters, more than the {MAX_PARAMETERS:,} allowed")
-
-
-def _skeleton_parameters(cls, config: dict, where: str) -> int:
-    from accelerate import init_empty_weights
-
-    try:
-        with init_empty_weights(), _quiet_diffusers():
-            skeleton = cls.from_config(config)
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserInputError(f"{where}: not a valid {cls.__name__} config ({message})") from err
-    except NotImplementedError as err:
-        raise UserInputError(f"{where}: not a valid {cls.__name__} config ({err})".splitlines()[0]) from err
-    return sum(p.numel() for p in skeleton.parameters())
-
-
-@contextlib.contextmanager
-def _quiet_diffusers():
-    """diffusers warns on stderr about config keys it ignores; a refusal must stay one line."""
-    from diffusers.utils import logging as dlogging
-
-    level = dlogging.get_verbosity()
-    dlogging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        dlogging.set_verbosity(level)
-
-
-def check_unet_config(cls, config, where: str, resolution: int, in_channels: int) -> None:
+def check_unet_config(cls, config, where: str, resolution: int, in_channels: int):
     """A UNet config for a model of `resolution` × `resolution` × `in_channels` (pixels, or latents): sane
-    (`check_model_config`), predicting as many channels as it takes, sized for `resolution`."""
-    check_model_config(cls, config, where, CONFIG_SIZES)
+    (`config_check.check_model_config`), predicting as many channels as it takes, sized for `resolution`. Returns
+    its empty skeleton."""
+    skeleton = check_model_config(cls, config, where, UNET_SIZES)
+    check_unet_fits(cls, config, where, resolution, in_channels)
+    return skeleton
+
+
+def check_unet_fits(cls, config: dict, where: str, resolution: int, in_channels: int) -> None:
+    """The part of `check_unet_config` that is about this model: channels in and out, sample size, levels."""
     defaults = inspect.signature(cls.__init__).parameters
     checks = {"in_channels": in_channels, "out_channels": in_channels, "sample_size": resolution}
     for key, want in checks.items():

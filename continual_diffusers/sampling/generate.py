@@ -37,6 +37,7 @@ from .ancestral import (
 )
 from .annealed import AnnealedMCMC, MCMCConfig
 from .composition import CompositionMode, compose
+from .schedule_check import check_sampling_timesteps
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def generate(
             f"num_inference_steps {options.num_inference_steps} exceeds the schedule's "
             f"{train_scheduler.config.num_train_timesteps} training timesteps"
         )
+    check_sampling_timesteps(options.scheduler, train_scheduler.config, options.num_inference_steps, "the schedule")
     unet_cfg = model.unet.config
     shape = (unet_cfg.in_channels, unet_cfg.sample_size, unet_cfg.sample_size)
     starts = list(range(0, len(labels), options.batch_size))

@@ -31,6 +31,8 @@ from safetensors.torch import load_file, save_file
 
 from ..utils.errors import NonFiniteError, StorageError, UserInputError
 from ..utils.faults import fault_point
+from ..utils.files import NotRegularFileError, open_regular_file
+from ..utils.jsonfile import read_json
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -144,13 +146,29 @@ def save_checkpoint(output_dir: str, global_step: int, parts: dict, training_sta
         raise StorageError(f"{err}; {last_good(output_dir)}") from err.__cause__
 
 
+def _check_regular(*files: str) -> None:
+    """safetensors opens a file by its path, which blocks on a FIFO: refuse non-regular files first (a missing one
+    is left to the reader's own message)."""
+    for file in files:
+        try:
+            open_regular_file(file).close()
+        except FileNotFoundError:
+            continue
+        except NotRegularFileError as err:
+            raise UserInputError(f"{file}: {err}") from None
+
+
 def _load_pt(file: str):
     """A `.pt` of tensors and numbers; anything else (a pickled object) is refused in one line, never with torch's
-    advice to retry with weights_only=False."""
+    advice to retry with weights_only=False. A FIFO or device is refused without blocking (`open_regular_file`)."""
     try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+        regular = open_regular_file(file)
+    except NotRegularFileError as err:
+        raise UserInputError(f"{file}: {err}") from None
+    try:
+        with regular as fh, warnings.catch_warnings():  # torch warns about pickles it then refuses
             warnings.simplefilter("ignore")
-            return torch.load(file, weights_only=True)
+            return torch.load(fh, weights_only=True)
     except pickle.UnpicklingError:
         raise UserInputError(
             f"{file} holds pickled objects, not just tensors and numbers: refusing to load it (a checkpoint written "
@@ -162,6 +180,7 @@ def load_checkpoint(path: str) -> dict:
     """Read what `save_checkpoint` wrote (tensors on CPU). A missing or unreadable file is a `UserInputError`;
     whether the contents fit a run is `check_resume`'s business."""
     try:
+        _check_regular(os.path.join(path, MODEL_FILE), os.path.join(path, "strategy.safetensors"))
         parts = {"model_state": load_file(os.path.join(path, MODEL_FILE))}
         for name in ("ema", "optimizer", "lr_scheduler", "scaler"):
             file = os.path.join(path, name + ".pt")
@@ -235,6 +254,7 @@ def check_compatible(path: str, model_state: dict[str, torch.Tensor], strategy_n
     from safetensors import safe_open
 
     try:
+        _check_regular(os.path.join(path, MODEL_FILE))
         with safe_open(os.path.join(path, MODEL_FILE), framework="pt") as fh:
             shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
         state = _read_json(os.path.join(path, STATE_FILE))
@@ -273,7 +293,7 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
         if not found:
             logger.info("--resume_from_checkpoint latest: no checkpoint in %s, starting from scratch", output_dir)
         return found[-1][1] if found else None
-    if not os.path.isfile(os.path.join(resume, STATE_FILE)):
+    if not os.path.lexists(os.path.join(resume, STATE_FILE)):  # a FIFO in its place is refused when it is read
         raise UserInputError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {STATE_FILE})")
     return resume
 
@@ -304,6 +324,5 @@ def _write_json(path: str, data: dict) -> None:
         json.dump(data, fh, indent=2, sort_keys=True)
 
 
-def _read_json(path: str) -> dict:
-    with open(path) as fh:
-        return json.load(fh)
+def _read_json(path: str):
+    return read_json(path)  # a regular file of bounded size and nesting, or a one-line UserInputError

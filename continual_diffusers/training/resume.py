@@ -10,6 +10,7 @@ traceback mid-run, a run that silently trains nothing (`task_index` past the las
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,8 @@ from ..utils.errors import UserInputError
 from .checkpoint import MODEL_FILE, STATE_FILE, _check_shapes
 
 # EMA settings a checkpoint carries (diffusers' EMAModel.state_dict), and their bounds.
+METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # accuracy, frechet, class_kl, ...
+TASK_KEY = re.compile(r"[0-9]{1,10}")  # a task id, or "0": one number per evaluation
 EMA_SCALARS = {
     "decay": b.UNIT,
     "min_decay": b.UNIT,
@@ -94,14 +97,18 @@ def check_training_state(file: str, state, spec: RunSpec) -> None:
 
 
 def _check_history(file: str, history) -> None:
-    """The end-of-task evaluation history: [{"after_task": k, "metrics": {metric: {task: value}}}]."""
+    """The end-of-task evaluation history: [{"after_task": k, "metrics": {metric: {task: value}}}]. Metric names
+    are identifiers and task keys digits: both end up in file names and report.md."""
     ok = isinstance(history, list) and all(
         isinstance(h, dict)
         and b.TASK_ID.contains(h.get("after_task"))
         and isinstance(h.get("metrics"), dict)
         and all(
-            isinstance(values, dict) and all(isinstance(v, (int, float)) for v in values.values())
-            for values in h["metrics"].values()
+            isinstance(name, str)
+            and METRIC_NAME.fullmatch(name)
+            and isinstance(values, dict)
+            and all(TASK_KEY.fullmatch(t) and isinstance(v, (int, float)) for t, v in values.items())
+            for name, values in h["metrics"].items()
         )
         for h in history
     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import reprlib
+import sys
 from dataclasses import dataclass
 
 from .errors import UserInputError
@@ -32,15 +34,18 @@ class Bounds:
         try:
             return self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {self.kind.__name__} value: {text!r}") from None
+            shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+            raise argparse.ArgumentTypeError(f"invalid {self.kind.__name__} value: {shown}") from None
 
     def contains(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         if self.kind is int and not isinstance(value, int):
             return False
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return False
+        if self.kind is float and isinstance(value, int) and abs(value) > sys.float_info.max:
+            return False  # no float is that large (and `float(value)` would raise OverflowError)
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
         return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
@@ -59,13 +64,27 @@ class Bounds:
     def check(self, name: str, value):
         """`value`, or `UserInputError("<name> must be …, got …")`."""
         if not self.contains(value):
-            got = _num(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
-            raise UserInputError(f"{name} must be {self.describe()}, got {got}")
+            raise UserInputError(f"{name} must be {self.describe()}, got {shown(value)}")
         return value
 
 
 def _num(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict = 3, 60, 60, 6, 4
+
+
+def shown(value) -> str:
+    """`value` as a message shows it: numbers as typed (an integer of more than 30 digits by its length), anything
+    else as a short repr that stays one line however long or deeply nested the value is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value) if value.bit_length() < 100 else ""
+        return text if text else f"an integer of {len(str(abs(value)))} digits"
+    if isinstance(value, float):
+        return _num(value)
+    return _SHORT.repr(value).replace("\n", "\\n")
 
 
 def check_parsed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

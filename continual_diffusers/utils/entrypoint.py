@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from .bounds import Bounds, check_parsed
+from .bounds import Bounds, check_parsed, shown
 from .errors import RunError, UserInputError
+from .jsonfile import json_kind, read_json
 from .logging import setup_cli_logging
 
 EXIT_BAD_INPUT = 2
@@ -80,12 +81,16 @@ def _strict(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(code: int, message: str) -> int:
-    """Close progress bars an exception left open (a bar's line has no newline yet), then print one line."""
+    """Close progress bars an exception left open (a bar's line has no newline yet), then print one line: control
+    characters a message carries from a file or folder name are escaped (`safe_display`), so no message can forge
+    a second line or send escape sequences to the terminal."""
     from tqdm import tqdm
+
+    from .display import safe_display
 
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {safe_display(message)}", file=sys.stderr)
     return code
 
 
@@ -181,14 +186,11 @@ def read_config_file(parser: argparse.ArgumentParser, path: str, flag: str = "--
     (`UserInputError` naming the file and the key otherwise)."""
     where = f"{flag} {path}"
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as err:
-        raise UserInputError(f"{where}: cannot read the file ({err.strerror or err})") from None
-    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError; absurd nesting
-        raise UserInputError(f"{where}: not valid JSON ({err})") from None
+        data = read_json(path)  # a regular file (not a FIFO or device) of bounded size and nesting
+    except UserInputError as err:
+        raise UserInputError(f"{flag} {err}") from None
     if not isinstance(data, dict):
-        raise UserInputError(f"{where}: expected a JSON object of flag values, got {_json_kind(data)}")
+        raise UserInputError(f"{where}: expected a JSON object of flag values, got {json_kind(data)}")
     if "args" in data:  # a run's config.json
         extra = [key for key in data if key not in RUN_CONFIG_SECTIONS]
         if extra:
@@ -198,7 +200,7 @@ def read_config_file(parser: argparse.ArgumentParser, path: str, flag: str = "--
             )
         data = data["args"]
         if not isinstance(data, dict):
-            raise UserInputError(f'{where}: "args" must be a JSON object of flag values, got {_json_kind(data)}')
+            raise UserInputError(f'{where}: "args" must be a JSON object of flag values, got {json_kind(data)}')
     actions = {}
     for action in parser._actions:
         if action.option_strings and not isinstance(action, (argparse._HelpAction, ConfigFileAction)):
@@ -216,17 +218,11 @@ def read_config_file(parser: argparse.ArgumentParser, path: str, flag: str = "--
     return values
 
 
-def _json_kind(value) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number"
-    )
-
-
 def _file_value(action: argparse.Action, value, name: str):
     """A config-file value parsed and checked like the flag's command-line value."""
     if action.nargs == 0:  # store_true / store_false: the file says which
         if not isinstance(value, bool) or not isinstance(action.const, bool):
-            raise UserInputError(f"{name} must be true or false, got {json.dumps(value)}")
+            raise UserInputError(f"{name} must be true or false, got {_json_text(value)}")
         return value
     if value is None:  # "unset", where the flag has that state
         if action.default is None:
@@ -234,18 +230,24 @@ def _file_value(action: argparse.Action, value, name: str):
         raise UserInputError(f"{name} must be set (null is not a value of {action.option_strings[0]})")
     if action.nargs in ("+", "*") or isinstance(action.nargs, int):
         if not isinstance(value, list):
-            raise UserInputError(f"{name} must be a list, got {_json_kind(value)}")
+            raise UserInputError(f"{name} must be a list, got {json_kind(value)}")
         if (action.nargs == "+" and not value) or (isinstance(action.nargs, int) and len(value) != action.nargs):
             raise UserInputError(f"{name} has {len(value)} values, {action.option_strings[0]} takes {action.nargs}")
         return [_file_item(action, item, name) for item in value]
     return _file_item(action, value, name)
 
 
+def _json_text(value) -> str:
+    """A config-file value in a message, as JSON spells it, cut short (a file's string may be megabytes)."""
+    text = json.dumps(value) if isinstance(value, (bool, int, float, type(None))) else shown(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _file_item(action: argparse.Action, value, name: str):
     if isinstance(value, (dict, list)):
-        raise UserInputError(f"{name} must be a single value, got {_json_kind(value)}")
+        raise UserInputError(f"{name} must be a single value, got {json_kind(value)}")
     if action.type is None and not isinstance(value, str):
-        raise UserInputError(f"{name} must be a string, got {json.dumps(value)}")
+        raise UserInputError(f"{name} must be a string, got {_json_text(value)}")
     token = ("true" if value else "false") if isinstance(value, bool) else value
     token = token if isinstance(token, str) else repr(token)  # JSON numbers: the exact command-line spelling
     try:

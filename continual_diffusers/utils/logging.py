@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -23,3 +24,20 @@ def setup_cli_logging(level: int = logging.INFO) -> None:
         module = sys.modules.get(name)
         if module is not None:
             module.utils.logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """diffusers and transformers at error level only, inside the block: they warn on stderr about config keys they
+    ignore and weights they initialise, and a refusal must stay one line."""
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    levels = dlogging.get_verbosity(), tlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    tlogging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(levels[0])
+        tlogging.set_verbosity(levels[1])
