@@ -6,23 +6,17 @@ the bundled data), `tasks[0]` raises KeyError. Iterate (`for task in tasks`, sor
 for positions.
 """
 
+from continual_diffusers.data.batches import collate
 from continual_diffusers.data.buffer import AllData, NoData, ReplayBuffer, Reservoir, TaskBalanced
 from continual_diffusers.data.builder import BuildOptions, build_task_files
 from continual_diffusers.data.classorder import resolve_class_order, split_classes
-from continual_diffusers.data.dataset import TaskDataset, collate
+from continual_diffusers.data.dataset import TaskDataset
 from continual_diffusers.data.digits import load_split_digits, write_split_digits
 from continual_diffusers.data.hf import read_hf_dataset
 from continual_diffusers.data.imagefolder import scan_image_folder
 from continual_diffusers.data.lazy import LazyImages, read_task_folder, write_task_folder
-from continual_diffusers.data.tasks import (
-    Task,
-    TaskFileError,
-    TaskSequence,
-    convert_legacy,
-    load_tasks,
-    save_tasks,
-    tasks_from_dict,
-)
+from continual_diffusers.data.task_sequence import Task, TaskFileError, TaskSequence, tasks_from_dict
+from continual_diffusers.data.tasks import convert_legacy, load_tasks, save_tasks
 from continual_diffusers.data.transforms import ImageTransform
 
 __all__ = [

@@ -16,9 +16,11 @@ import sys
 
 import numpy as np
 
-from continual_diffusers.data.builder import BuildOptions, build_task_files, order_summary
+from continual_diffusers.data.builder import BuildOptions, build_task_files
+from continual_diffusers.data.classorder import order_summary
 from continual_diffusers.data.digits import write_split_digits
-from continual_diffusers.data.tasks import TaskSequence, convert_legacy, load_tasks
+from continual_diffusers.data.task_sequence import TaskSequence
+from continual_diffusers.data.tasks import convert_legacy, load_tasks
 from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.entrypoint import new_parser, run_main
 from continual_diffusers.utils.errors import UserInputError

@@ -4,8 +4,7 @@ what it keeps. Storage and use are kept apart: `strategies/replay.py` decides ho
 A policy is a small callable that, given the task ids (and class labels) of the held items followed by the new
 task's items, returns the indices to keep. All randomness comes from an explicit `torch.Generator`, so two
 processes given the same seed hold identical buffers and a resumed run rebuilds nothing. No file I/O happens here:
-the checkpoint stores `state_dict()`. `concat_batches` is the one place batches (and labels) are concatenated: the
-trainer's task batch with a replay batch, the combined strategy's replay batches, the buffer's held and new labels.
+the checkpoint stores `state_dict()`. Labels are combined with the batch helpers of `batches`.
 
 | policy                  | keeps                                                                            |
 |-------------------------|----------------------------------------------------------------------------------|
@@ -22,8 +21,7 @@ from typing import Protocol
 import torch
 
 from ..utils.errors import UserInputError
-
-Labels = torch.Tensor | list[str] | None  # long (N,) class ids, N captions, or no labels
+from .batches import Labels, concat_labels, take_labels
 
 
 class SelectionPolicy(Protocol):
@@ -208,7 +206,7 @@ class ReplayBuffer:
             kept_images[old] = self.images[keep[old]]
         kept_images[~old] = images[keep[~old] - num_held]
         self.images, self.task_ids = kept_images, task_ids[keep]
-        self.labels = _take_labels(all_labels, keep)
+        self.labels = take_labels(all_labels, keep)
         self.num_seen += num_new
 
     def _check_new(self, images: torch.Tensor, labels: Labels) -> None:
@@ -231,7 +229,7 @@ class ReplayBuffer:
 
     def get(self, indices: torch.Tensor) -> tuple[torch.Tensor, Labels]:
         """uint8 images (B, C, H, W) and their labels (long (B,), B captions or None)."""
-        return self.images[indices], _take_labels(self.labels, indices)
+        return self.images[indices], take_labels(self.labels, indices)
 
     def state_dict(self) -> dict:
         """Flat: "images" uint8, "task_ids" long, "labels" long or "captions" list[str], "num_seen" int, "policy"
@@ -270,30 +268,3 @@ def _label_kind(labels: Labels) -> str:
 
 def _cat_labels(a: Labels, b: Labels) -> Labels:
     return None if a is None else concat_labels([a, b])
-
-
-def concat_labels(parts: list[Labels]) -> Labels:
-    """Labels of several batches in order: long class ids concatenated, or captions as one list."""
-    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else [label for part in parts for label in part]
-
-
-def concat_batches(
-    batches: list[dict], mismatch: str = "batches to concatenate must all carry labels or none"
-) -> dict:
-    """One batch from `batches` in order: "images" (B, C, H, W) concatenated, and "labels" (long tensor or captions)
-    when every batch has them; `ValueError(mismatch)` when only some do (dropping them would silently train a
-    conditional model unconditionally). Other keys (a replay batch's "loss_weight") are left to the caller."""
-    out = {"images": torch.cat([b["images"] for b in batches])}
-    if all("labels" in b for b in batches):
-        out["labels"] = concat_labels([b["labels"] for b in batches])
-    elif any("labels" in b for b in batches):
-        raise ValueError(mismatch)
-    return out
-
-
-def _take_labels(labels: Labels, indices: torch.Tensor) -> Labels:
-    if labels is None:
-        return None
-    if isinstance(labels, torch.Tensor):
-        return labels[indices]
-    return [labels[i] for i in indices.tolist()]

@@ -37,7 +37,8 @@ from continual_diffusers.data.lazy import write_task_folder
 from continual_diffusers.data.limits import DataLimits
 from continual_diffusers.data.npz import MAX_BYTES_ENV, max_task_file_bytes
 from continual_diffusers.data.staging import StagedOutput
-from continual_diffusers.data.tasks import FORMAT, Layout, Task, TaskSequence, load_tasks, save_tasks
+from continual_diffusers.data.task_sequence import Task, TaskSequence
+from continual_diffusers.data.tasks import FORMAT, Layout, load_tasks, save_tasks
 from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
@@ -329,15 +330,3 @@ def _write_split(source, options, order, per_task, shape, path: Path) -> TaskSeq
     sequence = TaskSequence(tuple(tasks), tuple(order), names)
     save_tasks(path, sequence)
     return sequence
-
-
-def order_summary(class_order: Sequence[int], class_names: Sequence[str] | None, classes_per_task: int) -> str:
-    """'task 1: 2 (c), 0 (a); task 2: 1 (b)': the tasks a class order gives, with names."""
-
-    def show(c: int) -> str:
-        if class_names is not None and c < len(class_names):
-            return f"{c} ({safe_display(class_names[c], 100)})"
-        return str(c)
-
-    groups = split_classes(list(class_order), classes_per_task)
-    return "; ".join(f"task {k}: {', '.join(show(c) for c in group)}" for k, group in enumerate(groups, start=1))

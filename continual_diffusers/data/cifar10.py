@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from continual_diffusers.data.classorder import classes_per_task_from, resolve_class_order, split_classes
-from continual_diffusers.data.tasks import Task, TaskSequence
+from continual_diffusers.data.task_sequence import Task, TaskSequence
 from continual_diffusers.data.unpickle import parse_pickle
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.files import NotRegularFileError, read_regular_file

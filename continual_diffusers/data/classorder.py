@@ -105,3 +105,15 @@ def classes_per_task_from(num_classes: int, num_tasks: int | None, classes_per_t
     if num_tasks is None or num_tasks < 1 or num_classes % num_tasks:
         raise UserInputError(f"num_tasks must divide the {num_classes} classes, got {num_tasks}")
     return num_classes // num_tasks
+
+
+def order_summary(class_order: Sequence[int], class_names: Sequence[str] | None, classes_per_task: int) -> str:
+    """'task 1: 2 (c), 0 (a); task 2: 1 (b)': the tasks a class order gives, with names."""
+
+    def show(c: int) -> str:
+        if class_names is not None and c < len(class_names):
+            return f"{c} ({safe_display(class_names[c], 100)})"
+        return str(c)
+
+    groups = split_classes(list(class_order), classes_per_task)
+    return "; ".join(f"task {k}: {', '.join(show(c) for c in group)}" for k, group in enumerate(groups, start=1))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from continual_diffusers.data.lazy import LazyImages, PreparedImages
-from continual_diffusers.data.tasks import LabelKind, Task
+from continual_diffusers.data.task_sequence import LabelKind, Task
 from continual_diffusers.data.transforms import ImageTransform
 
 
@@ -65,12 +65,3 @@ class TaskDataset(torch.utils.data.Dataset):
             labels = self.labels[indices.numpy()]
             batch["labels"] = [str(x) for x in labels] if self.label_kind == "text" else torch.from_numpy(labels)
         return batch
-
-
-def collate(examples: list[dict]) -> dict:
-    """Collate `TaskDataset` items for a `DataLoader`: images (B, C, H, W); labels long (B,) or list[str]."""
-    batch: dict = {"images": torch.stack([example["images"] for example in examples])}
-    if "labels" in examples[0]:
-        labels = [example["labels"] for example in examples]
-        batch["labels"] = labels if isinstance(labels[0], str) else torch.tensor(labels, dtype=torch.long)
-    return batch

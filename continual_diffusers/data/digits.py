@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from continual_diffusers.data.classorder import classes_per_task_from, resolve_class_order, split_classes
-from continual_diffusers.data.tasks import Task, TaskSequence, save_tasks
+from continual_diffusers.data.task_sequence import Task, TaskSequence
+from continual_diffusers.data.tasks import save_tasks
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 

@@ -25,7 +25,7 @@ import numpy as np
 from continual_diffusers.data.builder import Source
 from continual_diffusers.data.decode import open_image_file
 from continual_diffusers.data.limits import MAX_FOLDER_DEPTH, DataLimits
-from continual_diffusers.data.tasks import MAX_CLASS_ID
+from continual_diffusers.data.task_sequence import MAX_CLASS_ID
 from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.files import file_kind

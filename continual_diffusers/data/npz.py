@@ -12,8 +12,8 @@ it allocates anything:
 - every member is named `<key>.npy`, once, is not encrypted, is stored or deflated (what `np.savez` and
   `np.savez_compressed` write), and the uncompressed sizes the directory states add up to at most `max_bytes`;
 - every .npy header (format 1.0 or 2.0, at most `MAX_HEADER_BYTES`, parsed by numpy's header reader, which only
-  evaluates literals) gives a plain dtype (`unpickle.plain_dtype_problem`; object arrays map to None, for the caller
-  to refuse with context) and a shape whose bytes plus the header are exactly the member's stated size;
+  evaluates literals) gives a plain dtype (`pickled_numpy.plain_dtype_problem`; object arrays map to None, for the
+  caller to refuse with context) and a shape whose bytes plus the header are exactly the member's stated size;
 - data is read in bounded chunks into an array of exactly that size; `zipfile` stops at the stated size and checks
   the CRC at the end, so a member that inflates to more or less than it states is refused.
 """
@@ -29,7 +29,7 @@ import zlib
 
 import numpy as np
 
-from continual_diffusers.data.unpickle import plain_dtype_problem, unicode_problem
+from continual_diffusers.data.pickled_numpy import plain_dtype_problem, unicode_problem
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.files import NotRegularFileError, limit_from_env, open_regular_file
 

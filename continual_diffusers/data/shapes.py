@@ -20,8 +20,9 @@ from typing import Literal
 import numpy as np
 
 from continual_diffusers.data.npz import NpzError, read_npz
-from continual_diffusers.data.tasks import Task, TaskFileError, TaskSequence, save_tasks
-from continual_diffusers.data.unpickle import short_repr
+from continual_diffusers.data.pickle_values import short_repr
+from continual_diffusers.data.task_sequence import Task, TaskFileError, TaskSequence
+from continual_diffusers.data.tasks import save_tasks
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 

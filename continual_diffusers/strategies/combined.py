@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.buffer import concat_batches
+from ..data.batches import concat_batches
 from ..objectives import LossOutput
 from ..utils.errors import UserInputError
 from .base import ContinualStrategy, TaskContext

@@ -23,7 +23,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data import Task, TaskDataset, TaskSequence
-from ..data.buffer import concat_batches
+from ..data.batches import concat_batches
 from ..models.conditioning import Conditioning
 from ..objectives import DenoisingObjective
 from ..strategies import ContinualStrategy, TaskContext
