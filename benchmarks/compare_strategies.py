@@ -9,7 +9,7 @@ accuracy CIs separate.
     python benchmarks/compare_strategies.py --setting digits10        # 10 one-class tasks (class-incremental)
     python benchmarks/compare_strategies.py --data_path train.npz --test_data_path test.npz   # your task files
     python benchmarks/compare_strategies.py --seeds 0 --methods naive joint --steps_per_task 50
-    python benchmarks/compare_strategies.py --merge outputs/cmp_a/results.json outputs/cmp_b/results.json
+    python benchmarks/compare_strategies.py --merge outputs/cmp_a/results.json outputs/cmp_b   # files or dirs
 
 Every run is a plain `main_ddpm.py` call (its flags are printed), so any row can be reproduced or inspected: its
 output dir holds the per-task models, sample grids, checkpoints and report/. A finished run is reused on a rerun.
@@ -26,12 +26,19 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import NoReturn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 # The two-sided 95 % Student t quantile by degrees of freedom (seeds − 1), for the confidence half-widths.
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 GENERATIVE = ["--strategy", "generative_replay", "--gr_pool_size", "1000", "--gr_num_inference_steps", "10"]
+
+
+def fail(message: str) -> NoReturn:
+    """Refuse bad input: one `error: ...` line on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def methods(num_train: int) -> dict[str, list[str]]:
@@ -236,12 +243,10 @@ def check_comparable(results: dict[str, list[dict]]) -> str:
     or with different samplers (their FIDs and accuracies are not comparable)."""
     sizes = {(tuple(r["num_generated"]), tuple(r["num_real"])) for rows in results.values() for r in rows}
     if len(sizes) != 1:
-        raise SystemExit(
-            f"error: the runs' FIDs were measured at different sample sizes {sorted(sizes)}: not compared"
-        )
+        fail(f"the runs' FIDs were measured at different sample sizes {sorted(sizes)}: not compared")
     samplers = {sampler_of(r) for rows in results.values() for r in rows}
     if len(samplers) != 1:
-        raise SystemExit(f"error: the runs were evaluated with different samplers {sorted(samplers)}: not compared")
+        fail(f"the runs were evaluated with different samplers {sorted(samplers)}: not compared")
     ((n, m),) = sizes
     span = lambda v: str(v[0]) if len(v) == 1 else f"{v[0]}–{v[-1]}"  # noqa: E731
     return f"N = {span(n)} generated vs M = {span(m)} real images per task"
@@ -253,7 +258,8 @@ def sampler_of(row: dict) -> str:
 
 
 def table(results: dict[str, list[dict]]) -> str:
-    """Two markdown tables over the same rows: continual quality, then memorisation and buffer attraction."""
+    """Two markdown tables over the same rows: continual quality, then memorisation, diversity (recall next to the
+    precision that makes it meaningful) and buffer attraction."""
     acc = {m: statistics.mean(r["accuracy"] for r in rs) for m, rs in results.items()}
     gap = acc.get("joint", float("nan")) - acc.get("naive", float("nan"))
     first = next(iter(results.values()))[0]
@@ -273,15 +279,15 @@ def table(results: dict[str, list[dict]]) -> str:
         )
     lines += [
         "",
-        "| method | near-copies ↓ | \\|log distance ratio\\| ↓ | recall ↑ | buffer attraction | buffer's share | "
-        "joint's samples, same buffer |",
-        "|---|---|---|---|---|---|---|",
+        "| method | near-copies ↓ | \\|log distance ratio\\| ↓ | precision ↑ | recall ↑ | buffer attraction | "
+        "buffer's share | joint's samples, same buffer |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m, rs in results.items():
         lines.append(
             f"| {m} | {column(rs, 'copy_fraction')} | {column(rs, 'abs_log_distance_ratio', 2)} | "
-            f"{column(rs, 'recall', 2)} | {column(rs, 'buffer_attraction')} | {column(rs, 'buffer_share')} | "
-            f"{column(rs, 'joint_attraction')} |"
+            f"{column(rs, 'precision', 2)} | {column(rs, 'recall', 2)} | {column(rs, 'buffer_attraction')} | "
+            f"{column(rs, 'buffer_share')} | {column(rs, 'joint_attraction')} |"
         )
     return "\n".join(lines)
 
@@ -298,13 +304,43 @@ def separated(results: dict[str, list[dict]], name: str = "accuracy") -> list[st
     return chosen
 
 
+RUN_DIR = re.compile(r"(?P<method>.+)_seed(?P<seed>\d+)$")
+
+
 def merge(paths: list[str]) -> dict[str, list[dict]]:
-    merged: dict[str, list[dict]] = {}
+    """The rows of several results.json files and output dirs (each finished `<method>_seed<n>/finished.json` in
+    them: a run whose invocation is still going, or whose results.json a later invocation rewrote, is read from
+    its own file), by method, each run once, rows sorted by seed."""
+    merged: dict[str, dict[str, dict]] = {}
     for path in paths:
-        with open(path) as fh:
-            for method, rows in json.load(fh)["results"].items():
-                merged.setdefault(method, []).extend(rows)
-    return merged
+        if os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                match, done = RUN_DIR.fullmatch(name), os.path.join(path, name, "finished.json")
+                if match and os.path.isfile(done):
+                    with open(done) as fh:
+                        row = json.load(fh)
+                    merged.setdefault(match["method"], {})[os.path.realpath(row["run_dir"])] = row
+        elif os.path.isfile(path):
+            with open(path) as fh:
+                for method, rows in json.load(fh)["results"].items():
+                    for row in rows:
+                        merged.setdefault(method, {})[os.path.realpath(row["run_dir"])] = row
+        else:
+            fail(f"--merge {path}: no such results file or output dir")
+    if not merged:
+        fail(f"--merge {' '.join(paths)}: no finished runs")
+    seed = lambda row: int(RUN_DIR.search(os.path.basename(row["run_dir"].rstrip("/")))["seed"])  # noqa: E731
+    return {method: sorted(rows.values(), key=seed) for method, rows in merged.items()}
+
+
+def reference_args(results: dict[str, list[dict]]) -> argparse.Namespace:
+    """The data, oracle and N the merged runs were evaluated with (for the joint references), from a run's own
+    config.json; check_comparable has made sure every row shares N."""
+    row = next(iter(results.values()))[0]
+    with open(os.path.join(row["run_dir"], "config.json")) as fh:
+        run = json.load(fh)["args"]
+    data = ["--data_path", run["data_path"], "--test_data_path", run["test_data_path"]] if run["data_path"] else []
+    return argparse.Namespace(data=data, oracle_path=run["oracle_path"], eval_num_samples=run["eval_num_samples"])
 
 
 def parse_args():
@@ -323,7 +359,13 @@ def parse_args():
     p.add_argument(
         "--run_flags", default="", help="more main_ddpm flags for every run, e.g. '--block_out_channels 8 16'"
     )
-    p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON", help="only print their table")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="RESULTS_JSON_OR_OUTPUT_DIR",
+        help="only print the table of these results files' and output dirs' finished runs",
+    )
     args = p.parse_args()
     if bool(args.data_path) != bool(args.test_data_path):
         p.error("--data_path and --test_data_path go together")
@@ -336,24 +378,22 @@ def main() -> None:
     args = parse_args()
     if args.merge:
         results = merge(args.merge)
-        with open(args.merge[0]) as fh:  # the joint references need the runs' data, oracle and N
-            add_joint_references(results, argparse.Namespace(**json.load(fh)["args"]))
+        check_comparable(results)
+        add_joint_references(results, reference_args(results))  # needs the runs' data, oracle and N
         print(table(results) + f"\n\naccuracy CIs pairwise disjoint: {', '.join(separated(results))}")
         return
     os.makedirs(args.output_dir, exist_ok=True)
     args.data = data_flags(args)
     train = training_tasks(args.data)
     if train.label_kind != "class":
-        raise SystemExit(
-            f"error: the table needs class labels (oracle accuracy); the task file has {train.label_kind}"
-        )
+        fail(f"the table needs class labels (oracle accuracy); the task file has {train.label_kind}")
     catalogue = methods(sum(len(task) for task in train))
     if args.list_methods:
         print("\n".join(f"{m}: {' '.join(flags)}" for m, flags in catalogue.items()))
         return
     unknown = sorted(set(args.methods or []) - set(catalogue))
     if unknown:
-        raise SystemExit(f"error: unknown methods {unknown}; --list_methods shows them")
+        fail(f"unknown methods {unknown}; --list_methods shows them")
     args.oracle_path = args.oracle_path or os.path.join(args.output_dir, "oracle")
     if not os.path.isfile(os.path.join(args.oracle_path, "config.json")):
         cmd = [

@@ -37,3 +37,52 @@ def test_the_table_runs_on_a_users_task_files(tmp_path, task_file):
     assert "| replay_1pct | 1 |" in result.stdout and "| joint | 1 |" in result.stdout
     bad = subprocess.run([*cmd[:2], "--data_path", data], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--data_path and --test_data_path go together" in bad.stderr
+
+
+def _finished(folder, method: str, seed: int, accuracy: float, **extra) -> dict:
+    """A finished run as compare_strategies leaves it: <method>_seed<n>/finished.json (and the run's config.json)."""
+    run = folder / f"{method}_seed{seed}"
+    run.mkdir(parents=True)
+    row = {
+        **{"run_dir": str(run), "accuracy": accuracy, "forgetting": 1 - accuracy, "frechet": 50 * (1 - accuracy)},
+        **{"num_generated": [50], "num_real": [36], "sampler": f"ddpm, 25 steps, guidance 2.0, seed {seed}"},
+        **{"seconds": 60.0, "copy_fraction": 0.0, "precision": 0.9, "recall": 0.5, "abs_log_distance_ratio": 0.2},
+        **extra,
+    }
+    (run / "finished.json").write_text(json.dumps(row))
+    args = {"data_path": None, "test_data_path": None, "oracle_path": str(folder / "oracle"), "eval_num_samples": 50}
+    (run / "config.json").write_text(json.dumps({"args": args}))
+    return row
+
+
+def test_merge_builds_the_table_from_output_dirs_and_results_files(tmp_path):
+    """Rows come from each output dir's finished runs (a run whose invocation is still going, or whose results.json
+    a later invocation rewrote, counts once it has its finished.json) and from results files, each run once."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for seed, acc in enumerate((0.10, 0.11, 0.09)):
+        _finished(a, "naive", seed, acc)
+        _finished(a, "joint", seed, 1.0)
+    replay = [
+        _finished(b, "replay_1pct", seed, acc, buffer_attraction=0.2, buffer_share=0.01, joint_attraction=0.01)
+        for seed, acc in enumerate((0.55, 0.60, 0.58))
+    ]
+    (b / "replay_1pct_seed3").mkdir()  # still running: no finished.json
+    results = tmp_path / "results.json"  # an earlier invocation's file holding one of the same runs
+    results.write_text(json.dumps({"args": {}, "results": {"replay_1pct": replay[:1]}}))
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "compare_strategies.py"), "--merge"]
+    out = subprocess.run([*cmd, str(a), str(b), str(results)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "N = 50 generated vs M = 36 real images per task; evaluation sampler: ddpm, 25 steps, guidance 2.0" in (
+        out.stdout
+    )
+    assert "| naive | 3 | 0.100 ± 0.025 |" in out.stdout and "| replay_1pct | 3 | 0.577 ± 0.063 |" in out.stdout
+    assert (
+        "| replay_1pct | 0.000 ± 0.000 | 0.20 ± 0.00 | 0.90 ± 0.00 | 0.50 ± 0.00 | 0.200 ± 0.000 | 0.010 ± 0.000 |"
+        in out.stdout
+    )
+    assert "accuracy CIs pairwise disjoint: naive, replay_1pct, joint" in out.stdout
+    missing = subprocess.run([*cmd, str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.splitlines() == [
+        f"error: --merge {tmp_path / 'nowhere'}: no such results file or output dir"
+    ]
