@@ -310,7 +310,7 @@ RUN_DIR = re.compile(r"(?P<method>.+)_seed(?P<seed>\d+)$")
 def merge(paths: list[str]) -> dict[str, list[dict]]:
     """The rows of several results.json files and output dirs (each finished `<method>_seed<n>/finished.json` in
     them: a run whose invocation is still going, or whose results.json a later invocation rewrote, is read from
-    its own file), by method, each run once, rows sorted by seed."""
+    its own file), by method in the catalogue's order, each run once, rows sorted by seed."""
     merged: dict[str, dict[str, dict]] = {}
     for path in paths:
         if os.path.isdir(path):
@@ -330,7 +330,9 @@ def merge(paths: list[str]) -> dict[str, list[dict]]:
     if not merged:
         fail(f"--merge {' '.join(paths)}: no finished runs")
     seed = lambda row: int(RUN_DIR.search(os.path.basename(row["run_dir"].rstrip("/")))["seed"])  # noqa: E731
-    return {method: sorted(rows.values(), key=seed) for method, rows in merged.items()}
+    order = list(methods(100))  # the catalogue's order (naive, joint, replay, …), methods it lacks last
+    rank = lambda method: order.index(method) if method in order else len(order)  # noqa: E731
+    return {method: sorted(merged[method].values(), key=seed) for method in sorted(merged, key=rank)}
 
 
 def reference_args(results: dict[str, list[dict]]) -> argparse.Namespace:

@@ -81,6 +81,8 @@ def test_merge_builds_the_table_from_output_dirs_and_results_files(tmp_path):
         in out.stdout
     )
     assert "accuracy CIs pairwise disjoint: naive, replay_1pct, joint" in out.stdout
+    methods = [line.split("|")[1].strip() for line in out.stdout.splitlines() if line.startswith("| ")]
+    assert methods[:4] == ["method", "naive", "joint", "replay_1pct"]  # the catalogue's order
     missing = subprocess.run([*cmd, str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr.splitlines() == [
