@@ -98,6 +98,23 @@ def training_tasks(flags: list[str]):
     return load_tasks(flags[1]) if flags else load_split_digits()[0]
 
 
+def checked_training_tasks(args):
+    """The training tasks, refused (one error line, exit 2) if a task file is unreadable or its labels are not
+    classes (the oracle's accuracy needs them)."""
+    from continual_diffusers.data import load_tasks
+    from continual_diffusers.utils.errors import UserInputError
+
+    try:
+        train = training_tasks(args.data)
+        if args.data:
+            load_tasks(args.data[3])
+    except UserInputError as exc:
+        fail(str(exc))
+    if train.label_kind != "class":
+        fail(f"the table needs class labels (oracle accuracy); the task file has {train.label_kind}")
+    return train
+
+
 def run_one(method: str, seed: int, args, flags: list[str]) -> dict:
     out = os.path.join(args.output_dir, f"{method}_seed{seed}")
     cmd = [
@@ -384,11 +401,8 @@ def main() -> None:
         add_joint_references(results, reference_args(results))  # needs the runs' data, oracle and N
         print(table(results) + f"\n\naccuracy CIs pairwise disjoint: {', '.join(separated(results))}")
         return
-    os.makedirs(args.output_dir, exist_ok=True)
     args.data = data_flags(args)
-    train = training_tasks(args.data)
-    if train.label_kind != "class":
-        fail(f"the table needs class labels (oracle accuracy); the task file has {train.label_kind}")
+    train = checked_training_tasks(args)
     catalogue = methods(sum(len(task) for task in train))
     if args.list_methods:
         print("\n".join(f"{m}: {' '.join(flags)}" for m, flags in catalogue.items()))
@@ -396,6 +410,7 @@ def main() -> None:
     unknown = sorted(set(args.methods or []) - set(catalogue))
     if unknown:
         fail(f"unknown methods {unknown}; --list_methods shows them")
+    os.makedirs(args.output_dir, exist_ok=True)
     args.oracle_path = args.oracle_path or os.path.join(args.output_dir, "oracle")
     if not os.path.isfile(os.path.join(args.oracle_path, "config.json")):
         cmd = [

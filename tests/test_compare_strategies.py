@@ -1,9 +1,11 @@
-"""benchmarks/compare_strategies.py on a user's own task files (--data_path / --test_data_path): a tiny model, one
-optimizer step per task, one seed; the table comes out with its sample sizes, and the replay row's buffer
-attraction with its references (the buffer's share, joint training's samples against the same buffer)."""
+"""benchmarks/compare_strategies.py on a user's own task files (--data_path / --test_data_path): the methods are sized
+from the file and bad files refused (fast, in-process); the whole table on a tiny model, one optimizer step per task,
+one seed, with its sample sizes and the replay row's buffer attraction beside its references (slow); and --merge
+building the table from output dirs' finished runs and results files."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -88,3 +90,39 @@ def test_merge_builds_the_table_from_output_dirs_and_results_files(tmp_path):
     assert missing.stderr.splitlines() == [
         f"error: --merge {tmp_path / 'nowhere'}: no such results file or output dir"
     ]
+
+
+def _benchmark():
+    """benchmarks/compare_strategies.py as a module (run in-process: one import for all the cases)."""
+    spec = importlib.util.spec_from_file_location(
+        "compare_strategies", os.path.join(ROOT, "benchmarks", "compare_strategies.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_methods_are_sized_from_the_users_task_file_and_bad_files_are_refused(
+    tmp_path, task_file, monkeypatch, capsys
+):
+    """--data_path sets the buffers (1 % and 10 % of the user's training images); a task file without class labels
+    or one that does not exist, or an unknown method, is refused with one error line, exit 2 and nothing written."""
+    benchmark = _benchmark()
+    data = task_file(per_task=100)  # 2 tasks × 100 images
+    argv = ["compare_strategies.py", "--output_dir", str(tmp_path / "o")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--data_path", data, "--test_data_path", data, "--list_methods"])
+    benchmark.main()
+    flags = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert "--buffer_size 2 " in flags["replay_1pct"] and "--buffer_size 20 " in flags["replay_10pct"]
+    text = task_file("text")
+    for bad, message in [
+        (["--data_path", text, "--test_data_path", text], "error: the table needs class labels (oracle accuracy)"),
+        (["--data_path", data, "--test_data_path", str(tmp_path / "no.npz")], "error: "),
+        (["--data_path", data, "--test_data_path", data, "--methods", "nope"], "error: unknown methods ['nope']"),
+    ]:
+        monkeypatch.setattr(sys, "argv", [*argv, *bad])
+        with pytest.raises(SystemExit) as exit_:
+            benchmark.main()
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(message), err
+    assert not (tmp_path / "o").exists()
