@@ -285,14 +285,17 @@ def table(results: dict[str, list[dict]]) -> str:
         "± 95 % CI over the seeds.",
         "",
         "| method | seeds | final avg accuracy ↑ | forgetting ↓ | oracle-feature FID ↓ | naive→joint gap closed | "
-        "time / run |",
-        "|---|---|---|---|---|---|---|",
+        "time / run | teacher time / task |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m, rs in results.items():
         closed = (acc[m] - acc["naive"]) / gap if "naive" in acc and "joint" in acc and gap else float("nan")
+        minutes = statistics.median(r["seconds"] for r in rs) / 60
+        teacher = [r["teacher_seconds_per_task"] for r in rs if r.get("teacher_seconds_per_task") is not None]
         lines.append(
             f"| {m} | {len(rs)} | {column(rs, 'accuracy')} | {column(rs, 'forgetting')} | "
-            f"{column(rs, 'frechet', 1)} | {closed:.0%} | {statistics.median(r['seconds'] for r in rs) / 60:.0f} min |"
+            f"{column(rs, 'frechet', 1)} | {closed:.0%} | {minutes:.0f} min | "
+            f"{f'{statistics.median(teacher):.0f} s' if teacher else '–'} |"
         )
     lines += [
         "",

@@ -77,6 +77,7 @@ def test_merge_builds_the_table_from_output_dirs_and_results_files(tmp_path):
     assert "N = 50 generated vs M = 36 real images per task; evaluation sampler: ddpm, 25 steps, guidance 2.0" in (
         out.stdout
     )
+    assert "| 0% | 1 min | – |" in out.stdout  # no teacher: no teacher time
     assert "| naive | 3 | 0.100 ± 0.025 |" in out.stdout and "| replay_1pct | 3 | 0.577 ± 0.063 |" in out.stdout
     assert (
         "| replay_1pct | 0.000 ± 0.000 | 0.20 ± 0.00 | 0.90 ± 0.00 | 0.50 ± 0.00 | 0.200 ± 0.000 | 0.010 ± 0.000 |"
