@@ -341,10 +341,13 @@ def merge(paths: list[str]) -> dict[str, list[dict]]:
                         row = json.load(fh)
                     merged.setdefault(match["method"], {})[os.path.realpath(row["run_dir"])] = row
         elif os.path.isfile(path):
-            with open(path) as fh:
-                for method, rows in json.load(fh)["results"].items():
-                    for row in rows:
-                        merged.setdefault(method, {})[os.path.realpath(row["run_dir"])] = row
+            try:
+                with open(path) as fh:
+                    for method, rows in json.load(fh)["results"].items():
+                        for row in rows:
+                            merged.setdefault(method, {})[os.path.realpath(row["run_dir"])] = row
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                fail(f"--merge {path}: not a compare_strategies results.json ({type(exc).__name__}: {exc})")
         else:
             fail(f"--merge {path}: no such results file or output dir")
     if not merged:

@@ -91,6 +91,10 @@ def test_merge_builds_the_table_from_output_dirs_and_results_files(tmp_path):
     assert missing.stderr.splitlines() == [
         f"error: --merge {tmp_path / 'nowhere'}: no such results file or output dir"
     ]
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    other = subprocess.run([*cmd, str(tmp_path / "other.json")], capture_output=True, text=True, timeout=60)
+    assert other.returncode == 2 and other.stderr.startswith(f"error: --merge {tmp_path / 'other.json'}: not a ")
+    assert len(other.stderr.splitlines()) == 1
 
 
 def _benchmark():
