@@ -23,6 +23,7 @@ import os
 
 import torch
 
+from ..evaluation.directions import display_name
 from ..utils.errors import RunError
 from ..utils.logging import get_logger
 from . import checkpoint as ckpt
@@ -217,7 +218,7 @@ def _metric_lines(history: list[dict]) -> list[str]:
     for entry in history:
         for metric, values in sorted(entry["metrics"].items()):
             cells = ", ".join(f"{task}: {value:.4g}" for task, value in values.items())
-            rows.append(f"| {entry['after_task']} | {metric} | {cells} |")
+            rows.append(f"| {entry['after_task']} | {display_name(metric)} | {cells} |")
     return ["| after task | metric | per task |", "|---|---|---|", *rows] if rows else []
 
 
