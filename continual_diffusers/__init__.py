@@ -33,7 +33,9 @@ above; lazy imports inside functions count too), tests/test_layering.py checks i
     6  training  evaluation
     7  cli
 
-The entry scripts (main_ddpm.py, main_ldm.py, evaluate.py, ...) sit above cli, and nothing imports them.
+The entry scripts (main_ddpm.py, main_ldm.py, evaluate.py, ...) sit above cli, and nothing imports them. A
+package's `__main__` (`python -m continual_diffusers.evaluation`, `.data`) is an entry point at cli's layer: it may
+import any package below cli (the evaluation report reads a run's checkpoints), and no module imports it.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ def test_report_is_written_and_survives_resume(tmp_path, task_file):
         4,
         "--checkpointing_steps",
         1,
+        "--buffer_type",
+        "reservoir",
+        "--buffer_size",
+        4,
         *TINY_FLAGS,
     ]
     out = tmp_path / "run"
@@ -57,6 +61,15 @@ def test_report_is_written_and_survives_resume(tmp_path, task_file):
     assert {"copy_fraction", "precision", "recall"} <= set(metrics["matrices"])
     assert "train_distance_ratio" not in metrics["matrices"] and (report / "heatmap_copy_fraction.png").is_file()
     assert metrics["higher_is_better"]["copy_fraction"] is False
+    # The sample sizes behind FID / KID and the sampler, stated in every report file; buffer attraction after task 2
+    # (task 1's 4 buffered images among its 16 training images).
+    assert metrics["matrices"]["num_generated"] == [[4.0], [4.0, 4.0]] and "kid_sd" in metrics["matrices"]
+    assert metrics["curves"]["buffer_share"] == [0.25] and len(metrics["curves"]["buffer_attraction"]) == 1
+    md = (report / "report.md").read_text()
+    assert (
+        "N = 4 generated vs M = 16 real images per task" in md
+        and "Every metric is measured on samples drawn with: " in md
+    )
     assert (out / "oracle" / "config.json").is_file()
     # Stop mid task 2 and resume: the task-1 row must come back from the checkpoint.
     shutil.rmtree(out / "checkpoint-4")
@@ -87,7 +100,8 @@ def test_standalone_report_over_a_run_dir(tmp_path, task_file):
 
     data = task_file(per_task=16)
     out = tmp_path / "run"
-    assert run(["--data_path", data, "--output_dir", out, "--max_train_steps", 1, *TINY_FLAGS]) == 0
+    replay = ["--buffer_type", "reservoir", "--buffer_size", 4]  # its buffer is read back from the checkpoints
+    assert run(["--data_path", data, "--output_dir", out, "--max_train_steps", 1, *replay, *TINY_FLAGS]) == 0
     argv = [
         "report",
         "--run_dir",
@@ -104,4 +118,5 @@ def test_standalone_report_over_a_run_dir(tmp_path, task_file):
     assert eval_main([str(a) for a in argv]) == 0
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert metrics["tasks"] == [1, 2] and len(metrics["matrices"]["frechet"][1]) == 2
+    assert metrics["curves"]["buffer_share"] == [0.25]  # after task 2: task 1's buffer, from checkpoint-1
     assert eval_main(["report", "--run_dir", str(tmp_path)]) == 2

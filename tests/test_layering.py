@@ -66,11 +66,26 @@ def test_imports_point_to_lower_layers_only():
         here = sub_package(path)
         if here is None:  # the package's __init__: the lazy facade over every layer
             continue
+        # A package's __main__ (python -m continual_diffusers.<package>) is an entry point at cli's layer.
+        level = layers["cli"] if path.name == "__main__.py" else layers[here]
         for target, line in imported_packages(path):
-            if target != here and target in layers and layers[target] >= layers[here]:
-                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {here} (layer {layers[here]}) imports "
+            if target != here and target in layers and layers[target] >= level:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {here} (layer {level}) imports "
                              f"{target} (layer {layers[target]})")  # fmt: skip
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_module_imports_an_entry_point():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += (
+                [a.name for a in getattr(node, "names", [])] if isinstance(node, ast.Import | ast.ImportFrom) else []
+            )
+            if any(name.split(".")[-1] == "__main__" for name in names):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize(

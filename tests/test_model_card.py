@@ -11,6 +11,7 @@ import yaml
 from conftest import TINY_FLAGS
 
 import main_ddpm
+from continual_diffusers.evaluation import EndOfTaskEvaluation
 from continual_diffusers.models.spec import ModelSpec
 from continual_diffusers.training.hub import HUB_IGNORE, push_to_hub
 from continual_diffusers.training.model_card import model_card
@@ -104,6 +105,9 @@ def test_card_lists_the_metrics_so_far():
     data = yaml.safe_load(head)
     assert data["continual_metrics"] == history and data["classes_per_task"] == {"1": [0, 1], "2": [2, 3]}
     assert "| 2 | accuracy | 1: 0.25, 2: 0.75 |" in body and "strategy-replay" in data["tags"]
+    history.append({"after_task": 3, "metrics": {"frechet": {"1": 12.5}}})  # named as the evaluation names it
+    card = model_card(spec, {"strategy": "replay"}, history, metric_name=EndOfTaskEvaluation.display_name)
+    assert "| 3 | oracle-feature FID | 1: 12.5 |" in card
 
 
 def test_push_to_hub_function_and_its_failure(tmp_path):

@@ -117,3 +117,27 @@ def test_bad_arguments_are_refused():
     ]:
         with pytest.raises(ValueError, match=message):
             _replay(**kw)
+
+
+def test_the_evaluation_sees_the_buffer_the_task_trained_with():
+    """`replayed_images`: the buffer as `before_task` found it, so the finished task's own images (added by
+    `after_task`, before the end-of-task evaluation) are not in it; none for joint training (all_data)."""
+    from continual_diffusers.strategies.combined import CombinedStrategy
+    from continual_diffusers.strategies.replay import replayed_images, replayed_images_in_checkpoint
+
+    replay = _replay(TaskBalanced(4))
+    _finish(replay, 1)
+    replay.before_task(None, 2)
+    _finish(replay, 2)  # task 2 joins the buffer for task 3
+    seen = replayed_images(replay)
+    assert list(seen) == [1] and seen[1].shape == (4, 3, 8, 8) and seen[1].dtype == torch.uint8
+    assert set(seen[1][:, 0, 0, 0].tolist()) <= {0, 10}  # task 1's classes 0 and 1 (pixel = class × 10)
+    # A checkpoint holds the buffer after `after_task`: the one the next task trains with, also inside a combination.
+    state = CombinedStrategy([replay]).state_dict()
+    from_checkpoint = replayed_images_in_checkpoint(state)
+    assert sorted(from_checkpoint) == [1, 2] and sum(len(v) for v in from_checkpoint.values()) == 4
+    joint = _replay(AllData())
+    _finish(joint, 1)
+    joint.before_task(None, 2)
+    assert replayed_images(joint) is None and replayed_images_in_checkpoint(joint.state_dict()) is None
+    assert replayed_images(CombinedStrategy([_replay(TaskBalanced(4))])) == {}  # before any task: empty

@@ -138,10 +138,22 @@ def report_cmd(args) -> str:
             )
             evaluation = EndOfTaskEvaluation(evaluator, conditioning, scheduler, spec.classes_per_task, args.run_dir)
         evaluation.conditioning, evaluation.train_scheduler = conditioning, scheduler
-        evaluation(model, task_id, list(spec.seen_tasks), device)
+        seen = list(spec.seen_tasks)
+        buffered = replayed_buffer(args.run_dir, seen[:-1]) if memorised is not None else None
+        evaluation(model, task_id, seen, device, buffered)
         logger.info("evaluated %s", path)
     print(f"report: {os.path.join(evaluation.report_dir, 'report.md')}\n{evaluation.report.headline()}")
     return evaluation.report_dir
+
+
+def replayed_buffer(run_dir: str, seen_before: list[int]):
+    """The replay buffer a task trained with (buffer attraction), from the run's checkpoint taken after the tasks
+    `seen_before` (`training.checkpoint.checkpoint_of_task`); None for a run without one or without checkpoints."""
+    from ..strategies.replay import replayed_images_in_checkpoint
+    from ..training.checkpoint import checkpoint_of_task, read_strategy_state
+
+    path = checkpoint_of_task(run_dir, seen_before) if seen_before else None
+    return replayed_images_in_checkpoint(read_strategy_state(path)[0]) if path else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,12 +8,21 @@ memorised training images. These measures can:
   k-th nearest real neighbour. Precision = the fraction of samples inside the real manifold (fidelity); recall = the
   fraction of real features inside the samples' manifold (diversity). A generator that copies a few training images
   has high precision and low recall.
-- `copy_fraction` (after Carlini et al. 2023, "Extracting training data from diffusion models", §4.2, ℓ2 with a
-  relative threshold): a sample is a near-copy when its nearest training feature is closer than `ratio` times its
-  second-nearest one (d₁ < ratio · d₂): it sits on one training image rather than between several. Returned is the
-  fraction of near-copies. Held-out real images of the same data give the baseline a generator should match.
+- `copy_fraction`: the ratio test of Yoon et al. 2023 ("Diffusion probabilistic models generalize when they fail to
+  memorize") and Gu et al. 2023 ("On memorization in diffusion models", §3): a sample is a near-copy when its
+  nearest training feature is closer than `ratio` = 1/3 times its second-nearest one (d₁ < d₂ / 3): it sits on one
+  training image rather than between several. Exact duplicates in the training set are merged first, so a sample
+  on a duplicated image is compared with the next *different* image (with both copies kept, d₂ = d₁ and no copy of
+  a duplicated image could ever count). Returned is the fraction of near-copies. Held-out real images of the same
+  data give the baseline a generator should match.
 - `nearest_training_distance_ratio`: the median distance of samples to their nearest training feature divided by
-  the same median for held-out real features (1: as far from the training set as new real data; 0: copies).
+  the same median for held-out real features (1: as far from the training set as new real data; → 0: copies;
+  ≫ 1: off the data). Its ideal is 1, so it is summarised as |log r| (`directions`).
+- `buffer_attraction`: the share of samples whose nearest training image is one of a replay buffer's images, to
+  read beside the buffer's share of the training set (`is_buffered.mean()`): a generator that knows nothing of
+  which images were buffered scores that share in expectation (each sample's nearest image is buffered with that
+  probability); one that redraws its small buffer scores far above it. Computed in pixel space, on the training
+  images as the run stored them (`buffered_mask` finds the buffer's images among them by content).
 
 All inputs are features (N, D); distances are Euclidean and computed in chunks, so memory stays O(chunk × M).
 They are computed directly (not through ‖a‖² + ‖b‖² − 2aᵀb, which leaves ~1e-7 where a copy is at distance 0), so
@@ -71,11 +80,12 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
 
 
 def copy_fraction(samples: torch.Tensor, train: torch.Tensor, ratio: float = 1 / 3) -> float:
-    """The fraction of `samples` (N, D) whose nearest `train` feature (M ≥ 2, D) is closer than `ratio` × the
-    second-nearest one (near-copies of one training image)."""
+    """The fraction of `samples` (N, D) whose nearest `train` feature (D) is closer than `ratio` × the second-nearest
+    different one (near-copies of one training image; Yoon et al. 2023, Gu et al. 2023). `train` needs at least 2
+    distinct rows; exact duplicate rows count once."""
     if not 0 < ratio < 1:
         raise ValueError(f"ratio must be in (0, 1), got {ratio}")
-    d = _nearest(samples, train, 2)
+    d = _nearest(samples, torch.unique(train, dim=0), 2)
     return float((d[:, 0] < ratio * d[:, 1]).double().mean())
 
 
@@ -92,3 +102,39 @@ def nearest_training_distance_ratio(samples: torch.Tensor, train: torch.Tensor, 
     if heldout_d <= 0:
         raise ValueError("held-out features coincide with training features: they are not held out")
     return float(sample_d / heldout_d)
+
+
+def nearest_indices(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Index of each query's (N, D) nearest key (M ≥ 1, D), long (N,); ties go to the lowest index."""
+    if keys.shape[0] < 1:
+        raise ValueError("need at least 1 reference point")
+    queries, keys = queries.double(), keys.double()
+    out = [_distances(queries[s : s + _CHUNK], keys).argmin(dim=1) for s in range(0, queries.shape[0], _CHUNK)]
+    return torch.cat(out)
+
+
+def buffered_mask(train_images: torch.Tensor, buffer_images: torch.Tensor) -> torch.Tensor:
+    """Bool (M,): which training images (M, C, H, W) equal one of the buffer's images (B, C, H, W), byte for byte
+    (every copy of a buffered image counts as buffered: a sample near it is near the buffer)."""
+    if train_images.shape[1:] != buffer_images.shape[1:]:
+        raise ValueError(
+            f"buffer images of shape {tuple(buffer_images.shape[1:])} are not training images of shape "
+            f"{tuple(train_images.shape[1:])}"
+        )
+    flat_train, flat_buffer = train_images.flatten(1), buffer_images.flatten(1)
+    if len(flat_buffer) == 0:
+        return torch.zeros(len(flat_train), dtype=torch.bool)
+    together, inverse = torch.unique(torch.cat([flat_buffer, flat_train]), dim=0, return_inverse=True)
+    in_buffer = torch.zeros(len(together), dtype=torch.bool)
+    in_buffer[inverse[: len(flat_buffer)]] = True
+    return in_buffer[inverse[len(flat_buffer) :]]
+
+
+def buffer_attraction(samples: torch.Tensor, train: torch.Tensor, is_buffered: torch.Tensor) -> float:
+    """The share of `samples` (N, D) whose nearest `train` point (M, D) is a buffered one (`is_buffered`, bool
+    (M,)). Its reference is `is_buffered.float().mean()`, the buffer's share of the training set."""
+    if is_buffered.shape != (train.shape[0],):
+        raise ValueError(f"is_buffered must be ({train.shape[0]},), got {tuple(is_buffered.shape)}")
+    if samples.shape[0] == 0:
+        raise ValueError("buffer attraction of an empty set of samples")
+    return float(is_buffered[nearest_indices(samples, train)].double().mean())

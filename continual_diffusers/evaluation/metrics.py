@@ -1,12 +1,16 @@
 """Sample-quality metrics as pure functions on tensors (labels, logits or features).
 
 - Fréchet distance (Heusel et al. 2017): ‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2(Σ_a Σ_b)^{1/2}), here in the oracle's
-  feature space ("feature FID"); the Inception-feature FID of the literature is the same formula on other
-  features, which this package does not compute.
+  feature space ("oracle-feature FID"); the Inception-feature FID of the literature is the same formula on other
+  features, which this package does not compute; the two are not comparable.
 - KID (Bińkowski et al. 2018): unbiased MMD² with the cubic polynomial kernel k(x, y) = (xᵀy/d + 1)³, averaged over
-  random subsets.
+  random subsets of at most half of each set (`kid_subsets`), reported with its sd over the subsets.
 - Class-histogram KL (Masip et al. 2023): KL(p_true ‖ p_generated) of the oracle's labels; it grows when classes
   are missing from the samples, which is what forgetting looks like for an unconditional model.
+
+Both are biased by the number of images: FID strongly (two draws of one distribution score well above 0 at a
+hundred images per set), KID not in expectation but with a large spread. Compare them only at equal sample sizes
+(the reports state N generated and M real images next to every value).
 """
 
 from __future__ import annotations
@@ -59,21 +63,52 @@ def mmd2_unbiased(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     return float(term_aa + term_bb - 2 * k_ab.mean())
 
 
-def kernel_inception_distance(
+def kid_subsets(
     features_a: torch.Tensor,
     features_b: torch.Tensor,
     subset_size: int = 100,
-    num_subsets: int = 10,
+    num_subsets: int = 100,
     generator: torch.Generator | None = None,
-) -> float:
-    """KID: mean unbiased MMD² over `num_subsets` random subsets of min(subset_size, N, M) samples per set."""
-    size = min(subset_size, features_a.shape[0], features_b.shape[0])
+) -> torch.Tensor:
+    """Unbiased MMD² (`mmd2_unbiased`) of `num_subsets` random subset pairs of (N, D) and (M, D) features: (S,).
+
+    Each subset draws s = min(subset_size, N // 2, M // 2) (at least 2) images of each set without replacement,
+    independently of the other subsets (torch-fidelity's scheme). Capping s at half of each set means the subsets
+    are different images, so their spread is a spread: with s = N every subset would hold all the generated
+    images and the sd over subsets would only reflect the real side."""
+    size = max(2, min(subset_size, features_a.shape[0] // 2, features_b.shape[0] // 2))
+    if min(features_a.shape[0], features_b.shape[0]) < size:
+        raise ValueError("KID needs at least 2 samples per set")
     values = []
     for _ in range(num_subsets):
         ia = torch.randperm(features_a.shape[0], generator=generator)[:size]
         ib = torch.randperm(features_b.shape[0], generator=generator)[:size]
         values.append(mmd2_unbiased(features_a[ia], features_b[ib]))
-    return sum(values) / len(values)
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def kernel_inception_distance(
+    features_a: torch.Tensor,
+    features_b: torch.Tensor,
+    subset_size: int = 100,
+    num_subsets: int = 100,
+    generator: torch.Generator | None = None,
+) -> float:
+    """KID (Bińkowski et al. 2018): the mean of `kid_subsets`."""
+    return float(kid_subsets(features_a, features_b, subset_size, num_subsets, generator).mean())
+
+
+def kernel_inception_distance_with_sd(
+    features_a: torch.Tensor,
+    features_b: torch.Tensor,
+    subset_size: int = 100,
+    num_subsets: int = 100,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """(KID, its sample standard deviation over the subsets) from `kid_subsets`: the spread of one subset's
+    estimate, which is what torch-fidelity reports as KID's std."""
+    values = kid_subsets(features_a, features_b, subset_size, num_subsets, generator)
+    return float(values.mean()), float(values.std()) if len(values) > 1 else 0.0
 
 
 def class_histogram_kl(predicted: torch.Tensor, true_probs: torch.Tensor, eps: float = 1e-6) -> float:

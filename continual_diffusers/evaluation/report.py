@@ -1,13 +1,18 @@
 """`ContinualReport`: collects one evaluation row per finished task and writes the report folder:
 
-report/metrics.json   matrices R[k][i] per metric, global curves, summaries (average, AIQ, forgetting, BWT), and
-                      each summarised metric's direction (higher_is_better)
-report/metrics.csv    long format: metric, after_task, task, value
+report/metrics.json   matrices R[k][i] per metric, global curves, summaries (average, AIQ, forgetting, BWT), each
+                      summarised metric's direction (higher_is_better), the sample sizes behind FID and KID
+                      (sample_sizes) and the names a reader sees (display_names)
+report/metrics.csv    long format: metric, after_task, task, value (num_generated / num_real rows: N and M)
 report/heatmap_<metric>.png, report/curves.png, report/samples_sheet.png
-report/report.md      links the above and states the headline numbers
+report/report.md      links the above and states the headline numbers, with N and M for every FID and KID
 
 Forgetting and backward transfer follow `continual_metrics`' sign convention: both are measured in the metric's
-"better" direction, so forgetting > 0 and BWT < 0 mean earlier tasks got worse, for accuracy and FID alike.
+"better" direction, so forgetting > 0 and BWT < 0 mean earlier tasks got worse, for accuracy and FID alike. How
+each metric is summarised (directions, |log r| for the distance ratio, what is left out) is `directions`' table.
+FID and KID are compared across evaluations only at equal sample sizes: when a task's entries were measured with
+different numbers of images (a run resumed with another --eval_num_samples), their forgetting and BWT are left
+out and report.md says why.
 """
 
 from __future__ import annotations
@@ -19,17 +24,27 @@ import os
 
 from ..utils.logging import get_logger
 from ..utils.markdown import markdown_text
-from .continual_metrics import as_matrix, summarize
-from .evaluator import HIGHER_IS_BETTER
+from .continual_metrics import as_matrix, average_final, average_incremental, summarize
+from .directions import (
+    BOUNDED,
+    DERIVED,
+    HIGHER_IS_BETTER,
+    LEVEL_ONLY,
+    NOT_SUMMARISED,
+    SAMPLE_SIZE_DEPENDENT,
+    direction_text,
+    display_name,
+)
 
 logger = get_logger(__name__)
 GLOBAL = "0"  # key of metrics that are one number per evaluation (not per task)
 
 
 class ContinualReport:
-    def __init__(self, history: list[dict] | None = None):
+    def __init__(self, history: list[dict] | None = None, sampler: str = ""):
         self.history: list[dict] = history or []  # [{"after_task": k, "metrics": {metric: {task: value}}}]
         self.data: dict = {}  # the task file's class order (and names), echoed in report.md; set by cli.launch
+        self.sampler = sampler  # how the evaluation samples were drawn (`task_eval.describe_sampler`)
 
     def add(self, after_task: int, results: dict[str, dict[int, float]]) -> None:
         metrics = {m: {str(t): float(v) for t, v in values.items()} for m, values in results.items()}
@@ -54,17 +69,59 @@ class ContinualReport:
         return {n: [h["metrics"][n][GLOBAL] for h in self.history if n in h["metrics"]] for n in names}
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {
-            name: summarize(as_matrix(rows), HIGHER_IS_BETTER.get(name, True))
-            for name, rows in self.matrices().items()
-        }
+        """Per summarised metric: average final and AIQ, plus forgetting and BWT where they have a direction and
+        the sample sizes allow them (module docstring; `directions`)."""
+        matrices = {}
+        for name, rows in sorted(self.matrices().items()):  # each derived summary right after its source
+            matrices[name] = rows
+            for derived, (source, transform) in DERIVED.items():
+                if source == name:
+                    matrices[derived] = [[transform(v) for v in row] for row in rows]
+        out, unequal = {}, self.unequal_sample_sizes()
+        for name, rows in matrices.items():
+            if name in NOT_SUMMARISED:
+                continue
+            r = as_matrix(rows)
+            if name in LEVEL_ONLY or name in unequal:
+                out[name] = {"average_final": average_final(r), "average_incremental": average_incremental(r)}
+            else:
+                out[name] = summarize(r, HIGHER_IS_BETTER.get(name, True))
+        return out
+
+    def unequal_sample_sizes(self) -> list[str]:
+        """The sample-size-dependent metrics (FID, KID) with a task whose entries were measured with different
+        numbers of generated or real images: their forgetting and BWT would compare unequal N."""
+        matrices = self.matrices()
+        for key in ("num_generated", "num_real"):
+            rows = matrices.get(key, [])
+            columns = [{row[i] for row in rows[i:]} for i in range(len(rows))]
+            if any(len(values) > 1 for values in columns):
+                return [m for m in SAMPLE_SIZE_DEPENDENT if m in matrices]
+        return []
+
+    def sample_sizes(self) -> str:
+        """ "N = 100 generated vs M = 71–72 real images per task" for the latest evaluation ("" without sizes)."""
+        if not self.history:
+            return ""
+        last = self.history[-1]["metrics"]
+        if "num_generated" not in last:
+            return ""
+        n, m = (sorted({int(v) for v in last[key].values()}) for key in ("num_generated", "num_real"))
+        where = "in all" if GLOBAL in last["num_generated"] else "per task"
+        return f"N = {_span(n)} generated vs M = {_span(m)} real images {where}"
 
     def headline(self) -> str:
         parts = []
+        sizes = self.sample_sizes()
         for name, s in self.summary().items():
-            parts.append(f"{name}: final avg {s['average_final']:.3f}, forgetting {s['forgetting']:.3f}")
+            text = f"{display_name(name)}: final avg {s['average_final']:.3f}"
+            if "forgetting" in s:
+                text += f", forgetting {s['forgetting']:.3f}"
+            parts.append(text + (f" ({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else ""))
         for name, values in self.curves().items():
-            parts.append(f"{name}: final {values[-1]:.3f}")
+            if name not in NOT_SUMMARISED:
+                text = f"{display_name(name)}: final {values[-1]:.3f}"
+                parts.append(text + (f" ({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else ""))
         return "; ".join(parts)
 
     def write(self, out_dir: str, sample_grids: dict[int, str] | None = None) -> str:
@@ -72,6 +129,15 @@ class ContinualReport:
         tasks = [h["after_task"] for h in self.history]
         data = {"tasks": tasks, "matrices": self.matrices(), "curves": self.curves(), "summary": self.summary()}
         data["higher_is_better"] = {name: HIGHER_IS_BETTER.get(name, True) for name in data["summary"]}
+        data["sampler"] = self.sampler
+        data["sample_sizes"] = {
+            "text": self.sample_sizes(),
+            "unequal": self.unequal_sample_sizes(),
+            "kid_subsets": "KID: the mean and sd of the unbiased MMD² over 100 random subset pairs, each of "
+            "min(100, N/2, M/2) images of each set drawn without replacement",
+        }
+        names = {*data["matrices"], *data["curves"], *data["summary"]}
+        data["display_names"] = {name: display_name(name) for name in sorted(names)}
         with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
             json.dump(data, fh, indent=2)
         self._write_csv(os.path.join(out_dir, "metrics.csv"))
@@ -91,6 +157,13 @@ class ContinualReport:
                         writer.writerow([metric, h["after_task"], "all" if task == GLOBAL else task, value])
 
 
+SHOWN_UNSUMMARISED = ("task_share",)  # matrices drawn although not summarised (its ideal changes with k)
+
+
+def _shown(name: str) -> bool:
+    return name not in NOT_SUMMARISED or name in SHOWN_UNSUMMARISED
+
+
 def _plots(out_dir: str, tasks: list[int], data: dict, grids: dict[int, str]) -> list[str]:
     import matplotlib
 
@@ -98,36 +171,51 @@ def _plots(out_dir: str, tasks: list[int], data: dict, grids: dict[int, str]) ->
     import matplotlib.pyplot as plt
 
     files = []
-    for name, rows in data["matrices"].items():
-        files.append(_heatmap(plt, out_dir, name, tasks, rows))
-    if data["matrices"]:
-        files.append(_curves(plt, out_dir, tasks, data["matrices"]))
+    shown = {name: rows for name, rows in data["matrices"].items() if _shown(name)}
+    sizes = data["sample_sizes"]["text"]
+    for name, rows in shown.items():
+        files.append(_heatmap(plt, out_dir, name, tasks, rows, sizes))
+    if shown:
+        files.append(_curves(plt, out_dir, tasks, shown, sizes))
     if grids:
         files.append(_sheet(plt, out_dir, grids))
     return files
 
 
-def _heatmap(plt, out_dir: str, name: str, tasks: list[int], rows: list[list[float]]) -> str:
+def _title(name: str, sizes: str) -> str:
+    """A figure's title: the name a user reads, and N and M for FID / KID."""
+    return display_name(name) + (f"\n({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else "")
+
+
+def _heatmap(plt, out_dir: str, name: str, tasks: list[int], rows: list[list[float]], sizes: str) -> str:
     t = len(rows)
     grid = [[rows[k][i] if i <= k else math.nan for i in range(t)] for k in range(t)]
-    fig, ax = plt.subplots(figsize=(1.2 * t + 2.5, 1.0 * t + 1.5))
-    cmap = "viridis" if HIGHER_IS_BETTER.get(name, True) else "viridis_r"
-    # fractions: a fixed 0..1 scale compares runs at a glance
-    bounded = name in ("accuracy", "task_share", "copy_fraction", "precision", "recall")
-    values = [v for row in rows for v in row]
-    lo, hi = (0.0, 1.0) if bounded else (min(values), max(values))
-    im = ax.imshow(grid, cmap=cmap, vmin=lo, vmax=hi)
+    # The colour says how good a cell is: the distance ratio is coloured by |log r| (its ideal 1 is the darkest
+    # good colour, copies and off-data samples both get worse), everything else by its own value.
+    derived = {source: (n, f) for n, (source, f) in DERIVED.items()}
+    colour_name, transform = derived.get(name, (name, lambda v: v))
+    shade = [[transform(v) if v == v else math.nan for v in row] for row in grid]
+    higher = HIGHER_IS_BETTER.get(colour_name, True)
+    fig, ax = plt.subplots(figsize=(1.2 * t + 2.5, 1.0 * t + 1.7))
+    values = [v for row in shade for v in row if v == v and math.isfinite(v)]
+    lo, hi = (0.0, 1.0) if name in BOUNDED else (min(values, default=0.0), max(values, default=1.0))
+    im = ax.imshow(shade, cmap="viridis" if higher else "viridis_r", vmin=lo, vmax=hi)
     for k in range(t):
         for i in range(k + 1):
-            level = (grid[k][i] - lo) / (hi - lo) if hi > lo else 0.5
-            bright = level > 0.6 if HIGHER_IS_BETTER.get(name, True) else level < 0.4
+            level = (shade[k][i] - lo) / (hi - lo) if hi > lo else 0.5
+            bright = level > 0.6 if higher else level < 0.4
             ax.text(i, k, f"{grid[k][i]:.2f}", ha="center", va="center", color="k" if bright else "w", fontsize=9)
     ax.set_xticks(range(t), [f"task {x}" for x in tasks])
     ax.set_yticks(range(t), [f"after {x}" for x in tasks])
     ax.set_xlabel("evaluated task i")
     ax.set_ylabel("after training task k")
-    better = "higher" if HIGHER_IS_BETTER.get(name, True) else "lower"
-    ax.set_title(f"{name} R[k][i] ({better} is better)")
+    if colour_name != name:
+        how = f"ideal 1; colour: {display_name(colour_name)}, lower is better"
+    elif name == "task_share":
+        how = "ideal: the task's share of the seen data, 1/(k+1) for equal tasks"
+    else:
+        how = f"{'higher' if higher else 'lower'} is better"
+    ax.set_title(f"{_title(name, sizes)} R[k][i] ({how})", fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     path = os.path.join(out_dir, f"heatmap_{name}.png")
@@ -136,13 +224,13 @@ def _heatmap(plt, out_dir: str, name: str, tasks: list[int], rows: list[list[flo
     return path
 
 
-def _curves(plt, out_dir: str, tasks: list[int], matrices: dict) -> str:
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.5 * len(matrices), 3.5), squeeze=False)
+def _curves(plt, out_dir: str, tasks: list[int], matrices: dict, sizes: str) -> str:
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.5 * len(matrices), 3.7), squeeze=False)
     for ax, (name, rows) in zip(axes[0], matrices.items()):
         for i, task in enumerate(tasks):
             ax.plot(tasks[i:], [rows[k][i] for k in range(i, len(rows))], marker="o", label=f"task {task}")
         ax.set_xlabel("after training task")
-        ax.set_title(name)
+        ax.set_title(_title(name, sizes), fontsize=9)
         ax.set_xticks(tasks)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
@@ -169,30 +257,77 @@ def _sheet(plt, out_dir: str, grids: dict[int, str]) -> str:
 
 def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -> str:
     lines = ["# Continual evaluation report", "", f"Tasks evaluated: {tasks}", "", f"**Headline:** {headline}", ""]
+    sizes = data["sample_sizes"]
+    if data["sampler"]:
+        lines += [f"Every metric is measured on samples drawn with: {data['sampler']}.", ""]
+    if sizes["text"]:
+        lines += [
+            f"Oracle-feature FID and KID: {sizes['text']} (latest evaluation); both depend on these sizes, so "
+            f"compare them only with values at the same N and M. {sizes['kid_subsets']}.",
+            "",
+        ]
+    if sizes["unequal"]:
+        lines += [
+            f"**Not compared:** {', '.join(display_name(m) for m in sizes['unequal'])} of some task were measured "
+            "with different numbers of images after different tasks, so their forgetting and backward transfer "
+            "are left out.",
+            "",
+        ]
     if data["summary"]:
         lines += [
             "| metric | better | average final | average incremental (AIQ) | forgetting | backward transfer |",
             "|---|---|---|---|---|---|",
         ]
         for name, s in data["summary"].items():
-            better = "higher ↑" if data["higher_is_better"][name] else "lower ↓"
+            final = f"{s['average_final']:.4f}" + _kid_sd(name, data)
+            forgetting = f"{s['forgetting']:.4f}" if "forgetting" in s else "–"
+            bwt = _signed(s["backward_transfer"]) if "backward_transfer" in s else "–"
+            shown = display_name(name).replace("|", "\\|")  # a bare | would end the table cell
             lines.append(
-                f"| {name} | {better} | {s['average_final']:.4f} | {s['average_incremental']:.4f} | "
-                f"{s['forgetting']:.4f} | {s['backward_transfer']:+.4f} |"
+                f"| {shown} | {direction_text(name)} | {final} | {s['average_incremental']:.4f} | "
+                f"{forgetting} | {bwt} |"
             )
         lines += [
             "",
             "Forgetting and backward transfer are measured in each metric's *better* direction, so for every metric "
             "(accuracy and FID alike) **forgetting > 0 and backward transfer < 0 mean earlier tasks got worse**: "
             "forgetting is the mean worsening from a task's best earlier score to its final one, backward transfer "
-            "the mean change from just after learning the task to the end (negative: worse, positive: better).",
+            "the mean change from just after learning the task to the end (negative: worse, positive: better). "
+            "train_distance_ratio (ideal 1: < 1 copies, > 1 off the data) is summarised as |log r|.",
             "",
         ]
     for name, values in data["curves"].items():
-        lines.append(f"- {name} after each task: " + ", ".join(f"{v:.4f}" for v in values))
+        if name not in NOT_SUMMARISED:
+            sds = data["curves"].get("kid_sd") if name == "kid" else None
+            shown = [f"{v:.4f}" + (f" ± {sd:.4f}" if sds else "") for v, sd in zip(values, sds or values)]
+            lines.append(f"- {display_name(name)} after each task: " + ", ".join(shown))
+    if "buffer_attraction" in data["curves"]:
+        lines.append(
+            "- buffer_attraction: the share of samples whose nearest training image (in pixels) is one the replay "
+            "buffer held while the evaluated model trained; buffer_share, the buffer's share of those training "
+            "images, is what a generator that does not favour its buffer scores."
+        )
     lines += ["", "R[k][i] is the score on task i after training task k. Data: `metrics.json`, `metrics.csv`.", ""]
     lines += [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _kid_sd(name: str, data: dict) -> str:
+    """ " ± sd" for KID's average final value: the mean over tasks of the final row's sd over subsets."""
+    rows = data["matrices"].get("kid_sd")
+    if name != "kid" or not rows:
+        return ""
+    return f" ± {sum(rows[-1]) / len(rows[-1]):.4f} (sd over subsets)"
+
+
+def _signed(value: float) -> str:
+    """+0.1250 / -0.1250, and 0.0000 without a sign when it rounds to zero (a "+0.0000" reads as a gain)."""
+    text = f"{value:+.4f}"
+    return text[1:] if text in ("+0.0000", "-0.0000") else text
+
+
+def _span(values: list[int]) -> str:
+    return str(values[0]) if len(values) == 1 else f"{values[0]}–{values[-1]}"
 
 
 def _class_order_lines(data: dict) -> str:

@@ -5,12 +5,28 @@ from __future__ import annotations
 import os
 
 from ..utils.faults import fault_point
+from .directions import display_name
 from .evaluator import ContinualEvaluator
 from .report import ContinualReport
 
 
+def describe_sampler(options) -> str:
+    """The sampler behind the evaluation's samples, as report.md states it, e.g. "ddpm, 25 steps, guidance 2.0,
+    seed 0"."""
+    text = f"{options.scheduler}, {options.num_inference_steps} steps"
+    if options.scheduler == "ddim":
+        text += f", η = {options.eta}"
+    text += f", guidance {options.guidance_scale}" if options.guidance_scale != 1.0 else ", no guidance"
+    if options.mcmc is not None:
+        text += ", with annealed MCMC"
+    return f"{text}, seed {options.seed}"
+
+
 class EndOfTaskEvaluation:
     """Callable used by the trainer (and by the standalone `report` command) after each task."""
+
+    # The name a reader sees for each metric: model cards (written by training, below evaluation) read it here.
+    display_name = staticmethod(display_name)
 
     def __init__(
         self, evaluator: ContinualEvaluator, conditioning, train_scheduler, classes_per_task: dict, output_dir: str
@@ -20,11 +36,14 @@ class EndOfTaskEvaluation:
         self.train_scheduler = train_scheduler
         self.classes_per_task = classes_per_task
         self.output_dir = output_dir
-        self.report = ContinualReport()
+        self.report = ContinualReport(sampler=describe_sampler(evaluator.options))
 
-    def __call__(self, model, task_id: int, seen_tasks: list[int], device) -> dict[str, dict[int, float]]:
+    def __call__(
+        self, model, task_id: int, seen_tasks: list[int], device, buffered: dict | None = None
+    ) -> dict[str, dict[int, float]]:
+        """Evaluate `model` after task `task_id`; `buffered`: the replay buffer it trained with (`evaluate`)."""
         results = self.evaluator.evaluate(
-            model, self.conditioning, self.train_scheduler, seen_tasks, self.classes_per_task, device
+            model, self.conditioning, self.train_scheduler, seen_tasks, self.classes_per_task, device, buffered
         )
         fault_point("task_eval")
         self.report.add(task_id, results)
@@ -40,4 +59,4 @@ class EndOfTaskEvaluation:
         return self.report.state_dict()
 
     def load_state_dict(self, history: list[dict]) -> None:
-        self.report = ContinualReport(list(history))
+        self.report.history = list(history)  # the report's other settings (sampler, class order) stay

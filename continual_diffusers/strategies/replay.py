@@ -138,9 +138,11 @@ class Replay(ContinualStrategy):
         self.replay_ratio = replay_ratio
         self.loss_weight = loss_weight
         self._task_id: int | None = None
+        self.replayed: dict[int, torch.Tensor] = {}  # the buffer this task trains with (`replayed_images`)
 
     def before_task(self, model: nn.Module, task_id: int, apply_ema=None) -> None:
         self._task_id = task_id
+        self.replayed = buffer_by_task(self.buffer.images, self.buffer.task_ids)
 
     def num_replay(self, batch_size: int, generator: torch.Generator) -> int:
         """Replay samples to add to a batch of `batch_size` current samples (randomly rounded expectation)."""
@@ -202,3 +204,41 @@ class Replay(ContinualStrategy):
                 "resume with the strategy flags the run was started with"
             )
         self.buffer.load_state_dict({k[len("buffer.") :]: v for k, v in state.items()})
+
+
+def buffer_by_task(images: torch.Tensor | None, task_ids: torch.Tensor) -> dict[int, torch.Tensor]:
+    """{task id: uint8 (B_t, C, H, W)} of a buffer's images (None or empty: {})."""
+    if images is None or len(task_ids) == 0:
+        return {}
+    return {int(t): images[task_ids == t] for t in task_ids.unique()}
+
+
+def replayed_images(strategy: ContinualStrategy) -> dict[int, torch.Tensor] | None:
+    """The replay buffer the current (or just finished) task trained with, {task id: uint8 (B_t, C, H, W)} as the
+    run stored the images, for the evaluation's buffer attraction; None for a run without a bounded buffer (no
+    replay, or `all_data`, whose buffer is every past image: joint training has nothing to be attracted to).
+
+    It is the buffer as `before_task` found it: the finished task's own images join the buffer in `after_task`,
+    before the end-of-task evaluation, but were never replayed."""
+    parts = getattr(strategy, "strategies", [strategy])  # a CombinedStrategy runs several
+    for part in parts:
+        if isinstance(part, Replay) and not isinstance(part.buffer.policy, (AllData, NoData)):
+            return part.replayed
+    return None
+
+
+def replayed_images_in_checkpoint(strategy_state: dict) -> dict[int, torch.Tensor] | None:
+    """`replayed_images` from a checkpoint's strategy state (`training.checkpoint.read_strategy_state`): the buffer
+    of a checkpoint taken during task k, or at the end of task k − 1, is the one task k trained with. None when
+    the state holds no bounded replay buffer."""
+    for key, value in strategy_state.items():
+        if not key.endswith("buffer.policy"):
+            continue
+        prefix = key[: -len("policy")]
+        if str(value).startswith(("AllData", "NoData")):
+            return None
+        images, task_ids = strategy_state.get(prefix + "images"), strategy_state.get(prefix + "task_ids")
+        if task_ids is None or (images is not None and (images.dtype != torch.uint8 or images.ndim != 4)):
+            raise UserInputError(f"the checkpoint's replay buffer ({prefix}…) is not uint8 images with task ids")
+        return buffer_by_task(images, task_ids.long())
+    return None

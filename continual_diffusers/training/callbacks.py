@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..data import Task
+from ..strategies.replay import replayed_images
 from ..utils.logging import get_logger
 from . import export, model_card
 
@@ -81,7 +82,8 @@ def evaluate(trainer, end: TaskEnd) -> None:
     if task_eval is None:
         return
     task_id = end.task.task_id
-    results = task_eval(end.model, task_id, list(trainer.position.seen_tasks), trainer.accelerator.device)
+    buffered = replayed_images(trainer.strategy)  # the buffer this task trained with: buffer attraction
+    results = task_eval(end.model, task_id, list(trainer.position.seen_tasks), trainer.accelerator.device, buffered)
     flat = {f"eval/{metric}/task_{t}": v for metric, values in results.items() for t, v in values.items()}
     trainer.accelerator.log(flat, step=trainer.position.global_step)
     headline = task_eval.report.headline()

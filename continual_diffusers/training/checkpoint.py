@@ -169,19 +169,50 @@ def load_checkpoint(path: str) -> dict:
         for name in ("ema", "optimizer", "lr_scheduler", "scaler"):
             file = os.path.join(path, name + ".pt")
             parts[name + "_state"] = _load_pt(file) if os.path.exists(file) else None
-        strategy = dict(load_file(os.path.join(path, "strategy.safetensors")))
-        extra = _read_json(os.path.join(path, "strategy.json"))
-        if not isinstance(extra, dict):
-            raise ValueError("strategy.json is not a JSON object")
-        strategy.update(extra)
-        parts["strategy_state"] = strategy
+        parts["strategy_state"] = _strategy_state(path)
         parts["training_state"] = _read_json(os.path.join(path, STATE_FILE))
     except UserInputError:
         raise
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # missing file, bad JSON or tensors
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
+        raise _unreadable(path, err) from err
     return parts
+
+
+def _strategy_state(path: str) -> dict:
+    strategy = dict(load_file(os.path.join(path, "strategy.safetensors")))
+    extra = _read_json(os.path.join(path, "strategy.json"))
+    if not isinstance(extra, dict):
+        raise ValueError("strategy.json is not a JSON object")
+    strategy.update(extra)
+    return strategy
+
+
+def _unreadable(path: str, err: Exception) -> UserInputError:
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return UserInputError(f"{path}: not a readable checkpoint ({first})")
+
+
+def read_strategy_state(path: str) -> tuple[dict, dict]:
+    """(strategy state, training_state.json) of checkpoint `path`, nothing else read (safetensors and JSON only:
+    e.g. the replay buffer of a finished run, `strategies.replay.replayed_images_in_checkpoint`)."""
+    try:
+        return _strategy_state(path), _read_json(os.path.join(path, STATE_FILE))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise _unreadable(path, err) from err
+
+
+def checkpoint_of_task(output_dir: str, seen_before: list[int]) -> str | None:
+    """The newest complete checkpoint of `output_dir` taken while the seen tasks were `seen_before` (during the
+    next task, or at the end of the last of them): its strategy state is what that next task trained with. None
+    when no such checkpoint is left."""
+    for _, path in reversed(list_checkpoints(output_dir)):
+        try:
+            state = _read_json(os.path.join(path, STATE_FILE))
+        except (OSError, ValueError):
+            continue  # unreadable: not the one to take
+        if isinstance(state, dict) and state.get("seen_tasks") == list(seen_before):
+            return path
+    return None
 
 
 def _check_shapes(path: str, shapes: dict[str, tuple], model_state: dict[str, torch.Tensor]) -> None:
@@ -212,8 +243,7 @@ def check_compatible(path: str, model_state: dict[str, torch.Tensor], strategy_n
             shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
         state = _read_json(os.path.join(path, STATE_FILE))
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserInputError(f"{path}: not a readable checkpoint ({first})") from err
+        raise _unreadable(path, err) from err
     _check_shapes(path, shapes, model_state)
     strategy = state.get("strategy") if isinstance(state, dict) else None
     if strategy not in (None, strategy_name):

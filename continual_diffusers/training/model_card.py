@@ -14,12 +14,13 @@ def write_model_cards(trainer, task) -> tuple[str, str]:
     """README.md model cards in output_dir/task_<id>/ and output_dir/ (the metrics of the evaluation so far)."""
     cfg = trainer.cfg
     history = trainer.task_eval.report.history if trainer.task_eval is not None else []
+    names = getattr(trainer.task_eval, "display_name", None)  # the evaluation's names for its metrics
     spec = trainer.spec.replace(seen_tasks=tuple(trainer.position.seen_tasks))
     training = training_summary(cfg.to_dict(), trainer.strategy.name)
     task_dir = os.path.join(cfg.output_dir, f"task_{task.task_id}")
     cards = (
-        (os.path.join(task_dir, CARD_FILE), model_card(spec, training, history, task_id=task.task_id)),
-        (os.path.join(cfg.output_dir, CARD_FILE), model_card(spec, training, history)),
+        (os.path.join(task_dir, CARD_FILE), model_card(spec, training, history, task.task_id, names)),
+        (os.path.join(cfg.output_dir, CARD_FILE), model_card(spec, training, history, metric_name=names)),
     )
     for path, text in cards:
         with open(path, "w") as fh:
@@ -36,8 +37,12 @@ def training_summary(config: dict, strategy: str) -> dict:
     return {"strategy": strategy, **summary, **({"validation": sampler} if sampler else {})}
 
 
-def model_card(spec: ModelSpec, training: dict, history: list[dict], task_id: int | None = None) -> str:
-    """A Hub model card (YAML front matter + markdown) for one task export (`task_id`) or the whole run."""
+def model_card(
+    spec: ModelSpec, training: dict, history: list[dict], task_id: int | None = None, metric_name=None
+) -> str:
+    """A Hub model card (YAML front matter + markdown) for one task export (`task_id`) or the whole run.
+    `metric_name`: metric key → the name a reader sees (the end-of-task evaluation's `display_name`); default: the
+    key."""
     from huggingface_hub import ModelCardData
 
     seen = list(spec.seen_tasks)
@@ -60,7 +65,8 @@ def model_card(spec: ModelSpec, training: dict, history: list[dict], task_id: in
     )
     where = f"task_{task_id}" if task_id is not None else "the run"
     what = f"after task {task_id} of a continual run" if task_id is not None else "one folder per task trained"
-    return f"---\n{data.to_yaml()}\n---\n\n" + _card_body(spec, training, history, seen, classes, where, what)
+    body = _card_body(spec, training, history, seen, classes, where, what, metric_name or str)
+    return f"---\n{data.to_yaml()}\n---\n\n" + body
 
 
 MODEL_KEYS = ("conditioning", "num_classes", "classifier_free_guidance", "energy_type", "prediction_type",
@@ -69,7 +75,7 @@ MODEL_KEYS = ("conditioning", "num_classes", "classifier_free_guidance", "energy
 CALL_EXAMPLES = {"class_labels": "class_labels=[0, 1]", "prompt": 'prompt="..."', "slots": "slots=images"}
 
 
-def _card_body(spec: ModelSpec, training, history, seen, classes, where, what) -> str:
+def _card_body(spec: ModelSpec, training, history, seen, classes, where, what, metric_name) -> str:
     kind, energy = spec.conditioning, spec.energy_type
     model = f"{'energy (' + energy + ')' if energy else 'score'} model, {kind} conditioning"
     path = '"path/to/task_k"' if where == "the run" else '"path/to/this/folder"'
@@ -99,14 +105,14 @@ def _card_body(spec: ModelSpec, training, history, seen, classes, where, what) -
         "## Metrics so far",
         "",
     ]
-    lines += _metric_lines(history) or ["No end-of-task evaluation was run (`--eval_every_task`)."]
+    lines += _metric_lines(history, metric_name) or ["No end-of-task evaluation was run (`--eval_every_task`)."]
     return "\n".join(lines) + "\n"
 
 
-def _metric_lines(history: list[dict]) -> list[str]:
+def _metric_lines(history: list[dict], metric_name) -> list[str]:
     rows = []
     for entry in history:
         for metric, values in sorted(entry["metrics"].items()):
             cells = ", ".join(f"{task}: {value:.4g}" for task, value in values.items())
-            rows.append(f"| {entry['after_task']} | {metric} | {cells} |")
+            rows.append(f"| {entry['after_task']} | {metric_name(metric)} | {cells} |")
     return ["| after task | metric | per task |", "|---|---|---|", *rows] if rows else []
