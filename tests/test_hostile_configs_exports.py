@@ -318,7 +318,7 @@ EXPORT_CASES = [
     Case("export_schedule_offset_huge", "evaluate", export(lambda f, d: edit_json(sched(f), steps_offset=10**6)),
          "steps_offset must be >= 0 and <= 9, got 1000000"),
     Case("export_schedule_offset_past_T", "evaluate", export(lambda f, d: edit_json(sched(f), steps_offset=1),
-                                                              "--num_inference_steps", "10"),
+                                                              "--num_inference_steps", "10", "--scheduler", "ddpm"),
          "with 10 inference steps the ddpm sampler's timesteps reach 10, outside the schedule's 0..9"),
     Case("export_schedule_beta_evil", "evaluate", export(lambda f, d: edit_json(sched(f), beta_schedule="evil")),
          "beta_schedule must be one of"),
@@ -376,7 +376,8 @@ LATENT_CASES = [
          "the config and the weights do not belong together"),
     Case("sd_unet_config_fifo", "main_ldm", sd_folder(lambda f, d: fifo(f / "unet" / "config.json")),
          "unet/config.json: a FIFO, not a regular file", fifo=True),
-    Case("sd_offset_past_T", "main_ldm", sd_folder(lambda f, d: None, "--num_inference_steps", "10"),
+    Case("sd_offset_past_T", "main_ldm",
+         sd_folder(lambda f, d: None, "--num_inference_steps", "10", "--scheduler", "ddpm"),
          "with 10 inference steps the ddpm sampler's timesteps reach 10"),
 ]  # fmt: skip
 
@@ -404,7 +405,7 @@ ORACLE_REPORT_HUB_CASES = [
                                                                              norm_eps=float("nan"))),
          "task_2/unet/config.json: norm_eps must be in (0, 1), got nan"),
     Case("report_task_2_offset_past_T", REPORT, report(lambda t, d: edit_json(sched(t), steps_offset=1),
-                                                       "--num_inference_steps", "10"),
+                                                       "--num_inference_steps", "10", "--scheduler", "ddpm"),
          "task_2/scheduler: with 10 inference steps the ddpm sampler's timesteps reach 10"),
     Case("hub_double_dash", "main_ddpm", hub("user/a--b"), "--hub_model_id is not a Hub repo id: Cannot have --"),
     Case("hub_120_characters", "main_ddpm", hub("user/" + "a" * 120), "--hub_model_id is not a Hub repo id"),
