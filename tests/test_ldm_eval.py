@@ -45,8 +45,8 @@ def sample(model_dir, out, *flags) -> int:
         ("score", ["--mcmc_sampler", "UHA", "--scheduler", "euler_a"]),
         ("score", ["--negative_prompt", "digit 2", "--guidance_scale", 3]),
         ("energy", []),
-        ("energy", ["--mcmc_sampler", "MALA"]),
-        ("energy", ["--mcmc_sampler", "CHA", "--num_leapfrog_steps", 2]),
+        ("energy", ["--mcmc_sampler", "MALA", "--scheduler", "ddpm"]),
+        ("energy", ["--mcmc_sampler", "CHA", "--num_leapfrog_steps", 2, "--scheduler", "ddpm"]),
     ],
     ids=["ancestral", "ula", "uha", "negative", "energy", "mala", "cha"],
 )

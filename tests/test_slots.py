@@ -400,7 +400,7 @@ def test_evaluate_slot_modes(slot_run):
     assert evaluate.main(argv) == 2  # 4 slots > K: guidance cannot batch them with the 3 null slots
     assert evaluate.main([*argv, "--guidance_scale", "1"]) == 0
     record = run("compose", "--compose_slots", "0", "1", "--slot_composition", "product", "--mcmc_sampler", "ULA",
-                 "--mcmc_sampler_start_timestep", "0")  # fmt: skip
+                 "--mcmc_sampler_start_timestep", "0", "--scheduler", "ddpm")  # fmt: skip
     assert record["weights"] == [2.0, 2.0] and record["mcmc"] == "ULA"
 
 
