@@ -20,7 +20,7 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_SPEC)" -e ".[dev]"
 
 # The demo budget (≈200 optimizer steps per task at batch 64) trains in ~5 minutes on 2 CPU cores and gives
-# recognisable digits; see the README for what it writes.
+# recognisable digits; docs/getting-started.md says what it writes.
 DEMO_FLAGS ?= --train_batch_size 64 --num_epochs 40 --learning_rate 1e-3 --lr_warmup_steps 50 --use_ema \
               --eval_every_task --eval_num_samples 50
 
@@ -30,7 +30,7 @@ demo: install
 test: install-dev
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-# ≈ 20 min on 2 CPU cores (the kill/resume harness starts ~30 training processes); see README "Reliability".
+# ≈ 20 min on 2 CPU cores (the kill/resume harness starts ~30 training processes); see docs/reliability-and-threat-model.md.
 test-slow: install-dev
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "slow and not gpu"
 

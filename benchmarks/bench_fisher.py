@@ -5,7 +5,7 @@ interleaved repeats (machines are shared and noisy; compare ratios, not seconds)
     python benchmarks/bench_fisher.py                          # 8×8×3, (32, 64, 64) UNet (the CPU demo size), CPU
     python benchmarks/bench_fisher.py --widths 8 16 --num_samples 64 --energy
 
-Target (issue "Continual strategies"): vectorised ≥ 5× faster than the single-sample loop. Measured on 1 CPU thread
+Target: vectorised ≥ 5× faster than the single-sample loop. Measured on 1 CPU thread
 (OMP_NUM_THREADS=1, shared 2-core machine): the tiny test UNet (8, 16) with N=64, K=1, batch 32: 6.6× (score),
 7.8× (energy); the (32, 64, 64) demo UNet (1.1 M params): 2.9× (K=2, batch 16), 3.2× (K=1, batch 32), 3.5× (energy).
 On CPU the vectorised path is bound by grouped-convolution backward for the per-sample weight gradients, so the gain

@@ -18,7 +18,7 @@ formats run alternately (the order rotates each round, so a busy neighbour on a 
 The folder's peak stays flat as the number of images grows; the .npz's grows with the data.
 
 `--probe_safetensors` instead runs `safe_open` on hostile files (each in a fresh process, 20 s timeout) and prints
-what happened, next to what this project's readers do with the same file (README, Threat model).
+what happened, next to what this project's readers do with the same file (docs/reliability-and-threat-model.md).
 """
 
 from __future__ import annotations

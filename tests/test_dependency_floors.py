@@ -1,5 +1,6 @@
-"""The installed versions of the dependencies whose floors are security floors (README, Threat model) meet the floors
-pyproject.toml states: read from pyproject.toml, not repeated here, so raising a floor there is all it takes."""
+"""The installed versions of the dependencies whose floors are security floors (docs/reliability-and-threat-model.md)
+meet the floors pyproject.toml states: read from pyproject.toml, not repeated here, so raising a floor there is all it
+takes."""
 
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def test_cifar_code_execution_is_refused(cifar_script, target, tmp_path, capsys)
 
 
 def test_corpus_sizes():
-    """The issue asks for at least 10 code-execution attempts and 8 memory bombs."""
+    """The corpus keeps at least 10 code-execution attempts and 8 memory bombs."""
     assert len(h.CODE_EXEC) >= 10 and len(h.BOMBS) >= 8
 
 

@@ -1,7 +1,8 @@
 """Peak RSS stays flat across tasks (slow): benchmarks/bench_memory.py over the 5 digit tasks with EMA, replay, online
 EWC (constant-size state) and checkpoints; the per-task peak of tasks 3–5 may exceed task 2's by at most
-MAX_GROWTH_MB. Measured +12.4 MB at 50 steps/task (allocator noise on a ~630 MB process; README, Reliability);
-a leaked AdamW optimizer per task (≈ 13 MB for this 1.1 M-parameter UNet) would add ≈ 39 MB by task 5."""
+MAX_GROWTH_MB. Measured +12.4 MB at 50 steps/task (allocator noise on a ~630 MB process;
+docs/reliability-and-threat-model.md); a leaked AdamW optimizer per task (≈ 13 MB for this 1.1 M-parameter UNet)
+would add ≈ 39 MB by task 5."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ Initial slots (`slot_init`):
 
 What makes the slots segment objects is the auxiliary decoder (`SpatialBroadcastDecoder`, `decoder_loss_weight`):
 with the denoising loss alone, the UNet's cross-attention can read any object from any slot, and the masks split
-the canvas into regions with all objects in one slot (FG-ARI 0.55 on the shapes benchmark, README); with the
+the canvas into regions with all objects in one slot (FG-ARI 0.55 on the shapes benchmark, docs/slots.md); with the
 decoder's per-slot mixture loss, 0.85.
 
 Classifier-free guidance: the null condition is a learned null slot set (K × D), used for the rows whose condition

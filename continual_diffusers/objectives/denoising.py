@@ -20,7 +20,7 @@ def default_prediction_type(energy_based: bool) -> PredictionType:
     """The prediction type a model gets when none is asked for: ε for energy models (ε̂ = ∇ₓE is the only
     prediction an energy defines), v = √ᾱ ε − √(1−ᾱ) x₀ (Salimans & Ho 2022) for score models.
 
-    v is the default for score models because it learns each task faster at a fixed budget (README "Recipe and
+    v is the default for score models because it learns each task faster at a fixed budget (CHANGELOG.md, "Recipe and
     samplers": task 1 alone after 300 steps, oracle accuracy 1.00 vs 0.95 on the 8×8 digits and 0.99 vs 0.84 at
     16×16) and, unlike ε, stays defined at ᾱ_T = 0 (zero terminal SNR)."""
     return "epsilon" if energy_based else "v_prediction"

@@ -3,7 +3,8 @@
 A denoise function is `denoise_fn(x (B, C, H, W), t (B,)) -> DenoiserOutput(prediction ε̂, energy E (B,) | None)`
 with the conditions already bound. Because log p̃_t = −E/σ_t and ε̂ = ∇ₓE, every operator below is applied to ε̂
 and to E with the same weights, so the energy an MH test uses is exactly the one whose gradient drives the sampler
-(unlike the reference, which subtracts E_∅ once for K concepts; PRIOR_ART §A.2).
+(unlike the energy of Du et al.'s released CFG sampler, which subtracts E_∅ once for K concepts, so for K ≥ 2
+its gradient is not the drift).
 
 * Product / negation (Composable Diffusion, Liu et al. 2022; Du et al. 2023 §3):
     with a null condition:    ε = ε_∅ + Σ_k w_k (ε_k − ε_∅),   E = E_∅ + Σ_k w_k (E_k − E_∅)
