@@ -14,8 +14,8 @@ the same optimizer-step budget and batch for all, and several seeds. Settings:
     python benchmarks/bench_recipe.py --settings naive joint --seeds 0 1 2 --recipes baseline best
     python benchmarks/bench_recipe.py --merge outputs/bench_recipe/results.json other/results.json
 
-A recipe is a list of `main_ddpm.py` flags on top of `BASE` (the README strategies protocol), so any row can be
-rerun by hand: the command of every run is printed, and its output dir holds the models, samples and report/.
+A recipe is a list of `main_ddpm.py` flags on top of `BASE` (the strategies protocol in CHANGELOG.md's history), so any
+row can be rerun by hand: the command of every run is printed, its output dir holds the models, samples and report/.
 Wall time is the median per run, evaluation included; compare it only between runs of one invocation (these
 machines are shared). Per-step cost of a wider UNet: `benchmarks/bench_training.py --resolution 8 --widths ...`.
 """
@@ -33,8 +33,9 @@ from compare_strategies import ensure_oracle, fmt, run_cached
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The README strategies protocol before this study: CFG, one EMA over the sequence, lr 1e-3 with 20 warm-up steps,
-# linear betas, ε-prediction, guidance 2 (the evaluation sampler is this script's --scheduler; it was DDIM-50).
+# The strategies protocol before this study (CHANGELOG.md, History): CFG, one EMA over the sequence, lr 1e-3 with
+# 20 warm-up steps, linear betas, ε-prediction, guidance 2 (the evaluation sampler is this script's --scheduler;
+# it was DDIM-50).
 # ε is explicit because v-prediction is the CLI default since this study: every recipe below keeps its meaning.
 BASE = [
     "--classifier_free_guidance", "--uncond_p", "0.1", "--guidance_scale", "2", "--use_ema", "--ema_scope", "sequence",
@@ -85,7 +86,7 @@ RECIPES: dict[str, list[str]] = {
     "v_const_cos": [*V_PRED, *CONSTANT_LR, *COSINE],
     "v_const_cos_lr2e-3": [*V_PRED, *CONSTANT_LR, *COSINE, *LR_2E3],
     "v_const_cos_lr2e-3_no_ema": [*V_PRED, *CONSTANT_LR, *COSINE, *LR_2E3, "--no_use_ema"],
-    # The independent ~150-line DDPM of the recipe issue: cosine betas, AdamW 2e-3 constant, no EMA, attention at 4×4.
+    # An independent ~150-line DDPM as reference: cosine betas, AdamW 2e-3 constant, no EMA, attention at 4×4.
     "independent": [*COSINE, *LR_2E3, *CONSTANT_LR, "--no_use_ema", "--block_out_channels", "32", "64"],
     # Axes added after the sampler change, on the new default recipe (BASE with one EMA per task).
     "zero_snr_v": [*NEW, *V_PRED, "--rescale_betas_zero_snr"],  # Lin et al. 2024: needs v-prediction

@@ -5,7 +5,7 @@ and batch. Prints medians over interleaved repeats (machines are shared and nois
     python benchmarks/bench_training.py --resolution 8 --channels 1 --batch_size 64
     python benchmarks/bench_training.py --pass_rows 22 27 32 54 --energy   # CPU seconds per row of one pass
 
-Targets (issue "Continual DDPM training"): energy/score ≤ 2.5×, ours ≥ 0.97× the bare loop's throughput.
+Targets: energy/score ≤ 2.5×, ours ≥ 0.97× the bare loop's throughput.
 """
 
 from __future__ import annotations

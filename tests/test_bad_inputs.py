@@ -290,7 +290,7 @@ TRAIN_CASES = [
      "not a readable checkpoint"),
 ]  # fmt: skip
 
-# ------------------------------------------------------------------------------------ numbers users type (issue 15)
+# ------------------------------------------------------------------------------------ numbers users type -----------
 FLAG_CASES = [
     ("seed_negative", _flags("--seed", "-1"), "--seed must be >= 0 and <= 4294967295, got -1"),
     ("block_out_channels_zero", _flags("--block_out_channels", "0", "0"), "--block_out_channels must be >= 1"),
@@ -763,7 +763,7 @@ def test_unwritable_output_dir_is_one_line(inputs, capsys):
 
 
 def test_corpus_size():
-    """Issue 15 asks for about 50 more cases than the first corpus (60), with at least 10 checkpoint or export
+    """The corpus keeps at least 150 cases (the first one had 60), with at least 10 checkpoint or export
     edits; task files, flags, model configs, checkpoints, exports and oracles are all represented."""
     assert len(ALL_TRAIN) + len(ALL_EVAL) + len(LDM_CASES) >= 150
     assert sum(c[0].startswith(("legacy", "safe")) for c in TRAIN_CASES) >= 6

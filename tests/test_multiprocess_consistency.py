@@ -11,7 +11,8 @@ generators seeded by (seed, task, step, rank), so 2 × batch 2 and 1 × batch 4 
 noise: the runs are statistically, not numerically, equivalent. So the tolerance is relative to the noise floor:
 with d(a, b) = ‖θ_a − θ_b‖ / ‖θ_1 − θ_0‖ (θ_0 the shared initialisation, θ_1 the 1-process result), the 2-process
 result must be no further from θ_1 than a 1-process run whose random draws alone were changed (same init, same
-batches): d(2 proc, 1 proc) ≤ 1.25 · d(1 proc with other draws, 1 proc). Measured: see the README (Reliability).
+batches): d(2 proc, 1 proc) ≤ 1.25 · d(1 proc with other draws, 1 proc).
+Measured: see docs/reliability-and-threat-model.md.
 A run whose ranks do not average gradients, or that trains on one rank's shard only, fails it.
 """
 

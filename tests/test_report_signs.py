@@ -31,7 +31,7 @@ EXPECTED = {
         (FID, False, 9.5, -9.5),
         # A single task that only got worse: forgetting > 0 and BWT < 0 whatever the direction.
         ([[0.9], [0.7, 0.8]], True, 0.2, -0.2),
-        ([[10.0], [11.136, 5.0]], False, 1.136, -1.136),  # the FID case: BWT was +1.136
+        ([[10.0], [11.136, 5.0]], False, 1.136, -1.136),  # a forgotten task's FID: BWT was +1.136
         # ... and one that only got better: forgetting < 0 and BWT > 0.
         ([[0.7], [0.9, 0.8]], True, -0.2, 0.2),
         ([[12.0], [10.0, 5.0]], False, -2.0, 2.0),

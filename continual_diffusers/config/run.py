@@ -111,7 +111,7 @@ class ObjectiveConfig(Checked):
     prediction_type: str | None = option(
         None, choices=("epsilon", "sample", "v_prediction"),
         help="what the UNet predicts: the noise ε, the clean image x₀ (sample) or v = αε − σx₀; unset: "
-        'v_prediction for score models, epsilon for energy models (README "Recipe and samplers")',
+        'v_prediction for score models, epsilon for energy models (CHANGELOG.md, "Recipe and samplers")',
     )  # fmt: skip
     # optional: main_ldm has no DDPM schedule flags (its schedule is the pretrained scheduler's), so None there.
     ddpm_num_steps: int | None = option(1000, bounds=b.TIMESTEPS, optional=True, help="training timesteps T")

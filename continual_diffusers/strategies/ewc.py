@@ -6,7 +6,7 @@ data (never replay), and the parameters θ* are stored. Later tasks add the quad
     separate:  (λ/2) · Σ_k Σ_i F_k,i (θ_i − θ*_k,i)²        one term per past task k (Kirkpatrick et al. 2017, Eq. 3)
     online:    (λ/2) · Σ_i F̃_i (θ_i − θ*_i)²,  F̃ ← γ·F̃ + F_k,  θ* ← θ_k       (Schwarz et al. 2018, §2.2)
 
-Fisher estimate (what the earlier implementation got wrong, REFERENCE_BEHAVIOUR §5.1): for each of N samples x_n,
+Fisher estimate (the earlier implementation squared a batch-mean gradient instead): for each of N samples x_n,
 draw K (timestep, noise) pairs, take the gradient g_n of the sample's loss averaged over those K draws (a Monte-Carlo
 estimate of its denoising ELBO, as Selective Amnesia does over all timesteps), and set F = (1/N)·Σ_n g_n². The
 per-sample gradients come from `torch.func.vmap(grad(...))` (or, as a reference, a loop over single samples); the

@@ -94,7 +94,8 @@ class TrainConfig:
     ema_max_decay: float = option(0.9999, bounds=b.DECAY, help="upper bound of the EMA decay per step")
     # "task": restart the EMA's warm-up at every task start, so task k's EMA averages task k's training only;
     # "sequence": one EMA over the whole sequence, whose horizon grows with the global step (by task 5 it still
-    # holds earlier tasks' weights: naive fine-tuning's mean R[k][k] 0.94 vs 0.97 per task, README "Recipe").
+    # holds earlier tasks' weights: naive fine-tuning's mean R[k][k] 0.94 vs 0.97 per task,
+    # CHANGELOG.md "Recipe and samplers").
     # The flag is unset by default (the CLI refuses it without --use_ema), and unset means "task".
     ema_scope: str = option(
         "task", choices=("task", "sequence"), unset_none=True,
