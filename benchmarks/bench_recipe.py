@@ -29,7 +29,7 @@ import statistics
 import sys
 
 import numpy as np
-from compare_strategies import ensure_oracle, fmt, run_cached
+from compare_strategies import ci, ensure_oracle, run_cached
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -272,7 +272,7 @@ def tiny_clip(output_dir: str) -> str:
 
 
 def table(results: dict[str, dict[str, list[dict]]]) -> str:
-    """One row per recipe; per setting its headline metric (mean ± std over seeds)."""
+    """One row per recipe; per setting its headline metric (mean ± 95 % CI over seeds)."""
     headline = {"single": ("r11", "R[1][1]"), "naive": ("diagonal", "naive mean R[k][k]"), "joint": ("final", "joint")}
     settings = [s for s in SETTINGS if any(s in r for r in results.values())]
     lines = [
@@ -283,7 +283,7 @@ def table(results: dict[str, dict[str, list[dict]]]) -> str:
         cells, seconds, seeds = [], [], set()
         for s in settings:
             rows = by_setting.get(s, [])
-            cells.append(fmt([r[headline[s][0]] for r in rows]) if rows else "–")
+            cells.append(ci([r[headline[s][0]] for r in rows]) if rows else "–")
             seconds += [r["seconds"] for r in rows]
             seeds.add(len(rows))
         wall = f"{statistics.median(seconds):.0f} s" if seconds else "–"

@@ -8,7 +8,7 @@ wall time. Per-class grids of the first seed are written for every sampler.
 
 A config is <scheduler>:<steps>[:<η>] (η: DDIM's eta, `SamplerOptions.eta`).
 
-With several model dirs (e.g. one trained per seed) each sampler's numbers are the mean ± std over models × seeds.
+With several model dirs (e.g. one trained per seed) each sampler's numbers are the mean ± 95 % CI over models × seeds.
 Default test images: the held-out split of the bundled digits (`--test_data_path` for other data). Do not run the
 1000-step baseline on shared CPUs with large settings.
 """
@@ -22,9 +22,10 @@ import statistics
 import time
 
 import torch
-from compare_strategies import fmt
+from bench_sampler_fidelity import reference_features
+from compare_strategies import ci
 
-from continual_diffusers.data import ImageTransform, TaskDataset, load_split_digits, load_tasks
+from continual_diffusers.data import load_split_digits, load_tasks
 from continual_diffusers.evaluation.classifier import load_oracle, predict
 from continual_diffusers.evaluation.metrics import frechet_distance
 from continual_diffusers.pipelines.loading import load_task_model
@@ -56,24 +57,13 @@ def config_name(name: str, steps: int, eta: float) -> str:
     return f"{name}:{steps}" + (f":{eta:g}" if eta else "")
 
 
-def real_features(oracle, test_tasks, classes: list[int], resolution: int) -> torch.Tensor:
-    """Oracle features (N, D) of the test images whose label is in `classes`."""
-    feats = []
-    for task in test_tasks:
-        batch = TaskDataset(task, ImageTransform(resolution, center_crop=True)).batch(torch.arange(len(task)))
-        keep = torch.isin(batch["labels"], torch.tensor(classes))
-        if keep.any():
-            feats.append(predict(oracle, batch["images"][keep])[1])
-    return torch.cat(feats)
-
-
 def bench_model(model_dir: str, configs, seeds, args, oracle, test_tasks) -> dict[str, list[dict]]:
     model, conditioning, scheduler, spec = load_task_model(model_dir)
     if spec.conditioning != "class":
         raise SystemExit(f"{model_dir}: the sampler benchmark needs a class-conditional model")
     classes = spec.seen_classes()
     labels = [c for c in classes for _ in range(args.num_samples)]
-    real = real_features(oracle, test_tasks, classes, spec.resolution)
+    real = reference_features(oracle, [test_tasks], classes, spec.resolution)
     guidance = args.guidance_scale if spec.classifier_free_guidance else 1.0
     calls = {"n": 0}
     model.unet.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
@@ -109,8 +99,8 @@ def table(results: dict[str, list[dict]]) -> str:
     ]
     for sampler, rows in results.items():
         lines.append(
-            f"| {sampler} | {rows[0]['unet_calls']} | {fmt([r['accuracy'] for r in rows])} | "
-            f"{fmt([r['frechet'] for r in rows], 1)} | {statistics.median(r['seconds'] for r in rows):.1f} |"
+            f"| {sampler} | {rows[0]['unet_calls']} | {ci([r['accuracy'] for r in rows])} | "
+            f"{ci([r['frechet'] for r in rows], 1)} | {statistics.median(r['seconds'] for r in rows):.1f} |"
         )
     return "\n".join(lines)
 

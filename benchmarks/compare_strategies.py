@@ -126,6 +126,12 @@ def run_one(method: str, seed: int, args, flags: list[str]) -> dict:
         *flags,
         *shlex.split(args.run_flags),
     ]
+    return run_cached(cmd, out, summarize_run, f"{method} seed {seed}")
+
+
+def run_cached(cmd: list[str], out: str, summarize, what: str) -> dict:
+    """Run `cmd` (a main_ddpm.py call writing to `out`) and return `summarize(out, seconds)`; a finished run's row
+    is kept in out/finished.json, so rerunning a study reuses it instead of training again."""
     print("$", " ".join(cmd[1:]), flush=True)
     done = os.path.join(out, "finished.json")
     if os.path.isfile(done):
@@ -134,11 +140,19 @@ def run_one(method: str, seed: int, args, flags: list[str]) -> dict:
     start = time.time()
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
     if result.returncode != 0:
-        raise SystemExit(f"{method} seed {seed} failed:\n{result.stderr[-3000:]}")
-    row = summarize_run(out, time.time() - start)
+        raise SystemExit(f"{what} failed:\n{result.stderr[-3000:]}")
+    row = summarize(out, time.time() - start)
     with open(done, "w") as fh:
         json.dump(row, fh)
     return row
+
+
+def ensure_oracle(path: str, data_flags: list[str] | tuple[str, ...] = ()) -> None:
+    """Train the oracle into `path` unless it is there (`data_flags`: train-oracle's --data_path/--test_data_path;
+    default: the bundled digits)."""
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        cmd = [sys.executable, "-m", "continual_diffusers.evaluation", "train-oracle", "--output_dir", path]
+        subprocess.run([*cmd, *data_flags], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": ROOT})
 
 
 FINAL_AVERAGES = ("frechet", "kid", "copy_fraction", "train_distance_ratio", "precision", "recall")
@@ -418,16 +432,7 @@ def main() -> None:
         fail(f"unknown methods {unknown}; --list_methods shows them")
     os.makedirs(args.output_dir, exist_ok=True)
     args.oracle_path = args.oracle_path or os.path.join(args.output_dir, "oracle")
-    if not os.path.isfile(os.path.join(args.oracle_path, "config.json")):
-        cmd = [
-            sys.executable,
-            "-m",
-            "continual_diffusers.evaluation",
-            "train-oracle",
-            "--output_dir",
-            args.oracle_path,
-        ]
-        subprocess.run([*cmd, *args.data], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": ROOT})
+    ensure_oracle(args.oracle_path, args.data)
     start, results = time.time(), {}
     for m in args.methods or list(catalogue):
         results[m] = [run_one(m, s, args, catalogue[m]) for s in args.seeds]
