@@ -1,8 +1,9 @@
 """Command-line layer: the entry scripts' parsers, built from the typed configs (continual_diffusers/config,
 `TrainConfig`, each strategy's and conditioning kind's options: `utils.options` generates the flags), the parsed
 flags turned into those configs once (`ddpm_options`, `ldm_options`: a `RunOptions`), then into library objects (a
-`RunParts`), and the training launcher. Nothing below this package imports it (README "Architecture"). Flag names
-follow the earlier Continual-Diffusers where they exist, so users' scripts keep working."""
+`RunParts`), and the training launcher. Nothing below this package imports it
+(docs/architecture-and-extending.md). Flag names follow the earlier Continual-Diffusers where they exist, so users'
+scripts keep working."""
 
 from .base import RunOptions, RunParts, new_parser
 from .evaluation import build_end_of_task_eval, check_evaluation

@@ -45,7 +45,7 @@ class SlotConfig(Checked):
     slot_decoder_weight: float = option(
         1.0, bounds=b.NON_NEGATIVE,
         help="λ of the auxiliary spatial-broadcast decoder loss that makes slots segment objects (0: the "
-        "denoising loss alone, which let one slot describe several objects: FG-ARI 0.55 vs 0.85, see README)",
+        "denoising loss alone, which let one slot describe several objects: FG-ARI 0.55 vs 0.85, docs/slots.md)",
     )  # fmt: skip
     slot_pixel_tokens: bool = option(
         False, help="append each pixel's value to its token (a colour cue for flat-colour objects)"
