@@ -27,7 +27,7 @@ from ..models.spec import ModelSpec
 PIPELINE_MODULE = "pipeline"
 PIPELINE_PY = '''"""diffusers' custom-pipeline entry of a Continual-Diffusers export (model_index.json's _class_name
 ["pipeline", "ContinualDiffusionPipeline"]): DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
-builds ContinualDiffusionPipeline of the installed continual_diffusers package (pip install continual-diffusers)."""
+builds ContinualDiffusionPipeline of the continual_diffusers package installed in the environment."""
 
 from continual_diffusers.pipelines.pipeline import ContinualDiffusionPipeline  # noqa: F401
 '''
