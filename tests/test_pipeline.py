@@ -294,7 +294,7 @@ def test_ema_layout_and_older_exports(runs, tmp_path):
         load_task_model(str(runs["class_cfg"] / "task_2"), use_ema=True)
 
 
-def test_text_model_with_negative_prompt_matches_evaluate(tmp_path, tiny_clip_dir, monkeypatch):
+def test_text_model_with_negative_prompt_matches_evaluate(tmp_path, tiny_clip_dir, monkeypatch, modules_cache):
     data = tmp_path / "tasks_text.npz"
     save_tasks(str(data), make_tasks("text"))
     argv = ["--data_path", data, "--output_dir", tmp_path / "run", "--max_train_steps", 1, "--checkpointing_steps", 0]
@@ -310,6 +310,11 @@ def test_text_model_with_negative_prompt_matches_evaluate(tmp_path, tiny_clip_di
     out = pipe(**kwargs, generator=9, output_type="pt")
     _same(out.images, images)
     assert pipe(generator=0, output_type="np").labels == ["digit 0"]  # default: the run's validation prompts
+    from diffusers import DiffusionPipeline  # stock loading builds the same pipeline (text encoder, tokenizer)
+
+    stock = DiffusionPipeline.from_pretrained(task, trust_remote_code=True)
+    stock.set_progress_bar_config(disable=True)
+    assert torch.equal(stock(**kwargs, generator=9, output_type="pt", num_inference_steps=STEPS).images, out.images)
 
 
 def test_a_pipeline_leaves_the_modes_of_the_modules_it_is_given():
