@@ -1,10 +1,10 @@
 """The documentation's links resolve inside the repository, and the README stays a ten-minute page.
 
-Every Markdown link and image of README.md, CHANGELOG.md and docs/*.md (inline `[text](target)` and reference
-definitions `[label]: target`, outside code blocks and code spans) must be either an http(s) address (not fetched) or a
-relative path to a file or folder of the repository, and a `#anchor` must be the slug of a heading of the target
-file as GitHub makes it (lower case; punctuation other than `-` and `_` dropped; spaces to `-`; a repeated heading
-gets `-1`, `-2`, ...).
+Every Markdown link and image of README.md, CHANGELOG.md, docs/*.md and examples/*.md (inline `[text](target)` and
+reference definitions `[label]: target`, outside code blocks and code spans) must be either an http(s) address
+(not fetched) or a relative path to a file or folder of the repository, and a `#anchor` must be the slug of a
+heading of the target file as GitHub makes it (lower case; punctuation other than `-` and `_` dropped; spaces to
+`-`; a repeated heading gets `-1`, `-2`, ...).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ EXTERNAL = re.compile(r"^https?://[^\s/]+")
 
 
 def documentation_files(root: Path = ROOT) -> list[Path]:
-    return [root / "README.md", root / "CHANGELOG.md", *sorted((root / "docs").glob("*.md"))]
+    pages = [root / "README.md", root / "CHANGELOG.md", *sorted((root / "docs").glob("*.md"))]
+    return [*pages, *sorted((root / "examples").glob("*.md"))]
 
 
 def prose_lines(text: str) -> list[tuple[int, str]]:

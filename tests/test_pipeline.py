@@ -84,11 +84,78 @@ def _same(pipe_images: torch.Tensor, eval_images: torch.Tensor) -> None:
 
 
 def test_every_pixel_export_names_the_pipeline(runs):
-    for run in runs.values():
+    for name, run in runs.items():
         for task in ("task_1", "task_2"):
             index = json.loads((run / task / "model_index.json").read_text())
-            assert index["_class_name"] == "ContinualDiffusionPipeline"
+            ours = ["pipeline", "ContinualDiffusionPipeline"]  # diffusers' custom-pipeline form: pipeline.py
+            assert index["_class_name"] == ("DDPMPipeline" if name == "uncond" else ours)
+            assert (run / task / "pipeline.py").is_file() == (name != "uncond")
             assert index["unet"] == ["diffusers", "UNet2DModel"] and index["scheduler"][1] == "DDPMScheduler"
+
+
+@pytest.fixture
+def modules_cache(tmp_path, monkeypatch):
+    """diffusers copies a folder's pipeline.py into its modules cache before importing it: a temporary one."""
+    import diffusers.utils.dynamic_modules_utils as dynamic
+
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    monkeypatch.syspath_prepend(str(tmp_path / "hf_modules"))
+    return tmp_path / "hf_modules"
+
+
+@pytest.mark.parametrize("name", ["class_cfg", "energy"])
+def test_stock_diffusion_pipeline_loads_class_cfg_and_energy_exports(runs, name, modules_cache):
+    """`DiffusionPipeline.from_pretrained(task_dir, trust_remote_code=True)` builds our pipeline with the export's
+    spec (CFG, energy) and samples what `ContinualDiffusionPipeline.from_pretrained` samples; without
+    trust_remote_code diffusers refuses to run the folder's pipeline.py."""
+    from diffusers import DiffusionPipeline
+
+    task = runs[name] / "task_2"
+    with pytest.raises(ValueError, match="pipeline.py"):
+        DiffusionPipeline.from_pretrained(task)
+    stock = DiffusionPipeline.from_pretrained(task, trust_remote_code=True)
+    ours = ContinualDiffusionPipeline.from_pretrained(task)
+    assert type(stock) is ContinualDiffusionPipeline and stock.spec == ours.spec
+    assert stock.spec.classifier_free_guidance and (stock.spec.energy_type == "dae") == (name == "energy")
+    assert isinstance(stock.denoiser, EnergyModel if name == "energy" else ScoreModel)
+    for pipe in (stock, ours):
+        pipe.set_progress_bar_config(disable=True)
+    call = dict(class_labels=[0, 3], guidance_scale=3, generator=5, output_type="pt", num_inference_steps=STEPS)
+    assert torch.equal(stock(**call).images, ours(**call).images)
+
+
+def test_stock_diffusion_pipeline_loads_an_unconditional_export_as_ddpm(runs):
+    from diffusers import DDPMPipeline, DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(runs["uncond"] / "task_2")
+    assert type(pipe) is DDPMPipeline
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe(batch_size=1, num_inference_steps=2, output_type="np").images.shape == (1, 8, 8, 3)
+
+
+def test_our_loaders_never_run_the_exports_pipeline_py(runs, tmp_path, monkeypatch):
+    """pipeline.py is code: only diffusers with trust_remote_code=True runs it; our loaders read the checked
+    continual_diffusers.json and component folders."""
+    task = tmp_path / "task_2"
+    shutil.copytree(runs["class_cfg"] / "task_2", task)
+    marker = tmp_path / "ran"
+    (task / "pipeline.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit('ran')\n")
+    pipe = _pipe(task)
+    assert pipe(class_labels=[1], generator=0, output_type="pt").images.shape == (1, 3, 8, 8)
+    images, _ = _evaluate(task, tmp_path / "eval", monkeypatch, "--class_labels", 1, "--num_samples", 1)
+    assert images.shape == (1, 3, 8, 8) and not marker.exists()
+
+
+def test_the_model_cards_loading_snippet_runs(runs):
+    """The Usage block of an export's model card, run as written on the export it describes."""
+    card = (runs["class_cfg"] / "task_2" / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"path/to/this/folder"' in code
+    code = code.replace('"path/to/this/folder"', repr(str(runs["class_cfg"] / "task_2")))
+    code = code.replace("generator=0)", "generator=0, num_inference_steps=2)")
+    namespace = {}
+    exec(compile(code, "model card", "exec"), namespace)
+    assert "class_labels=[0, 1]" in code and len(namespace["images"]) == 2 * 4  # 4 images of classes 0 and 1
 
 
 def test_unconditional_matches_evaluate_and_stock_ddpm_pipeline(runs, tmp_path, monkeypatch):
@@ -227,7 +294,7 @@ def test_ema_layout_and_older_exports(runs, tmp_path):
         load_task_model(str(runs["class_cfg"] / "task_2"), use_ema=True)
 
 
-def test_text_model_with_negative_prompt_matches_evaluate(tmp_path, tiny_clip_dir, monkeypatch):
+def test_text_model_with_negative_prompt_matches_evaluate(tmp_path, tiny_clip_dir, monkeypatch, modules_cache):
     data = tmp_path / "tasks_text.npz"
     save_tasks(str(data), make_tasks("text"))
     argv = ["--data_path", data, "--output_dir", tmp_path / "run", "--max_train_steps", 1, "--checkpointing_steps", 0]
@@ -243,6 +310,11 @@ def test_text_model_with_negative_prompt_matches_evaluate(tmp_path, tiny_clip_di
     out = pipe(**kwargs, generator=9, output_type="pt")
     _same(out.images, images)
     assert pipe(generator=0, output_type="np").labels == ["digit 0"]  # default: the run's validation prompts
+    from diffusers import DiffusionPipeline  # stock loading builds the same pipeline (text encoder, tokenizer)
+
+    stock = DiffusionPipeline.from_pretrained(task, trust_remote_code=True)
+    stock.set_progress_bar_config(disable=True)
+    assert torch.equal(stock(**kwargs, generator=9, output_type="pt", num_inference_steps=STEPS).images, out.images)
 
 
 def test_a_pipeline_leaves_the_modes_of_the_modules_it_is_given():

@@ -33,6 +33,7 @@ from ..sampling.annealed import MCMCOptions
 from ..sampling.generate import CompositionOptions, GeneratedChunks, SamplerOptions, generate
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
+from .generic_loading import generic_model_index, write_pipeline_module
 from .labels import label_rows, negative_prompts
 
 __all__ = ["ContinualDiffusionPipeline", "ContinualPipelineOutput"]
@@ -116,13 +117,16 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """diffusers' layout (model_index.json, one folder per component) plus continual_diffusers.json, so
-        `from_pretrained` of the copy loads the same model."""
+        `from_pretrained` of the copy loads the same model; model_index.json (+ pipeline.py) also let stock
+        `DiffusionPipeline.from_pretrained` load it (`pipelines.generic_loading`)."""
         super().save_pretrained(save_directory, **kwargs)
         index = os.path.join(save_directory, "model_index.json")  # absent components: stock pipelines would warn
         with open(index) as fh:
             config = json.load(fh)
+        config = generic_model_index({k: v for k, v in config.items() if v != [None, None]}, self.spec)
         with open(index, "w") as fh:
-            json.dump({k: v for k, v in config.items() if v != [None, None]}, fh, indent=2, sort_keys=True)
+            json.dump(config, fh, indent=2, sort_keys=True)
+        write_pipeline_module(save_directory, self.spec)
         with open(os.path.join(save_directory, METADATA_FILE), "w") as fh:
             json.dump(self.spec.to_json(), fh, indent=2, sort_keys=True)
 

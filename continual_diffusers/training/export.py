@@ -3,8 +3,10 @@ upload: `hub.py`).
 
 Layout of output_dir/task_{k}/ (written atomically, `checkpoint.write_atomically`):
 
-    model_index.json          pixel models: `ContinualDiffusionPipeline` (unconditional score models also load
-                              with stock `DDPMPipeline`); latent score models: `StableDiffusionPipeline`
+    model_index.json          pixel models: `ContinualDiffusionPipeline` in diffusers' custom-pipeline form, next
+    [pipeline.py]             to pipeline.py (unconditional score models: stock `DDPMPipeline`), so that
+                              `DiffusionPipeline.from_pretrained` loads them (`pipelines/generic_loading.py`);
+                              latent score models: `StableDiffusionPipeline`
     unet/                     the inference weights, as diffusers' training examples export them: the EMA average
                               when trained with --use_ema, else the training weights
     unet_training/            --use_ema only: the training (non-EMA) weights (also in the run's checkpoints)
