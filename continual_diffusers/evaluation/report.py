@@ -2,7 +2,8 @@
 
 report/metrics.json   matrices R[k][i] per metric, global curves, summaries (average, AIQ, forgetting, BWT), each
                       summarised metric's direction (higher_is_better), the sample sizes behind FID and KID
-                      (sample_sizes) and the names a reader sees (display_names)
+                      (sample_sizes), the metrics measured on some tasks only and why (left_out: e.g. FID and KID
+                      of a task with fewer than 2 test images) and the names a reader sees (display_names)
 report/metrics.csv    long format: metric, after_task, task, value (num_generated / num_real rows: N and M)
 report/heatmap_<metric>.png, report/curves.png, report/samples_sheet.png
 report/report.md      links the above and states the headline numbers, with N and M for every FID and KID
@@ -55,14 +56,43 @@ class ContinualReport:
         return self.history
 
     def matrices(self) -> dict[str, list[list[float]]]:
-        """Per-task metrics as lower-triangular rows; rows follow evaluation order, columns the seen tasks."""
-        names = sorted({m for h in self.history for m, v in h["metrics"].items() if GLOBAL not in v})
+        """Per-task metrics as lower-triangular rows; rows follow evaluation order, columns the seen tasks. A metric
+        missing for some task of some evaluation is left out (`left_out` says why)."""
         out = {}
-        for name in names:
+        for name in self._per_task_names():
             rows = [[h["metrics"][name][t] for t in h["metrics"][name]] for h in self.history if name in h["metrics"]]
-            if all(len(row) == k + 1 for k, row in enumerate(rows)):
+            if len(rows) == len(self.history) and all(len(row) == k + 1 for k, row in enumerate(rows)):
                 out[name] = rows
         return out
+
+    def _per_task_names(self) -> list[str]:
+        return sorted({m for h in self.history for m, v in h["metrics"].items() if GLOBAL not in v})
+
+    def left_out(self) -> dict[str, str]:
+        """{metric: why it has no matrix}: the per-task metrics measured on some tasks only, e.g. FID and KID when
+        a task has fewer than 2 test images (`metrics.frechet_distance` needs 2 per set)."""
+        matrices, out = self.matrices(), {}
+        small = self._small_sets()
+        quality = (*SAMPLE_SIZE_DEPENDENT, "kid_sd") if small else ()  # perhaps measured on no task at all
+        for name in sorted({*self._per_task_names(), *quality}):
+            if name in matrices:
+                continue
+            if name in (*SAMPLE_SIZE_DEPENDENT, "kid_sd") and small:
+                out[name] = f"needs at least 2 generated and 2 real images per task; {small}"
+            else:
+                out[name] = "not measured on every task (see the evaluation's warnings: too few images, or held-out "
+                out[name] += "images that are training images)"
+        return out
+
+    def _small_sets(self) -> str:
+        """ "task 2 has M = 1" for the tasks evaluated with fewer than 2 generated or real images ("" if none)."""
+        small = {}
+        for h in self.history:
+            for key, letter in (("num_generated", "N"), ("num_real", "M")):
+                for task, value in h["metrics"].get(key, {}).items():
+                    if value < 2 and task != GLOBAL:
+                        small[(task, letter)] = int(value)
+        return ", ".join(f"task {t} has {letter} = {v}" for (t, letter), v in sorted(small.items()))
 
     def curves(self) -> dict[str, list[float]]:
         names = sorted({m for h in self.history for m, v in h["metrics"].items() if GLOBAL in v})
@@ -136,7 +166,8 @@ class ContinualReport:
             "kid_subsets": "KID: the mean and sd of the unbiased MMD² over 100 random subset pairs, each of "
             "min(100, N/2, M/2) images of each set drawn without replacement",
         }
-        names = {*data["matrices"], *data["curves"], *data["summary"]}
+        data["left_out"] = self.left_out()
+        names = {*data["matrices"], *data["curves"], *data["summary"], *data["left_out"]}
         data["display_names"] = {name: display_name(name) for name in sorted(names)}
         with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
             json.dump(data, fh, indent=2)
@@ -271,6 +302,14 @@ def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -
             f"**Not compared:** {', '.join(display_name(m) for m in sizes['unequal'])} of some task were measured "
             "with different numbers of images after different tasks, so their forgetting and backward transfer "
             "are left out.",
+            "",
+        ]
+    left_out = {name: why for name, why in data["left_out"].items() if _shown(name)}
+    if left_out:
+        lines += [
+            "**Left out** (not measured on every task, so no matrix or summary): "
+            + "; ".join(f"{display_name(name)}: {why}" for name, why in left_out.items())
+            + ".",
             "",
         ]
     if data["summary"]:
