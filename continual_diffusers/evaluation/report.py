@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 
 from ..utils.logging import get_logger
 from ..utils.markdown import markdown_text
 from .continual_metrics import as_matrix, average_final, average_incremental, summarize
 from .directions import (
-    BOUNDED,
     DERIVED,
     HIGHER_IS_BETTER,
     LEVEL_ONLY,
@@ -36,8 +34,10 @@ from .directions import (
     direction_text,
     display_name,
 )
+from .figures import is_drawn, plots
 
 logger = get_logger(__name__)
+HEADLINE_METRICS = ("accuracy", "task_share_normalised")  # the first one a run has leads the headline
 GLOBAL = "0"  # key of metrics that are one number per evaluation (not per task)
 
 
@@ -141,18 +141,26 @@ class ContinualReport:
         return f"N = {_span(n)} generated vs M = {_span(m)} real images {where}"
 
     def headline(self) -> str:
+        """The run in one line: the main metric (accuracy; the normalised task share for unconditional models) as
+        its final average with forgetting, then the quality metric's final value with its N and M; the rest is in
+        report.md's table."""
+        summary, curves, sizes = self.summary(), self.curves(), self.sample_sizes()
         parts = []
-        sizes = self.sample_sizes()
-        for name, s in self.summary().items():
-            text = f"{display_name(name)}: final avg {s['average_final']:.3f}"
-            if "forgetting" in s:
-                text += f", forgetting {s['forgetting']:.3f}"
-            parts.append(text + (f" ({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else ""))
-        for name, values in self.curves().items():
-            if name not in NOT_SUMMARISED:
-                text = f"{display_name(name)}: final {values[-1]:.3f}"
-                parts.append(text + (f" ({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else ""))
-        return "; ".join(parts)
+        for name in HEADLINE_METRICS:
+            if name in summary:
+                s = summary[name]
+                text = f"{display_name(name)} {s['average_final']:.3f} (final avg)"
+                parts.append(text + (f", forgetting {s['forgetting']:.3f}" if "forgetting" in s else ""))
+                break
+        for name in SAMPLE_SIZE_DEPENDENT[:1]:  # FID: the quality number readers look for next
+            if name in summary:
+                parts.append(f"{display_name(name)} {summary[name]['average_final']:.3f} (final avg)")
+            elif name in curves:
+                parts.append(f"{display_name(name)} {curves[name][-1]:.3f} (final)")
+            else:
+                continue
+            parts[-1] += f" at {sizes}" if sizes else ""
+        return "; ".join(parts) + ("; the other metrics are in report.md's table" if parts else "")
 
     def write(self, out_dir: str, sample_grids: dict[int, str] | None = None) -> str:
         os.makedirs(out_dir, exist_ok=True)
@@ -172,7 +180,7 @@ class ContinualReport:
         with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
             json.dump(data, fh, indent=2)
         self._write_csv(os.path.join(out_dir, "metrics.csv"))
-        figures = _plots(out_dir, tasks, data, sample_grids or {})
+        figures = plots(out_dir, tasks, data, sample_grids or {})
         path = os.path.join(out_dir, "report.md")
         with open(path, "w") as fh:
             fh.write(_markdown(tasks, data, figures, self.headline()) + _class_order_lines(self.data))
@@ -186,104 +194,6 @@ class ContinualReport:
                 for metric, values in h["metrics"].items():
                     for task, value in values.items():
                         writer.writerow([metric, h["after_task"], "all" if task == GLOBAL else task, value])
-
-
-SHOWN_UNSUMMARISED = ("task_share",)  # matrices drawn although not summarised (its ideal changes with k)
-
-
-def _shown(name: str) -> bool:
-    return name not in NOT_SUMMARISED or name in SHOWN_UNSUMMARISED
-
-
-def _plots(out_dir: str, tasks: list[int], data: dict, grids: dict[int, str]) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    shown = {name: rows for name, rows in data["matrices"].items() if _shown(name)}
-    sizes = data["sample_sizes"]["text"]
-    for name, rows in shown.items():
-        files.append(_heatmap(plt, out_dir, name, tasks, rows, sizes))
-    if shown:
-        files.append(_curves(plt, out_dir, tasks, shown, sizes))
-    if grids:
-        files.append(_sheet(plt, out_dir, grids))
-    return files
-
-
-def _title(name: str, sizes: str) -> str:
-    """A figure's title: the name a user reads, and N and M for FID / KID."""
-    return display_name(name) + (f"\n({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else "")
-
-
-def _heatmap(plt, out_dir: str, name: str, tasks: list[int], rows: list[list[float]], sizes: str) -> str:
-    t = len(rows)
-    grid = [[rows[k][i] if i <= k else math.nan for i in range(t)] for k in range(t)]
-    # The colour says how good a cell is: the distance ratio is coloured by |log r| (its ideal 1 is the darkest
-    # good colour, copies and off-data samples both get worse), everything else by its own value.
-    derived = {source: (n, f) for n, (source, f) in DERIVED.items()}
-    colour_name, transform = derived.get(name, (name, lambda v: v))
-    shade = [[transform(v) if v == v else math.nan for v in row] for row in grid]
-    higher = HIGHER_IS_BETTER.get(colour_name, True)
-    fig, ax = plt.subplots(figsize=(1.2 * t + 2.5, 1.0 * t + 1.7))
-    values = [v for row in shade for v in row if v == v and math.isfinite(v)]
-    lo, hi = (0.0, 1.0) if name in BOUNDED else (min(values, default=0.0), max(values, default=1.0))
-    im = ax.imshow(shade, cmap="viridis" if higher else "viridis_r", vmin=lo, vmax=hi)
-    for k in range(t):
-        for i in range(k + 1):
-            level = (shade[k][i] - lo) / (hi - lo) if hi > lo else 0.5
-            bright = level > 0.6 if higher else level < 0.4
-            ax.text(i, k, f"{grid[k][i]:.2f}", ha="center", va="center", color="k" if bright else "w", fontsize=9)
-    ax.set_xticks(range(t), [f"task {x}" for x in tasks])
-    ax.set_yticks(range(t), [f"after {x}" for x in tasks])
-    ax.set_xlabel("evaluated task i")
-    ax.set_ylabel("after training task k")
-    if colour_name != name:
-        how = f"ideal 1; colour: {display_name(colour_name)}, lower is better"
-    elif name == "task_share":
-        how = "ideal: the task's share of the seen data, 1/(k+1) for equal tasks"
-    else:
-        how = f"{'higher' if higher else 'lower'} is better"
-    ax.set_title(f"{_title(name, sizes)} R[k][i] ({how})", fontsize=9)
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    path = os.path.join(out_dir, f"heatmap_{name}.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _curves(plt, out_dir: str, tasks: list[int], matrices: dict, sizes: str) -> str:
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.5 * len(matrices), 3.7), squeeze=False)
-    for ax, (name, rows) in zip(axes[0], matrices.items()):
-        for i, task in enumerate(tasks):
-            ax.plot(tasks[i:], [rows[k][i] for k in range(i, len(rows))], marker="o", label=f"task {task}")
-        ax.set_xlabel("after training task")
-        ax.set_title(_title(name, sizes), fontsize=9)
-        ax.set_xticks(tasks)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "curves.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _sheet(plt, out_dir: str, grids: dict[int, str]) -> str:
-    from PIL import Image
-
-    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 4), squeeze=False)
-    for ax, (task, path) in zip(axes[0], sorted(grids.items())):
-        ax.imshow(Image.open(path), cmap="gray")
-        ax.set_title(f"after task {task}")
-        ax.axis("off")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "samples_sheet.png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # the tallest panel's title is not clipped
-    plt.close(fig)
-    return path
 
 
 def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -> str:
@@ -304,7 +214,7 @@ def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -
             "are left out.",
             "",
         ]
-    left_out = {name: why for name, why in data["left_out"].items() if _shown(name)}
+    left_out = {name: why for name, why in data["left_out"].items() if is_drawn(name)}
     if left_out:
         lines += [
             "**Left out** (not measured on every task, so no matrix or summary): "
