@@ -23,7 +23,7 @@ def write_model_cards(trainer, task) -> tuple[str, str]:
     spec = trainer.spec.replace(seen_tasks=tuple(trainer.position.seen_tasks))
     training = training_summary(cfg.to_dict(), trainer.strategy.name)
     task_dir = os.path.join(cfg.output_dir, f"task_{task.task_id}")
-    hub = {"datasets": run_datasets(cfg.output_dir), "run_name": os.path.basename(os.path.abspath(cfg.output_dir))}
+    hub = {"datasets": run_datasets(cfg.output_dir)}  # no folder names: a run's cards do not depend on where it ran
     cards = (
         (os.path.join(task_dir, CARD_FILE), model_card(spec, training, history, task.task_id, names, **hub)),
         (os.path.join(cfg.output_dir, CARD_FILE), model_card(spec, training, history, metric_name=names, **hub)),
@@ -59,7 +59,7 @@ def run_datasets(output_dir: str) -> list[str]:
 
 def model_card(
     spec: ModelSpec, training: dict, history: list[dict], task_id: int | None = None, metric_name=None, *,
-    datasets: list[str] = (), run_name: str = "continual-diffusers-run", license: str = LICENSE,
+    datasets: list[str] = (), run_name: str = "continual-diffusers", license: str = LICENSE,
 ) -> str:  # fmt: skip
     """A Hub model card (YAML front matter + markdown) for one task export (`task_id`) or the whole run.
     `metric_name`: metric key → the name a reader sees (the end-of-task evaluation's `display_name`); default: the
