@@ -197,9 +197,7 @@ def _history(num_generated: list[list[float]]) -> ContinualReport:
 def test_the_report_states_the_sample_sizes_and_the_sampler(tmp_path):
     report = _history([[100.0], [100.0, 100.0]])
     report.sampler = "ddpm, 25 steps, guidance 2.0, seed 0"
-    assert "oracle-feature FID: final avg 19.500, forgetting 20.000 (N = 100 generated vs M = 72 real images " in (
-        report.headline()
-    )
+    assert "oracle-feature FID 19.500 (final avg) at N = 100 generated vs M = 72 real images " in report.headline()
     report.write(str(tmp_path))
     md = (tmp_path / "report.md").read_text()
     assert "N = 100 generated vs M = 72 real images per task" in md and "ddpm, 25 steps, guidance 2.0" in md

@@ -76,6 +76,7 @@ def test_cards_parse_as_yaml_front_matter(tmp_path, task_file, fake_hub):
         assert meta["training_config"]["strategy"] == "naive" and meta["training_config"]["use_ema"] is True
         assert meta["training_config"]["validation"]["num_inference_steps"] == 2  # the end-of-task sampler
         assert meta["model_config"]["classifier_free_guidance"] is True
+        assert meta["license"] == "apache-2.0" and meta["datasets"] == ["tasks_class.npz"]  # from config.json
         assert "ContinualDiffusionPipeline.from_pretrained" in body and "class_labels" in body
         assert ModelCard.load(out / f"task_{k}" / "README.md").data.library_name == "diffusers"
     run_meta, run_body = front_matter(out / "README.md")
@@ -108,6 +109,33 @@ def test_card_lists_the_metrics_so_far():
     history.append({"after_task": 3, "metrics": {"frechet": {"1": 12.5}}})  # named as the evaluation names it
     card = model_card(spec, {"strategy": "replay"}, history, metric_name=EndOfTaskEvaluation.display_name)
     assert "| 3 | oracle-feature FID | 1: 12.5 |" in card
+
+
+def test_card_has_license_datasets_rounded_metrics_and_a_model_index(tmp_path):
+    """license and datasets fields, metrics rounded to 4 significant digits, and the latest evaluation in the
+    Hub's model-index form (parsed back by huggingface_hub, offline)."""
+    from huggingface_hub import ModelCard
+
+    from continual_diffusers.training.model_card import run_datasets
+
+    per_task = {"1": [0, 1], "2": [2, 3]}
+    meta = {"conditioning": "class", "num_classes": 4, "resolution": 8, "in_channels": 3, "seen_tasks": [1, 2]}
+    spec = ModelSpec.from_json({**meta, "classes_per_task": per_task}, "metadata")
+    history = [{"after_task": 2, "metrics": {"accuracy": {"1": 0.123456789, "2": 0.75}, "num_real": {"1": 8.0}}}]
+    (tmp_path / "config.json").write_text('{"args": {"data_path": "/data/mine/own_tasks.npz"}}')
+    assert run_datasets(str(tmp_path)) == ["own_tasks.npz"]
+    card = model_card(spec, {"strategy": "replay"}, history, 2, datasets=["own_tasks.npz"], run_name="own")
+    data = yaml.safe_load(card[4:].split("\n---\n", 1)[0])
+    assert data["license"] == "apache-2.0" and data["datasets"] == ["own_tasks.npz"]
+    assert data["continual_metrics"][0]["metrics"]["accuracy"]["1"] == 0.1235
+    parsed = ModelCard(card).data
+    assert parsed.model_name == "own/task_2"
+    results = {(r.dataset_split, r.metric_type): r.metric_value for r in parsed.eval_results}
+    assert results == {("task 1", "accuracy"): 0.1235, ("task 2", "accuracy"): 0.75}  # sample sizes are no metric
+    assert "1: 0.1235, 2: 0.75" in card
+    (tmp_path / "config.json").write_text('{"args": {"data_path": null}}')
+    assert run_datasets(str(tmp_path)) == ["scikit-learn digits (bundled)"]
+    assert run_datasets(str(tmp_path / "none")) == []
 
 
 def test_push_to_hub_function_and_its_failure(tmp_path):

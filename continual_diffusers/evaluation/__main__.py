@@ -2,8 +2,10 @@
 
     python -m continual_diffusers.evaluation train-oracle --data_path train.npz --test_data_path test.npz \
         --output_dir outputs/oracle
-    python -m continual_diffusers.evaluation report --run_dir outputs/demo [--test_data_path test.npz]
-        # evaluates every task_<k>/ export on the tasks it had seen → run_dir/report/
+    python -m continual_diffusers.evaluation report --run_dir outputs/demo \
+        [--data_path train.npz --test_data_path test.npz]
+        # evaluates every task_<k>/ export on the tasks it had seen → run_dir/report/; the data paths default to
+        # the ones run_dir/config.json recorded
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from ..utils.entrypoint import new_parser, run_main
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
 from ..utils.options import add_options, from_args
-from .oracle import get_oracle, load_test_tasks
+from .oracle import check_oracle_inputs, get_oracle, load_test_tasks
+from .run_data import check_report_inputs, report_data_paths
 
 logger = get_logger("continual_diffusers.evaluation")
 
@@ -42,11 +45,17 @@ def parser():
     oracle.add_argument("--seed", type=bounds.SEED, default=0, help="seeds initialisation and data order")
     report = sub.add_parser("report", help="evaluate every task_<k>/ of a run and write run_dir/report/")
     report.add_argument("--run_dir", required=True, help="a main_ddpm output dir (with task_<k>/ exports)")
-    report.add_argument("--data_path", default=None, help="training task file (for training an oracle if needed)")
+    report.add_argument(
+        "--data_path",
+        default=None,
+        help="the run's training task file (oracle, memorisation measures); default: the one run_dir/config.json "
+        "records (the bundled digits for a run on them)",
+    )
     report.add_argument(
         "--test_data_path",
         default=None,
-        help="real test images per task; default: the bundled digits' held-out split (when --data_path is unset)",
+        help="real test images per task; default: the one run_dir/config.json records (the bundled digits' "
+        "held-out split for a run on them)",
     )
     report.add_argument("--oracle_path", default=None, help="default: run_dir/oracle (trained if absent)")
     report.add_argument(
@@ -84,20 +93,22 @@ def task_dirs(run_dir: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def check_exports(dirs: list[tuple[int, str]], args) -> None:
+def check_exports(dirs: list[tuple[int, str]], args):
     """Every task_<k>/ loads (with all of `load_task_model`'s checks) and can be sampled with the sampler flags,
-    before the report of the first one is written: a broken task 3 is refused with nothing written."""
+    before the report of the first one is written: a broken task 3 is refused with nothing written. Returns the
+    last export's (spec, conditioning)."""
     from ..pipelines.loading import load_task_model
     from ..sampling.schedule_check import check_sampling_timesteps
 
     for _, path in dirs:
-        _, _, scheduler, _ = load_task_model(path, None, "cpu")
+        _, conditioning, scheduler, spec = load_task_model(path, None, "cpu")
         if args.num_inference_steps > scheduler.config.num_train_timesteps:
             raise UserInputError(
                 f"--num_inference_steps {args.num_inference_steps} exceeds the "
                 f"{scheduler.config.num_train_timesteps} training timesteps of {path}/scheduler"
             )
         check_sampling_timesteps(args.scheduler, scheduler.config, args.num_inference_steps, f"{path}/scheduler")
+    return spec, conditioning
 
 
 def report_cmd(args) -> str:
@@ -111,9 +122,11 @@ def report_cmd(args) -> str:
     from_args(SamplingConfig, args)  # the sampler flags that must agree with each other
     dirs = task_dirs(args.run_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.data_path, args.test_data_path = report_data_paths(args.run_dir, args.data_path, args.test_data_path)
     test = load_test_tasks(args.test_data_path, args.data_path)
     train = _tasks(args.data_path)
-    check_exports(dirs, args)
+    check_report_inputs(*check_exports(dirs, args), train, test)
+    check_oracle_inputs(train, test, args.oracle_path, args.run_dir)  # before an oracle is trained into run_dir
     # The memorisation measures compare samples with the run's training images: the bundled digits only stand in
     # for them when the test images are the bundled ones too.
     memorised = train if args.data_path or not args.test_data_path else None

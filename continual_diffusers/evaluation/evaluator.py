@@ -204,7 +204,16 @@ class ContinualEvaluator:
         return labels, images
 
     def _quality(self, feats: torch.Tensor, real_feats: torch.Tensor) -> dict[str, float]:
-        """Oracle-feature FID and KID (with its sd over subsets) of N samples vs M real images, with N and M."""
+        """Oracle-feature FID and KID (with its sd over subsets) of N samples vs M real images, with N and M. Both
+        need N, M ≥ 2 (a covariance, an unbiased MMD²): below that only N and M are returned, and the report says
+        which task left them out (`ContinualReport.left_out`)."""
+        sizes = {"num_generated": float(feats.shape[0]), "num_real": float(real_feats.shape[0])}
+        if min(feats.shape[0], real_feats.shape[0]) < 2:
+            logger.warning(
+                "oracle-feature FID and KID skipped: they need at least 2 generated and 2 real images "
+                "(N = %d, M = %d)", feats.shape[0], real_feats.shape[0],
+            )  # fmt: skip
+            return sizes
         kid, kid_sd = kernel_inception_distance_with_sd(
             feats, real_feats, generator=make_generator(self.options.seed, "kid")
         )
@@ -212,8 +221,7 @@ class ContinualEvaluator:
             "frechet": frechet_distance(feats, real_feats),
             "kid": kid,
             "kid_sd": kid_sd,
-            "num_generated": float(feats.shape[0]),
-            "num_real": float(real_feats.shape[0]),
+            **sizes,
         }
 
     def _evaluate_conditional(self, model, conditioning, scheduler, seen, classes_per_task, device):

@@ -2,7 +2,8 @@
 
 report/metrics.json   matrices R[k][i] per metric, global curves, summaries (average, AIQ, forgetting, BWT), each
                       summarised metric's direction (higher_is_better), the sample sizes behind FID and KID
-                      (sample_sizes) and the names a reader sees (display_names)
+                      (sample_sizes), the metrics measured on some tasks only and why (left_out: e.g. FID and KID
+                      of a task with fewer than 2 test images) and the names a reader sees (display_names)
 report/metrics.csv    long format: metric, after_task, task, value (num_generated / num_real rows: N and M)
 report/heatmap_<metric>.png, report/curves.png, report/samples_sheet.png
 report/report.md      links the above and states the headline numbers, with N and M for every FID and KID
@@ -19,14 +20,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 
 from ..utils.logging import get_logger
 from ..utils.markdown import markdown_text
 from .continual_metrics import as_matrix, average_final, average_incremental, summarize
 from .directions import (
-    BOUNDED,
     DERIVED,
     HIGHER_IS_BETTER,
     LEVEL_ONLY,
@@ -35,8 +34,10 @@ from .directions import (
     direction_text,
     display_name,
 )
+from .figures import is_drawn, plots
 
 logger = get_logger(__name__)
+HEADLINE_METRICS = ("accuracy", "task_share_normalised")  # the first one a run has leads the headline
 GLOBAL = "0"  # key of metrics that are one number per evaluation (not per task)
 
 
@@ -55,14 +56,43 @@ class ContinualReport:
         return self.history
 
     def matrices(self) -> dict[str, list[list[float]]]:
-        """Per-task metrics as lower-triangular rows; rows follow evaluation order, columns the seen tasks."""
-        names = sorted({m for h in self.history for m, v in h["metrics"].items() if GLOBAL not in v})
+        """Per-task metrics as lower-triangular rows; rows follow evaluation order, columns the seen tasks. A metric
+        missing for some task of some evaluation is left out (`left_out` says why)."""
         out = {}
-        for name in names:
+        for name in self._per_task_names():
             rows = [[h["metrics"][name][t] for t in h["metrics"][name]] for h in self.history if name in h["metrics"]]
-            if all(len(row) == k + 1 for k, row in enumerate(rows)):
+            if len(rows) == len(self.history) and all(len(row) == k + 1 for k, row in enumerate(rows)):
                 out[name] = rows
         return out
+
+    def _per_task_names(self) -> list[str]:
+        return sorted({m for h in self.history for m, v in h["metrics"].items() if GLOBAL not in v})
+
+    def left_out(self) -> dict[str, str]:
+        """{metric: why it has no matrix}: the per-task metrics measured on some tasks only, e.g. FID and KID when
+        a task has fewer than 2 test images (`metrics.frechet_distance` needs 2 per set)."""
+        matrices, out = self.matrices(), {}
+        small = self._small_sets()
+        quality = (*SAMPLE_SIZE_DEPENDENT, "kid_sd") if small else ()  # perhaps measured on no task at all
+        for name in sorted({*self._per_task_names(), *quality}):
+            if name in matrices:
+                continue
+            if name in (*SAMPLE_SIZE_DEPENDENT, "kid_sd") and small:
+                out[name] = f"needs at least 2 generated and 2 real images per task; {small}"
+            else:
+                out[name] = "not measured on every task (see the evaluation's warnings: too few images, or held-out "
+                out[name] += "images that are training images)"
+        return out
+
+    def _small_sets(self) -> str:
+        """ "task 2 has M = 1" for the tasks evaluated with fewer than 2 generated or real images ("" if none)."""
+        small = {}
+        for h in self.history:
+            for key, letter in (("num_generated", "N"), ("num_real", "M")):
+                for task, value in h["metrics"].get(key, {}).items():
+                    if value < 2 and task != GLOBAL:
+                        small[(task, letter)] = int(value)
+        return ", ".join(f"task {t} has {letter} = {v}" for (t, letter), v in sorted(small.items()))
 
     def curves(self) -> dict[str, list[float]]:
         names = sorted({m for h in self.history for m, v in h["metrics"].items() if GLOBAL in v})
@@ -111,18 +141,26 @@ class ContinualReport:
         return f"N = {_span(n)} generated vs M = {_span(m)} real images {where}"
 
     def headline(self) -> str:
+        """The run in one line: the main metric (accuracy; the normalised task share for unconditional models) as
+        its final average with forgetting, then the quality metric's final value with its N and M; the rest is in
+        report.md's table."""
+        summary, curves, sizes = self.summary(), self.curves(), self.sample_sizes()
         parts = []
-        sizes = self.sample_sizes()
-        for name, s in self.summary().items():
-            text = f"{display_name(name)}: final avg {s['average_final']:.3f}"
-            if "forgetting" in s:
-                text += f", forgetting {s['forgetting']:.3f}"
-            parts.append(text + (f" ({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else ""))
-        for name, values in self.curves().items():
-            if name not in NOT_SUMMARISED:
-                text = f"{display_name(name)}: final {values[-1]:.3f}"
-                parts.append(text + (f" ({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else ""))
-        return "; ".join(parts)
+        for name in HEADLINE_METRICS:
+            if name in summary:
+                s = summary[name]
+                text = f"{display_name(name)} {s['average_final']:.3f} (final avg)"
+                parts.append(text + (f", forgetting {s['forgetting']:.3f}" if "forgetting" in s else ""))
+                break
+        for name in SAMPLE_SIZE_DEPENDENT[:1]:  # FID: the quality number readers look for next
+            if name in summary:
+                parts.append(f"{display_name(name)} {summary[name]['average_final']:.3f} (final avg)")
+            elif name in curves:
+                parts.append(f"{display_name(name)} {curves[name][-1]:.3f} (final)")
+            else:
+                continue
+            parts[-1] += f" at {sizes}" if sizes else ""
+        return "; ".join(parts) + ("; the other metrics are in report.md's table" if parts else "")
 
     def write(self, out_dir: str, sample_grids: dict[int, str] | None = None) -> str:
         os.makedirs(out_dir, exist_ok=True)
@@ -136,12 +174,13 @@ class ContinualReport:
             "kid_subsets": "KID: the mean and sd of the unbiased MMD² over 100 random subset pairs, each of "
             "min(100, N/2, M/2) images of each set drawn without replacement",
         }
-        names = {*data["matrices"], *data["curves"], *data["summary"]}
+        data["left_out"] = self.left_out()
+        names = {*data["matrices"], *data["curves"], *data["summary"], *data["left_out"]}
         data["display_names"] = {name: display_name(name) for name in sorted(names)}
         with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
             json.dump(data, fh, indent=2)
         self._write_csv(os.path.join(out_dir, "metrics.csv"))
-        figures = _plots(out_dir, tasks, data, sample_grids or {})
+        figures = plots(out_dir, tasks, data, sample_grids or {})
         path = os.path.join(out_dir, "report.md")
         with open(path, "w") as fh:
             fh.write(_markdown(tasks, data, figures, self.headline()) + _class_order_lines(self.data))
@@ -155,104 +194,6 @@ class ContinualReport:
                 for metric, values in h["metrics"].items():
                     for task, value in values.items():
                         writer.writerow([metric, h["after_task"], "all" if task == GLOBAL else task, value])
-
-
-SHOWN_UNSUMMARISED = ("task_share",)  # matrices drawn although not summarised (its ideal changes with k)
-
-
-def _shown(name: str) -> bool:
-    return name not in NOT_SUMMARISED or name in SHOWN_UNSUMMARISED
-
-
-def _plots(out_dir: str, tasks: list[int], data: dict, grids: dict[int, str]) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    shown = {name: rows for name, rows in data["matrices"].items() if _shown(name)}
-    sizes = data["sample_sizes"]["text"]
-    for name, rows in shown.items():
-        files.append(_heatmap(plt, out_dir, name, tasks, rows, sizes))
-    if shown:
-        files.append(_curves(plt, out_dir, tasks, shown, sizes))
-    if grids:
-        files.append(_sheet(plt, out_dir, grids))
-    return files
-
-
-def _title(name: str, sizes: str) -> str:
-    """A figure's title: the name a user reads, and N and M for FID / KID."""
-    return display_name(name) + (f"\n({sizes})" if name in SAMPLE_SIZE_DEPENDENT and sizes else "")
-
-
-def _heatmap(plt, out_dir: str, name: str, tasks: list[int], rows: list[list[float]], sizes: str) -> str:
-    t = len(rows)
-    grid = [[rows[k][i] if i <= k else math.nan for i in range(t)] for k in range(t)]
-    # The colour says how good a cell is: the distance ratio is coloured by |log r| (its ideal 1 is the darkest
-    # good colour, copies and off-data samples both get worse), everything else by its own value.
-    derived = {source: (n, f) for n, (source, f) in DERIVED.items()}
-    colour_name, transform = derived.get(name, (name, lambda v: v))
-    shade = [[transform(v) if v == v else math.nan for v in row] for row in grid]
-    higher = HIGHER_IS_BETTER.get(colour_name, True)
-    fig, ax = plt.subplots(figsize=(1.2 * t + 2.5, 1.0 * t + 1.7))
-    values = [v for row in shade for v in row if v == v and math.isfinite(v)]
-    lo, hi = (0.0, 1.0) if name in BOUNDED else (min(values, default=0.0), max(values, default=1.0))
-    im = ax.imshow(shade, cmap="viridis" if higher else "viridis_r", vmin=lo, vmax=hi)
-    for k in range(t):
-        for i in range(k + 1):
-            level = (shade[k][i] - lo) / (hi - lo) if hi > lo else 0.5
-            bright = level > 0.6 if higher else level < 0.4
-            ax.text(i, k, f"{grid[k][i]:.2f}", ha="center", va="center", color="k" if bright else "w", fontsize=9)
-    ax.set_xticks(range(t), [f"task {x}" for x in tasks])
-    ax.set_yticks(range(t), [f"after {x}" for x in tasks])
-    ax.set_xlabel("evaluated task i")
-    ax.set_ylabel("after training task k")
-    if colour_name != name:
-        how = f"ideal 1; colour: {display_name(colour_name)}, lower is better"
-    elif name == "task_share":
-        how = "ideal: the task's share of the seen data, 1/(k+1) for equal tasks"
-    else:
-        how = f"{'higher' if higher else 'lower'} is better"
-    ax.set_title(f"{_title(name, sizes)} R[k][i] ({how})", fontsize=9)
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    path = os.path.join(out_dir, f"heatmap_{name}.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _curves(plt, out_dir: str, tasks: list[int], matrices: dict, sizes: str) -> str:
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.5 * len(matrices), 3.7), squeeze=False)
-    for ax, (name, rows) in zip(axes[0], matrices.items()):
-        for i, task in enumerate(tasks):
-            ax.plot(tasks[i:], [rows[k][i] for k in range(i, len(rows))], marker="o", label=f"task {task}")
-        ax.set_xlabel("after training task")
-        ax.set_title(_title(name, sizes), fontsize=9)
-        ax.set_xticks(tasks)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "curves.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _sheet(plt, out_dir: str, grids: dict[int, str]) -> str:
-    from PIL import Image
-
-    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 4), squeeze=False)
-    for ax, (task, path) in zip(axes[0], sorted(grids.items())):
-        ax.imshow(Image.open(path), cmap="gray")
-        ax.set_title(f"after task {task}")
-        ax.axis("off")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "samples_sheet.png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # the tallest panel's title is not clipped
-    plt.close(fig)
-    return path
 
 
 def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -> str:
@@ -271,6 +212,14 @@ def _markdown(tasks: list[int], data: dict, figures: list[str], headline: str) -
             f"**Not compared:** {', '.join(display_name(m) for m in sizes['unequal'])} of some task were measured "
             "with different numbers of images after different tasks, so their forgetting and backward transfer "
             "are left out.",
+            "",
+        ]
+    left_out = {name: why for name, why in data["left_out"].items() if is_drawn(name)}
+    if left_out:
+        lines += [
+            "**Left out** (not measured on every task, so no matrix or summary): "
+            + "; ".join(f"{display_name(name)}: {why}" for name, why in left_out.items())
+            + ".",
             "",
         ]
     if data["summary"]:

@@ -6,8 +6,13 @@ from __future__ import annotations
 import os
 
 from ..models.spec import ModelSpec
+from ..utils.jsonfile import read_json_object
 
 CARD_FILE = "README.md"
+LICENSE = "apache-2.0"  # the license of continual-diffusers (LICENSE); a card for other data can pass its own
+BUNDLED_DIGITS = "scikit-learn digits (bundled)"
+DIGITS = 4  # significant digits of every metric value in a card
+SIZES = ("num_generated", "num_real")  # sample counts behind FID and KID: stated in the table, not eval results
 
 
 def write_model_cards(trainer, task) -> tuple[str, str]:
@@ -18,9 +23,10 @@ def write_model_cards(trainer, task) -> tuple[str, str]:
     spec = trainer.spec.replace(seen_tasks=tuple(trainer.position.seen_tasks))
     training = training_summary(cfg.to_dict(), trainer.strategy.name)
     task_dir = os.path.join(cfg.output_dir, f"task_{task.task_id}")
+    hub = {"datasets": run_datasets(cfg.output_dir)}  # no folder names: a run's cards do not depend on where it ran
     cards = (
-        (os.path.join(task_dir, CARD_FILE), model_card(spec, training, history, task.task_id, names)),
-        (os.path.join(cfg.output_dir, CARD_FILE), model_card(spec, training, history, metric_name=names)),
+        (os.path.join(task_dir, CARD_FILE), model_card(spec, training, history, task.task_id, names, **hub)),
+        (os.path.join(cfg.output_dir, CARD_FILE), model_card(spec, training, history, metric_name=names, **hub)),
     )
     for path, text in cards:
         with open(path, "w") as fh:
@@ -37,12 +43,29 @@ def training_summary(config: dict, strategy: str) -> dict:
     return {"strategy": strategy, **summary, **({"validation": sampler} if sampler else {})}
 
 
+def run_datasets(output_dir: str) -> list[str]:
+    """The card's `datasets`: the name of the training task file the run's config.json records ("args"), without
+    its folders (a local file, not a Hub dataset id); the bundled digits for a run on them; [] when unknown (a run
+    of the Python API writes no config.json)."""
+    path = os.path.join(output_dir, "config.json")
+    if not os.path.isfile(path):
+        return []
+    args = read_json_object(path).get("args")
+    data_path = args.get("data_path") if isinstance(args, dict) else None
+    if isinstance(data_path, str) and data_path:
+        return [os.path.basename(os.path.normpath(data_path))]
+    return [BUNDLED_DIGITS] if isinstance(args, dict) else []
+
+
 def model_card(
-    spec: ModelSpec, training: dict, history: list[dict], task_id: int | None = None, metric_name=None
-) -> str:
+    spec: ModelSpec, training: dict, history: list[dict], task_id: int | None = None, metric_name=None, *,
+    datasets: list[str] = (), run_name: str = "continual-diffusers", license: str = LICENSE,
+) -> str:  # fmt: skip
     """A Hub model card (YAML front matter + markdown) for one task export (`task_id`) or the whole run.
     `metric_name`: metric key → the name a reader sees (the end-of-task evaluation's `display_name`); default: the
-    key."""
+    key. `datasets`: the training data's names (`run_datasets`); `license`: the card's license field. The latest
+    evaluation's per-task metrics (rounded to `DIGITS` significant digits, as everywhere in the card) go into the
+    Hub's model-index as eval results, one per metric and task, under the model name `run_name`[/task_<k>]."""
     from huggingface_hub import ModelCardData
 
     seen = list(spec.seen_tasks)
@@ -52,21 +75,71 @@ def model_card(
     tags += [f"energy-{energy}" if energy else "score-based", f"conditioning-{kind}"]
     tags += ["latent-diffusion"] if latent else ["diffusers:ContinualDiffusionPipeline"]
     meta = spec.to_json()
+    pipeline_tag = "text-to-image" if spec.kind.call_argument == "prompt" else "unconditional-image-generation"
     data = ModelCardData(
         library_name="diffusers",
-        pipeline_tag="text-to-image" if spec.kind.call_argument == "prompt" else "unconditional-image-generation",
+        pipeline_tag=pipeline_tag,
         tags=tags,
         tasks_seen=seen,
         classes_seen=classes,
         classes_per_task={str(t): list(spec.classes_per_task.get(t, ())) for t in seen},
         model_config={k: meta.get(k) for k in MODEL_KEYS if meta.get(k) is not None},
         training_config=training,
-        continual_metrics=history,
+        continual_metrics=rounded_history(history),
+        license=license,
+        datasets=list(datasets) or None,
+        model_name=f"{run_name}/task_{task_id}" if task_id is not None else run_name,
+        eval_results=eval_results(history, data_name(datasets), metric_name or str, pipeline_tag) or None,
     )
     where = f"task_{task_id}" if task_id is not None else "the run"
     what = f"after task {task_id} of a continual run" if task_id is not None else "one folder per task trained"
     body = _card_body(spec, training, history, seen, classes, where, what, metric_name or str)
     return f"---\n{data.to_yaml()}\n---\n\n" + body
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.{DIGITS}g}")
+
+
+def rounded_history(history: list[dict]) -> list[dict]:
+    """The evaluation history with every value rounded to `DIGITS` significant digits."""
+    return [
+        {**entry, "metrics": {m: {t: _round(v) for t, v in values.items()} for m, values in entry["metrics"].items()}}
+        for entry in history
+    ]
+
+
+def data_name(datasets) -> str:
+    return datasets[0] if datasets else "task file"
+
+
+def eval_results(history: list[dict], dataset: str, metric_name, task_type: str) -> list:
+    """The latest evaluation as `huggingface_hub.EvalResult`s (the model-index form): one per metric and task
+    ("all seen tasks" for the metrics of the pooled samples of unconditional models), values rounded."""
+    from huggingface_hub import EvalResult
+
+    if not history:
+        return []
+    latest = history[-1]
+    results = []
+    for metric, values in sorted(latest["metrics"].items()):
+        if metric in SIZES:
+            continue
+        for task, value in values.items():
+            split = "all seen tasks" if str(task) == "0" else f"task {task}"
+            results.append(
+                EvalResult(
+                    task_type=task_type,
+                    dataset_type=dataset,
+                    dataset_name=f"{dataset}, {split}",
+                    dataset_split=split,
+                    metric_type=metric,
+                    metric_name=metric_name(metric),
+                    metric_value=_round(value),
+                    task_name=f"continual evaluation after task {latest['after_task']}",
+                )
+            )
+    return results
 
 
 MODEL_KEYS = ("conditioning", "num_classes", "classifier_free_guidance", "energy_type", "prediction_type",
@@ -113,6 +186,6 @@ def _metric_lines(history: list[dict], metric_name) -> list[str]:
     rows = []
     for entry in history:
         for metric, values in sorted(entry["metrics"].items()):
-            cells = ", ".join(f"{task}: {value:.4g}" for task, value in values.items())
+            cells = ", ".join(f"{task}: {value:.{DIGITS}g}" for task, value in values.items())
             rows.append(f"| {entry['after_task']} | {metric_name(metric)} | {cells} |")
     return ["| after task | metric | per task |", "|---|---|---|", *rows] if rows else []
