@@ -19,6 +19,7 @@ from ..data import ImageTransform, TaskDataset, TaskSequence, load_split_digits,
 from ..models.conditioning import CONDITIONINGS
 from ..models.denoiser import make_denoiser
 from ..models.spec import ModelSpec
+from ..sampling.generate import resolve_guidance
 from ..strategies import StrategyContext
 from ..training.build import tracker_config  # noqa: F401 (re-exported by cli)
 from ..training.train_config import TrainConfig
@@ -139,7 +140,7 @@ def training_transform(data: DataConfig, resolution: int) -> ImageTransform:
 def strategy_context(opts: RunOptions, parts: RunParts) -> StrategyContext:
     """What the strategies may need from the run (`build_strategy`); replay stores uint8 images and turns them
     into the model's inputs with `parts.stored_image_transform` (pixels, or latents)."""
-    guidance = opts.sampling.guidance_scale if trains_cfg(opts) else 1.0
+    guidance = resolve_guidance(opts.sampling.guidance_scale, trains_cfg(opts), "--guidance_scale")
     return StrategyContext(
         parts.tasks, model=parts.denoiser, transform=parts.stored_image_transform, conditioning=parts.conditioning,
         train_scheduler=parts.objective.scheduler, seed=opts.train.seed, guidance_scale=guidance,

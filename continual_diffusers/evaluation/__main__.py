@@ -104,7 +104,7 @@ def report_cmd(args) -> str:
     import torch
 
     from ..pipelines.loading import load_task_model
-    from ..sampling.generate import SamplerOptions
+    from ..sampling.generate import SamplerOptions, resolve_guidance
     from .evaluator import ContinualEvaluator
     from .task_eval import EndOfTaskEvaluation
 
@@ -124,7 +124,7 @@ def report_cmd(args) -> str:
         model, conditioning, scheduler, spec = load_task_model(path, None, device)
         if evaluation is None:
             oracle, oracle_config = get_oracle(args.oracle_path, args.seed, train, test, spec.resolution, args.run_dir)
-            guidance = args.guidance_scale if spec.classifier_free_guidance else 1.0
+            guidance = resolve_guidance(args.guidance_scale, spec.classifier_free_guidance, "--guidance_scale")
             options = SamplerOptions(
                 args.scheduler,
                 args.num_inference_steps,
