@@ -58,3 +58,19 @@ def test_an_image_folder_as_data_path_says_how_to_convert_it(module, tmp_path, c
     assert f"--data_path {root} is a folder of images, not a task file" in line
     assert f"python -m continual_diffusers.data from-folder {root} --classes_per_task 2" in line
     assert not out.exists()
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from continual_diffusers.training.build import make_accelerator
+    from continual_diffusers.training.train_config import TrainConfig
+    from continual_diffusers.utils.errors import UserInputError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    out = tmp_path / "out"
+    line = _error(capsys, main_ddpm, ["--logger", "wandb", "--output_dir", out, "--max_train_steps", "1"])
+    assert "--logger wandb needs the wandb package, which is not installed" in line and not out.exists()
+    with pytest.raises(UserInputError, match="--logger wandb needs the wandb package"):  # the library alike
+        make_accelerator(TrainConfig(output_dir=str(out)), log_with="wandb")
