@@ -33,7 +33,7 @@ from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args, help_of
 from .base import RunOptions, RunParts, build_parser, run_options
 from .strategy import add_strategy_args, build_strategy
-from .training import check_task_path, strategy_context
+from .training import check_task_path, strategy_context, training_resolution
 
 # The shared objective flags, as they apply here: the schedule comes from <pretrained_model_name_or_path>/scheduler.
 NOT_HERE = "does not apply: the noise schedule comes from <pretrained_model_name_or_path>/scheduler"
@@ -133,7 +133,7 @@ def build_ldm(opts: RunOptions) -> RunParts:
     """Everything main_ldm needs, validated: tasks, conditioning, denoiser, objective, latent datasets, codec and
     components, model spec."""
     tasks = _load_tasks(opts)
-    resolution = opts.data.resolution or min(tasks.image_size)
+    resolution = training_resolution(opts.data, tasks)
     if tasks.num_channels != 3:
         raise UserInputError(f"the VAE encodes RGB images, but the task file has {tasks.num_channels} channel(s)")
     c, codec = _components(opts, resolution)

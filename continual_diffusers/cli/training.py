@@ -27,9 +27,12 @@ from ..training.build import tracker_config  # noqa: F401 (re-exported by cli)
 from ..training.train_config import TrainConfig
 from ..utils.entrypoint import FROM_FOLDER
 from ..utils.errors import UserInputError
+from ..utils.logging import get_logger
 from ..utils.options import add_options, from_args
 from .base import RunOptions, RunParts, build_parser, run_options
 from .strategy import add_strategy_args, build_strategy
+
+logger = get_logger(__name__)
 
 
 def add_conditioning_args(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +135,7 @@ def build_ddpm(opts: RunOptions | argparse.Namespace) -> RunParts:
     """Everything main_ddpm needs, validated: tasks, conditioning, denoiser, objective, datasets, model spec."""
     opts = ddpm_options(opts) if isinstance(opts, argparse.Namespace) else opts
     tasks = load_training_tasks(opts.data)
-    resolution = opts.data.resolution or min(tasks.image_size)
+    resolution = training_resolution(opts.data, tasks)
     kind = conditioning_kind(opts, tasks)
     prompts = opts.train.validation_prompts
     conditioning = build_conditioning(
@@ -156,6 +159,19 @@ def build_ddpm(opts: RunOptions | argparse.Namespace) -> RunParts:
         transform,
         lambda task: TaskDataset(task, transform),
     )
+
+
+def training_resolution(data: DataConfig, tasks: TaskSequence) -> int:
+    """--resolution, or the data's size; a --resolution above the images' size is allowed (the transform resizes)
+    but warned about: the model then learns upsampled images."""
+    height, width = tasks.image_size
+    if data.resolution is not None and data.resolution > min(height, width):
+        logger.warning(
+            "--resolution %d upsamples the %d×%d images of the task file (the model learns %d×%d enlargements; "
+            "leave --resolution out to train at the data's size)",
+            data.resolution, height, width, data.resolution, data.resolution,
+        )  # fmt: skip
+    return data.resolution or min(height, width)
 
 
 def training_transform(data: DataConfig, resolution: int) -> ImageTransform:

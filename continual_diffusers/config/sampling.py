@@ -183,6 +183,8 @@ class PromptsConfig(Checked):
 @options_group("Output")
 @dataclass
 class OutputConfig(Checked):
-    output_dir: str | None = option(None, help="default: <model_path>/eval")
+    output_dir: str | None = option(
+        None, help="default: eval/<task folder> next to the model (outputs/run/task_3 → outputs/run/eval/task_3)"
+    )
     seed: int = option(0, bounds=b.SEED, help="seeds the sampling noise (the same seed gives the same images)")
     progress: bool = option(True, flags=("--no_progress",), help="hide the progress bar")
