@@ -43,7 +43,6 @@ def train(args: argparse.Namespace, opts: RunOptions, parts: RunParts, strategy,
     carried = []
     if resume is not None:  # the safetensors header first: another architecture or strategy is named as such
         check_compatible(resume, denoiser_state_dict(parts.denoiser), strategy.name)
-        carried = exports_to_carry(resume, run.output_dir)  # another run's checkpoint: its finished tasks' exports
     log_with = None if run.logger == "none" else run.logger
     accelerator = make_accelerator(cfg, run.mixed_precision, log_with, run.logging_dir)
     trainer = ContinualTrainer(
@@ -51,7 +50,8 @@ def train(args: argparse.Namespace, opts: RunOptions, parts: RunParts, strategy,
         parts.make_dataset, parts.spec, decode_fn=parts.decode_fn, vae=parts.vae,
     )  # fmt: skip
     if resume is not None:
-        trainer.restore(resume, parts.tasks)
+        trainer.restore(resume, parts.tasks)  # its state checked against this run first
+        carried = exports_to_carry(resume, run.output_dir)  # another run's checkpoint: its finished tasks' exports
     evaluation = opts.evaluation
     oracle = existing_oracle(evaluation.oracle_path, test_tasks, run.output_dir) if test_tasks is not None else None
     if accelerator.is_main_process:
