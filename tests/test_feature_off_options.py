@@ -105,3 +105,13 @@ def test_training_refuses_guidance_without_cfg_before_writing(tmp_path, capsys):
     argv = [*TINY_FLAGS, "--data_path", str(data), "--output_dir", str(out), "--max_train_steps", "1"]
     line = _one_error_line(capsys, main_ddpm.main([*argv, "--guidance_scale", "5"]))
     assert "--guidance_scale 5 needs a model trained with classifier-free guidance" in line and not out.exists()
+
+
+def test_the_evaluation_report_refuses_a_given_guidance_before_training_its_oracle(tmp_path, capsys):
+    from continual_diffusers.evaluation.__main__ import main as report
+
+    run = tmp_path / "plain"
+    _export(tmp_path, cfg=False)
+    code = report(["report", "--run_dir", str(run), "--guidance_scale", "5", "--num_inference_steps", "2"])
+    assert "--guidance_scale 5 needs a model trained with classifier-free guidance" in _one_error_line(capsys, code)
+    assert sorted(p.name for p in run.iterdir()) == ["task_2"]  # no oracle/, no report/

@@ -123,8 +123,8 @@ def report_cmd(args) -> str:
     for task_id, path in dirs:
         model, conditioning, scheduler, spec = load_task_model(path, None, device)
         if evaluation is None:
-            oracle, oracle_config = get_oracle(args.oracle_path, args.seed, train, test, spec.resolution, args.run_dir)
             guidance = resolve_guidance(args.guidance_scale, spec.classifier_free_guidance, "--guidance_scale")
+            oracle, oracle_config = get_oracle(args.oracle_path, args.seed, train, test, spec.resolution, args.run_dir)
             options = SamplerOptions(
                 args.scheduler,
                 args.num_inference_steps,
