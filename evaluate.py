@@ -16,8 +16,9 @@ over `ContinualDiffusionPipeline` (the same seed gives the same images as `pipe(
     python evaluate.py --model_path outputs/slots/task_2 --slot_mode compose --compose_slots 0 5   # compose
     accelerate launch --num_processes 2 evaluate.py ...                     # chunks split across processes
 
-Writes to --output_dir: samples.png (one row per label), samples.npz (uint8 NHWC images + labels, no pickle),
-samples/<i>_<label>.png, and run.json (what was run: sampler, steps, seed, MCMC acceptance per timestep, ...).
+Writes to --output_dir (default: eval/<task folder> next to the model, e.g. outputs/run/eval/task_3): samples.png
+(one row per label), samples.npz (uint8 NHWC images + labels, no pickle), samples/<i>_<label>.png, and run.json
+(what was run: sampler, steps, seed, MCMC acceptance per timestep, ...).
 `--config flags.json` reads flag values from a JSON object ({"model_path": ..., "guidance_scale": 3}).
 """
 
@@ -151,7 +152,7 @@ def run(args) -> str:
     use_ema = {"auto": None, "yes": True, "no": False}[export.ema]
     pipe = ContinualDiffusionPipeline.from_pretrained(export.model_path, use_ema, state.device)
     spec, conditioning, scheduler = pipe.spec, pipe.conditioning, pipe.scheduler
-    out = from_args(OutputConfig, args).output_dir or os.path.join(export.model_path, "eval")
+    out = from_args(OutputConfig, args).output_dir or default_output_dir(export.model_path)
     if slot.slot_mode:
         return _run_slot_mode(g, slot, export, pipe.denoiser, conditioning, scheduler, spec, state, out)
     g = prompt_composition(g, prompts, conditioning)
@@ -176,8 +177,15 @@ def run(args) -> str:
     if state.is_main_process:
         write_samples(out, generated.images(), labels, g.sampling.num_samples)
         _write_run_json(out, export, prompts, options, generated, labels, state.num_processes)
-        logger.info("wrote %d samples to %s", len(labels), out)
+        print(f"wrote {len(labels)} samples to {out}")
     return out
+
+
+def default_output_dir(model_path: str) -> str:
+    """Where evaluate.py writes without --output_dir: next to the model, never inside it (a task folder is a
+    pipeline that is loaded and uploaded as it is): outputs/run/task_3 → outputs/run/eval/task_3."""
+    model = os.path.normpath(model_path)
+    return os.path.join(os.path.dirname(model), "eval", os.path.basename(model))
 
 
 def _run_slot_mode(g, slot, export, model, conditioning, scheduler, spec, state, out: str) -> str:
@@ -195,6 +203,7 @@ def _run_slot_mode(g, slot, export, model, conditioning, scheduler, spec, state,
     check_schedule_fits(g.sampling, export, scheduler)
     record = slot_modes.run_slot_mode(slot, g, model, conditioning, scheduler, spec, options, state.device, out)
     slot_modes.write_record(out, dict(record, model_path=str(export.model_path), seed=g.seed), options)
+    print(f"wrote the {slot.slot_mode} sheets to {out}")
     return out
 
 

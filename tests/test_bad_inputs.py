@@ -744,9 +744,12 @@ def test_the_edited_checkpoints_resume_unedited(inputs, tmp_path):
     """Control for the checkpoint cases: the untouched copies they start from do resume (so each case is refused
     for its edit), and the untouched export samples."""
     for base, flags in ((inputs.ckpt_done, []), (inputs.ckpt_mid, REAL_RUN)):
-        folder = _copy(inputs, base, lambda f: None)
+        # The copy inside the new run's folder: a checkpoint of another run would need that run's finished exports.
+        out = tmp_path / Path(base).parent.name
+        folder = out / Path(base).name
+        shutil.copytree(_copy(inputs, base, lambda f: None), folder)
         argv = [*TINY_FLAGS, "--data_path", inputs.tasks, *flags, "--max_train_steps", "2", "--resume_from_checkpoint",
-                folder, "--output_dir", tmp_path / Path(base).name]  # fmt: skip
+                folder, "--output_dir", out]  # fmt: skip
         assert _run(main_ddpm, argv) == 0
     argv = ["--model_path", inputs.export, "--output_dir", tmp_path / "eval", "--num_inference_steps", "2",
             "--num_samples", "1"]  # fmt: skip

@@ -113,6 +113,7 @@ class RunParts:
 def run_options(args: argparse.Namespace, **components) -> RunOptions:
     """The components every training entry point shares, built (and so validated) from the flags; `components`:
     the entry point's own (model and slots, or ldm and lora)."""
+    from ..sampling.generate import resolve_guidance
     from .strategy import strategy_configs
 
     if args.ema_scope is not None and not args.use_ema:
@@ -120,6 +121,7 @@ def run_options(args: argparse.Namespace, **components) -> RunOptions:
     sampling = from_args(SamplingConfig, args)
     model = components.get("model") or components.get("ldm")
     train = from_args(TrainConfig, args, output_dir=args.output_dir, validation=sampling, uncond_p=_dropout(model))
+    resolve_guidance(sampling.guidance_scale, train.uncond_p > 0, "--guidance_scale")  # refused before anything runs
     hub = from_args(HubConfig, args)
     if hub.push_to_hub:
         hub.repo_id(args.output_dir)

@@ -21,6 +21,7 @@ def train(args: argparse.Namespace, opts: RunOptions, parts: RunParts, strategy,
     entry point built from it (`RunParts`); `test_tasks`: the evaluation's (`cli.evaluation.check_evaluation`)."""
     from ..evaluation.oracle import existing_oracle
     from ..models.denoiser import denoiser_state_dict
+    from ..training.branch import carry_exports, exports_to_carry
     from ..training.build import make_accelerator, tracker_config
     from ..training.checkpoint import check_compatible, resolve_resume
     from ..training.trainer import ContinualTrainer
@@ -39,6 +40,7 @@ def train(args: argparse.Namespace, opts: RunOptions, parts: RunParts, strategy,
     # Everything that can be refused is checked before the first write: the flags and the data (already), the
     # checkpoint, the oracle, then the output dir.
     resume = resolve_resume(run.output_dir, run.resume_from_checkpoint)
+    carried = []
     if resume is not None:  # the safetensors header first: another architecture or strategy is named as such
         check_compatible(resume, denoiser_state_dict(parts.denoiser), strategy.name)
     log_with = None if run.logger == "none" else run.logger
@@ -48,13 +50,15 @@ def train(args: argparse.Namespace, opts: RunOptions, parts: RunParts, strategy,
         parts.make_dataset, parts.spec, decode_fn=parts.decode_fn, vae=parts.vae,
     )  # fmt: skip
     if resume is not None:
-        trainer.restore(resume, parts.tasks)
+        trainer.restore(resume, parts.tasks)  # its state checked against this run first
+        carried = exports_to_carry(resume, run.output_dir)  # another run's checkpoint: its finished tasks' exports
     evaluation = opts.evaluation
     oracle = existing_oracle(evaluation.oracle_path, test_tasks, run.output_dir) if test_tasks is not None else None
     if accelerator.is_main_process:
         check_writable(run.output_dir)  # one clear error instead of a traceback from the first write
         with open(os.path.join(run.output_dir, "config.json"), "w") as fh:
             json.dump(resolved, fh, indent=2, default=str)
+        carry_exports(carried)
     accelerator.init_trackers(run.project_name, config=tracker_config(cfg))
     parts.conditioning.to(accelerator.device)  # a text encoder, kept out of the denoiser
     if parts.vae is not None:  # latent models: the frozen VAE decodes samples on the device

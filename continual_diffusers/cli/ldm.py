@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 
 from ..config import (
     DataConfig,
@@ -34,7 +33,7 @@ from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args, help_of
 from .base import RunOptions, RunParts, build_parser, run_options
 from .strategy import add_strategy_args, build_strategy
-from .training import strategy_context
+from .training import check_task_path, strategy_context, training_resolution
 
 # The shared objective flags, as they apply here: the schedule comes from <pretrained_model_name_or_path>/scheduler.
 NOT_HERE = "does not apply: the noise schedule comes from <pretrained_model_name_or_path>/scheduler"
@@ -96,8 +95,7 @@ def ldm_options(args: argparse.Namespace) -> RunOptions:
 
 def _load_tasks(opts: RunOptions) -> TaskSequence:
     path = opts.data.data_path
-    if not os.path.exists(path):
-        raise UserInputError(f"--data_path {path}: no such task file or task folder")
+    check_task_path(path, "--data_path")
     tasks = load_tasks(path)
     if tasks.label_kind != "text":
         raise UserInputError(f"latent diffusion needs caption labels, but the task file has {tasks.label_kind}")
@@ -135,7 +133,7 @@ def build_ldm(opts: RunOptions) -> RunParts:
     """Everything main_ldm needs, validated: tasks, conditioning, denoiser, objective, latent datasets, codec and
     components, model spec."""
     tasks = _load_tasks(opts)
-    resolution = opts.data.resolution or min(tasks.image_size)
+    resolution = training_resolution(opts.data, tasks)
     if tasks.num_channels != 3:
         raise UserInputError(f"the VAE encodes RGB images, but the task file has {tasks.num_channels} channel(s)")
     c, codec = _components(opts, resolution)

@@ -16,16 +16,23 @@ from ..config import (
 )
 from ..config.model import build_conditioning, build_unet_from_config
 from ..data import ImageTransform, TaskDataset, TaskSequence, load_split_digits, load_tasks
+from ..data.imagefolder import IMAGE_EXTENSIONS
+from ..data.lazy import FOLDER_FORMAT_FILE
 from ..models.conditioning import CONDITIONINGS
 from ..models.denoiser import make_denoiser
 from ..models.spec import ModelSpec
+from ..sampling.generate import resolve_guidance
 from ..strategies import StrategyContext
 from ..training.build import tracker_config  # noqa: F401 (re-exported by cli)
 from ..training.train_config import TrainConfig
+from ..utils.entrypoint import FROM_FOLDER
 from ..utils.errors import UserInputError
+from ..utils.logging import get_logger
 from ..utils.options import add_options, from_args
 from .base import RunOptions, RunParts, build_parser, run_options
 from .strategy import add_strategy_args, build_strategy
+
+logger = get_logger(__name__)
 
 
 def add_conditioning_args(parser: argparse.ArgumentParser) -> None:
@@ -70,9 +77,31 @@ def prediction_type(args: argparse.Namespace) -> str:
 def load_training_tasks(data: DataConfig) -> TaskSequence:
     if data.data_path is None:
         return load_split_digits()[0]
-    if not os.path.exists(data.data_path):
-        raise UserInputError(f"--data_path {data.data_path}: no such task file or task folder")
+    check_task_path(data.data_path, "--data_path")
     return load_tasks(data.data_path)
+
+
+def check_task_path(path: str, flag: str) -> None:
+    """Refuse a path that is no task file: a missing one, or a folder of images (what diffusers' --train_data_dir
+    takes), with the command that writes task files from it."""
+    if not os.path.exists(path):
+        raise UserInputError(f"{flag} {path}: no such task file or task folder")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, FOLDER_FORMAT_FILE)) and _holds_images(path):
+        raise UserInputError(
+            f"{flag} {path} is a folder of images, not a task file: write task files from it with "
+            f"`{FROM_FOLDER.replace('ROOT', path)}` (it writes ./data/<name>_tasks_train.npz and _test.npz)"
+        )
+
+
+def _holds_images(folder: str) -> bool:
+    """Images in `folder` or in its sub-folders (one level: ROOT/<class>/<images>)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                return True
+            if entry.is_dir() and any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(entry.path)):
+                return True
+    return False
 
 
 def conditioning_kind(opts: RunOptions, tasks: TaskSequence) -> str:
@@ -106,7 +135,7 @@ def build_ddpm(opts: RunOptions | argparse.Namespace) -> RunParts:
     """Everything main_ddpm needs, validated: tasks, conditioning, denoiser, objective, datasets, model spec."""
     opts = ddpm_options(opts) if isinstance(opts, argparse.Namespace) else opts
     tasks = load_training_tasks(opts.data)
-    resolution = opts.data.resolution or min(tasks.image_size)
+    resolution = training_resolution(opts.data, tasks)
     kind = conditioning_kind(opts, tasks)
     prompts = opts.train.validation_prompts
     conditioning = build_conditioning(
@@ -132,6 +161,19 @@ def build_ddpm(opts: RunOptions | argparse.Namespace) -> RunParts:
     )
 
 
+def training_resolution(data: DataConfig, tasks: TaskSequence) -> int:
+    """--resolution, or the data's size; a --resolution above the images' size is allowed (the transform resizes)
+    but warned about: the model then learns upsampled images."""
+    height, width = tasks.image_size
+    if data.resolution is not None and data.resolution > min(height, width):
+        logger.warning(
+            "--resolution %d upsamples the %d×%d images of the task file (the model learns %d×%d enlargements; "
+            "leave --resolution out to train at the data's size)",
+            data.resolution, height, width, data.resolution, data.resolution,
+        )  # fmt: skip
+    return data.resolution or min(height, width)
+
+
 def training_transform(data: DataConfig, resolution: int) -> ImageTransform:
     return ImageTransform(resolution, center_crop=data.center_crop, random_flip=data.random_flip)
 
@@ -139,7 +181,7 @@ def training_transform(data: DataConfig, resolution: int) -> ImageTransform:
 def strategy_context(opts: RunOptions, parts: RunParts) -> StrategyContext:
     """What the strategies may need from the run (`build_strategy`); replay stores uint8 images and turns them
     into the model's inputs with `parts.stored_image_transform` (pixels, or latents)."""
-    guidance = opts.sampling.guidance_scale if trains_cfg(opts) else 1.0
+    guidance = resolve_guidance(opts.sampling.guidance_scale, trains_cfg(opts), "--guidance_scale")
     return StrategyContext(
         parts.tasks, model=parts.denoiser, transform=parts.stored_image_transform, conditioning=parts.conditioning,
         train_scheduler=parts.objective.scheduler, seed=opts.train.seed, guidance_scale=guidance,

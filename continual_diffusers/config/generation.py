@@ -84,8 +84,11 @@ def composition_weights(composition: CompositionConfig, count: int, default: flo
 
 
 def guidance(sampling: SamplingConfig, spec) -> float:
-    """--guidance_scale for models trained with CFG, 1 (no guidance) otherwise."""
-    return sampling.guidance_scale if spec.classifier_free_guidance else 1.0
+    """--guidance_scale for the model (`resolve_guidance`: the model's default when not given; a value ≠ 1 on a
+    model trained without CFG refused)."""
+    from ..sampling.generate import resolve_guidance
+
+    return resolve_guidance(sampling.guidance_scale, spec.classifier_free_guidance, "--guidance_scale")
 
 
 def mcmc_options(flags: AnnealedMCMCConfig, spec):

@@ -158,6 +158,28 @@ def check_zero_snr_prediction(prediction_type: str | None) -> None:
         )
 
 
+# The packages each --logger needs (any of them; accelerate's own test) and how to install them.
+TRACKER_PACKAGES = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "pip install tensorboard"),
+    "wandb": (("wandb",), 'pip install "continual-diffusers[wandb]"'),
+}
+
+
+def check_tracker(name: str | None) -> None:
+    """Refuse (`UserInputError`) a tracker whose package is not installed: accelerate would only warn and train
+    with no tracker at all. Other trackers (accelerate's names, `GeneralTracker`s) are left to accelerate."""
+    if not isinstance(name, str) or name not in TRACKER_PACKAGES:
+        return
+    import importlib.util
+
+    packages, install = TRACKER_PACKAGES[name]
+    if not any(importlib.util.find_spec(package) is not None for package in packages):
+        raise UserInputError(
+            f"--logger {name} needs the {packages[0]} package, which is not installed: {install}, or pass "
+            "--logger none"
+        )
+
+
 @options_group("Run", "output folder, precision, resume, tracker")
 @dataclass
 class LaunchConfig(Checked):
@@ -179,6 +201,10 @@ class LaunchConfig(Checked):
     logging_dir: str = option("logs", help="relative to --output_dir")
     project_name: str = option("continual_diffusers", help="tracker project")
     dry_run: bool = option(False, help="print the resolved configuration and exit")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_tracker(self.logger)
 
 
 @options_group("Hub", "upload the run to the Hugging Face Hub when training ends")

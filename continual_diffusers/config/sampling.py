@@ -29,9 +29,11 @@ class SamplingConfig(Checked):
         0.0, bounds=b.UNIT,
         help="DDIM's η in [0, 1] (--scheduler ddim only): 0 deterministic, 1 the ancestral DDPM variance",
     )  # fmt: skip
-    guidance_scale: float = option(
-        2.0, bounds=b.NON_NEGATIVE, help="CFG scale w ≥ 0 (1: no guidance; used only for models trained with CFG)"
-    )
+    guidance_scale: float | None = option(
+        None, bounds=b.NON_NEGATIVE,
+        help="CFG scale w ≥ 0 (1: no guidance); default: 2 for models trained with CFG, 1 otherwise (any other "
+        "value on a model trained without CFG is refused)",
+    )  # fmt: skip
     num_samples: int = option(
         8,
         bounds=b.IMAGES_PER_ROW,
@@ -181,6 +183,8 @@ class PromptsConfig(Checked):
 @options_group("Output")
 @dataclass
 class OutputConfig(Checked):
-    output_dir: str | None = option(None, help="default: <model_path>/eval")
+    output_dir: str | None = option(
+        None, help="default: eval/<task folder> next to the model (outputs/run/task_3 → outputs/run/eval/task_3)"
+    )
     seed: int = option(0, bounds=b.SEED, help="seeds the sampling noise (the same seed gives the same images)")
     progress: bool = option(True, flags=("--no_progress",), help="hide the progress bar")

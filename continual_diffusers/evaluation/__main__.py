@@ -115,7 +115,7 @@ def report_cmd(args) -> str:
     import torch
 
     from ..pipelines.loading import load_task_model
-    from ..sampling.generate import SamplerOptions
+    from ..sampling.generate import SamplerOptions, resolve_guidance
     from .evaluator import ContinualEvaluator
     from .task_eval import EndOfTaskEvaluation
 
@@ -136,8 +136,8 @@ def report_cmd(args) -> str:
     for task_id, path in dirs:
         model, conditioning, scheduler, spec = load_task_model(path, None, device)
         if evaluation is None:
+            guidance = resolve_guidance(args.guidance_scale, spec.classifier_free_guidance, "--guidance_scale")
             oracle, oracle_config = get_oracle(args.oracle_path, args.seed, train, test, spec.resolution, args.run_dir)
-            guidance = args.guidance_scale if spec.classifier_free_guidance else 1.0
             options = SamplerOptions(
                 args.scheduler,
                 args.num_inference_steps,

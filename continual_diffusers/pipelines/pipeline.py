@@ -30,14 +30,13 @@ from ..models.denoiser import make_denoiser
 from ..models.spec import METADATA_FILE, ModelSpec
 from ..sampling.ancestral import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER
 from ..sampling.annealed import MCMCOptions
-from ..sampling.generate import CompositionOptions, GeneratedChunks, SamplerOptions, generate
+from ..sampling.generate import CompositionOptions, GeneratedChunks, SamplerOptions, generate, resolve_guidance
 from ..utils import bounds as b
 from ..utils.errors import UserInputError
 from .generic_loading import generic_model_index, write_pipeline_module
 from .labels import label_rows, negative_prompts
 
 __all__ = ["ContinualDiffusionPipeline", "ContinualPipelineOutput"]
-DEFAULT_GUIDANCE_SCALE = 2.0  # evaluate.py's --guidance_scale default; used only by models trained with CFG
 
 
 @dataclass
@@ -171,7 +170,8 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
             prompt: text models; default the export's validation prompts.
             slots: slot models: images (N, C, H, W) in [-1, 1] (their slots are the condition: reconstruction) or
                 slot sets (N, K', D) / a list of (K', D).
-            guidance_scale: classifier-free guidance w (models trained with CFG only; default 2).
+            guidance_scale: classifier-free guidance w (default: 2 with CFG, 1 without; ≠ 1 on a model trained
+                without CFG is refused, `resolve_guidance`).
             generator: an int seed, or a `torch.Generator` whose `initial_seed()` is taken: chunk c is drawn from
                 its own generator seeded by (seed, c), so the images equal `evaluate.py --seed` and do not depend
                 on `sampling_batch_size` across processes. None draws a seed from torch's global RNG.
@@ -193,11 +193,10 @@ class ContinualDiffusionPipeline(DiffusionPipeline):
             mcmc = MCMCOptions(mcmc)
         if isinstance(composition, dict):
             composition = CompositionOptions(tuple(composition), tuple(float(w) for w in composition.values()))
-        guidance = DEFAULT_GUIDANCE_SCALE if guidance_scale is None else guidance_scale
         options = SamplerOptions(
             scheduler,
             num_inference_steps,
-            guidance if self.spec.classifier_free_guidance else 1.0,
+            resolve_guidance(guidance_scale, self.spec.classifier_free_guidance),
             sampling_batch_size,
             _seed(generator),
             mcmc,

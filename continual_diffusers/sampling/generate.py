@@ -52,11 +52,30 @@ class CompositionOptions:
     temperature: float = 1.0  # mixture only
 
 
+DEFAULT_GUIDANCE_SCALE = 2.0  # the guidance a model trained with CFG gets when none is given
+
+
+def resolve_guidance(guidance_scale: float | None, trained_with_cfg: bool, flag: str = "guidance_scale") -> float:
+    """The CFG scale to sample with: None (not given) is the model's own, `DEFAULT_GUIDANCE_SCALE` with classifier-
+    free guidance and 1 (no guidance) without; a given scale ≠ 1 on a model trained without CFG is refused (it
+    would give exactly the images of 1: there is no null condition to guide away from). The one statement of this
+    rule, for the pipeline, evaluate.py, the evaluation report and the training scripts' end-of-task samples."""
+    if guidance_scale is None:
+        return DEFAULT_GUIDANCE_SCALE if trained_with_cfg else 1.0
+    b.NON_NEGATIVE.check(flag, guidance_scale)
+    if guidance_scale != 1.0 and not trained_with_cfg:
+        raise UserInputError(
+            f"{flag} {guidance_scale:g} needs a model trained with classifier-free guidance "
+            "(--classifier_free_guidance); this one was trained without: leave it out or pass 1"
+        )
+    return float(guidance_scale)
+
+
 @dataclass(frozen=True)
 class SamplerOptions:
     scheduler: SchedulerName = DEFAULT_SCHEDULER
     num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
-    guidance_scale: float = 1.0  # used only when the model was trained with CFG (it has a null condition)
+    guidance_scale: float = 1.0  # ≠ 1 only for a model with a null condition (trained with CFG); refused otherwise
     batch_size: int = 64  # images per chunk
     seed: int = 0
     mcmc: MCMCOptions | None = None  # annealed MCMC inside the ancestral loop
@@ -124,6 +143,19 @@ def check_options(model, conditioning, options: SamplerOptions) -> None:
         b.POSITIVE.check("composition temperature", comp.temperature)
 
 
+def check_negation(weights, has_null: bool) -> None:
+    """Refuse a negative product weight without a null condition. Negation (Composable Diffusion, Liu et al.
+    2022) steers away from concept k relative to the unconditional model, ε_∅ − |w|(ε_k − ε_∅); with no ε_∅ the
+    product Σ_k w_k ε_k would silently sample p_k^{−|w|}, an inverse density that negates nothing. Positive weights
+    without a null condition are the documented product of experts Π_k p_k^{w_k} and stay allowed."""
+    negative = [w for w in weights if w < 0]
+    if negative and not has_null:
+        raise UserInputError(
+            f"composition weight {negative[0]:g}: negation needs the null condition of a model trained with "
+            "classifier-free guidance (--classifier_free_guidance); this one has none, so use weights > 0"
+        )
+
+
 def _encode(conditioning, labels: list, device) -> dict:
     if labels[0] is None:
         return {}
@@ -186,10 +218,14 @@ def generate(
     if null_labels is not None and len(null_labels) != len(labels):
         raise UserInputError(f"{len(null_labels)} negative prompts for {len(labels)} images")
     check_options(model, conditioning, options)
+    if options.guidance_scale != 1.0 and options.composition is None and conditioning.conditional:
+        # (an unconditional model has no condition to guide: its samples are the same at any scale)
+        resolve_guidance(options.guidance_scale, conditioning.supports_null or null_labels is not None)
     prediction_type = train_scheduler.config.get("prediction_type", "epsilon")
     comp = options.composition
     if comp is not None and comp.mode == "product":
         has_null = conditioning.supports_null or null_labels is not None
+        check_negation(comp.weights, has_null)
         check_composition(comp.weights, has_null, prediction_type, train_scheduler.alphas_cumprod)
     if options.num_inference_steps > train_scheduler.config.num_train_timesteps:
         raise UserInputError(

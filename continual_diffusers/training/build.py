@@ -88,9 +88,13 @@ def make_accelerator(
     cfg: TrainConfig, mixed_precision: str = "no", log_with: str | None = None, logging_dir: str = "logs"
 ):
     """The run's `Accelerator` (CLI and `build`): gradient accumulation from `cfg`, logs under
-    output_dir/`logging_dir`."""
+    output_dir/`logging_dir`. A `log_with` tracker whose package is not installed is refused (`check_tracker`)."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
+
+    from ..config.run import check_tracker
+
+    check_tracker(log_with)
 
     return Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,

@@ -275,7 +275,7 @@ def resolve_resume(output_dir: str, resume: str | None) -> str | None:
     if resume == "latest":
         found = list_checkpoints(output_dir)
         if not found:
-            logger.info("--resume_from_checkpoint latest: no checkpoint in %s, starting from scratch", output_dir)
+            logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting from scratch", output_dir)
         return found[-1][1] if found else None
     if not os.path.lexists(os.path.join(resume, STATE_FILE)):  # a FIFO in its place is refused when it is read
         raise UserInputError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {STATE_FILE})")

@@ -10,15 +10,16 @@ import numpy as np
 import torch
 
 from ..models.spec import ModelSpec
-from ..sampling.generate import SamplerOptions, generate_samples
+from ..sampling.generate import SamplerOptions, generate_samples, resolve_guidance
 from ..utils.images import make_grid, row_label, write_grid
 from .train_config import TrainConfig
 
 
 def validation_options(cfg: TrainConfig) -> SamplerOptions:
-    """Sampler settings for end-of-task samples and metrics; guidance only for models trained with CFG."""
+    """Sampler settings for end-of-task samples and metrics; guidance only for models trained with CFG
+    (`resolve_guidance`: a guidance_scale ≠ 1 without condition dropout is refused)."""
     sampling = cfg.validation
-    guidance = sampling.guidance_scale if cfg.uncond_p > 0 else 1.0
+    guidance = resolve_guidance(sampling.guidance_scale, cfg.uncond_p > 0, "--guidance_scale")
     return SamplerOptions(
         sampling.scheduler, sampling.num_inference_steps, guidance, seed=cfg.seed, eta=sampling.ddim_eta
     )

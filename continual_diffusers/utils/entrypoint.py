@@ -64,9 +64,54 @@ def new_parser(description: str, prog: str | None = None) -> argparse.ArgumentPa
     return Parser(prog=prog, description=description)
 
 
+# Flags of diffusers' training scripts (train_unconditional.py, train_text_to_image.py) and common short forms, with
+# the flag of ours that does the same; a hint names ours only where the parser has it.
+FOREIGN_FLAGS = {
+    "--num_train_epochs": "--num_epochs",
+    "--train_data_dir": "--data_path",
+    "--dataset_name": "--data_path",
+    "--lr": "--learning_rate",
+    "--report_to": "--logger",
+    "--validation_prompt": "--validation_prompts",
+    "--resume": "--resume_from_checkpoint",
+    "--batch_size": "--train_batch_size",
+}
+# Where a diffusers user passes an image folder: ours reads task files, written from a folder by this command.
+FROM_FOLDER = "python -m continual_diffusers.data from-folder ROOT --classes_per_task 2 --test_fraction 0.2"
+_IMAGE_FOLDER_FLAGS = ("--train_data_dir",)
+_UNRECOGNIZED = "unrecognized arguments: "
+
+
+def unknown_flag_hint(parser: argparse.ArgumentParser, token: str) -> str | None:
+    """What an unknown flag `token` ("--lr" or "--lr=0.1") most likely meant, as a phrase, or None: diffusers' name
+    mapped to ours (`FOREIGN_FLAGS`), the same name with "_" for "-", or the closest flag of `parser` (difflib)."""
+    name = token.split("=", 1)[0]
+    known = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    ours = FOREIGN_FLAGS.get(name)
+    if ours in known:
+        hint = f"use {ours} for {name}"
+        if name in _IMAGE_FOLDER_FLAGS:
+            hint += f" (a task file; write one from an image folder with `{FROM_FOLDER}`)"
+        return hint
+    if name.replace("-", "_").replace("__", "--", 1) in known:
+        return f"did you mean {name.replace('-', '_').replace('__', '--', 1)}?"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else None
+
+
+def _with_hints(parser: argparse.ArgumentParser, message: str) -> str:
+    """argparse's "unrecognized arguments: …" with a hint for each unknown flag (`unknown_flag_hint`)."""
+    if not message.startswith(_UNRECOGNIZED):
+        return message
+    tokens = [t for t in message[len(_UNRECOGNIZED) :].split() if t.startswith("--")]
+    hints = [hint for hint in (unknown_flag_hint(parser, t) for t in tokens) if hint is not None]
+    return f"{message}: {'; '.join(hints)}" if hints else message
+
+
 def _one_line_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
-    """argparse's error, as one line (its default prints the whole multi-line usage first)."""
-    parser.exit(EXIT_BAD_INPUT, f"error: {message} (see {parser.prog} --help)\n")
+    """argparse's error, as one line (its default prints the whole multi-line usage first); an unknown flag gets a
+    hint (`unknown_flag_hint`)."""
+    parser.exit(EXIT_BAD_INPUT, f"error: {_with_hints(parser, message)} (see {parser.prog} --help)\n")
 
 
 def _strict(parser: argparse.ArgumentParser) -> None:
