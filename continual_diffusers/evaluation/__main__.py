@@ -94,10 +94,11 @@ def task_dirs(run_dir: str) -> list[tuple[int, str]]:
 
 
 def check_exports(dirs: list[tuple[int, str]], args):
-    """Every task_<k>/ loads (with all of `load_task_model`'s checks) and can be sampled with the sampler flags,
-    before the report of the first one is written: a broken task 3 is refused with nothing written. Returns the
-    last export's (spec, conditioning)."""
+    """Every task_<k>/ loads (with all of `load_task_model`'s checks) and can be sampled with the sampler flags
+    (guidance included), before the report of the first one is written: a broken task 3 is refused with nothing
+    written. Returns the last export's (spec, conditioning)."""
     from ..pipelines.loading import load_task_model
+    from ..sampling.generate import resolve_guidance
     from ..sampling.schedule_check import check_sampling_timesteps
 
     for _, path in dirs:
@@ -108,6 +109,7 @@ def check_exports(dirs: list[tuple[int, str]], args):
                 f"{scheduler.config.num_train_timesteps} training timesteps of {path}/scheduler"
             )
         check_sampling_timesteps(args.scheduler, scheduler.config, args.num_inference_steps, f"{path}/scheduler")
+        resolve_guidance(args.guidance_scale, spec.classifier_free_guidance, "--guidance_scale")
     return spec, conditioning
 
 
@@ -122,10 +124,11 @@ def report_cmd(args) -> str:
     from_args(SamplingConfig, args)  # the sampler flags that must agree with each other
     dirs = task_dirs(args.run_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    spec, conditioning = check_exports(dirs, args)  # the flags against the models first: they need no data
     args.data_path, args.test_data_path = report_data_paths(args.run_dir, args.data_path, args.test_data_path)
     test = load_test_tasks(args.test_data_path, args.data_path)
     train = _tasks(args.data_path)
-    check_report_inputs(*check_exports(dirs, args), train, test)
+    check_report_inputs(spec, conditioning, train, test)
     check_oracle_inputs(train, test, args.oracle_path, args.run_dir)  # before an oracle is trained into run_dir
     # The memorisation measures compare samples with the run's training images: the bundled digits only stand in
     # for them when the test images are the bundled ones too.
