@@ -97,6 +97,13 @@ class GeneratedChunks:
     def images(self) -> torch.Tensor:
         return torch.cat([self.chunks[i] for i in sorted(self.chunks)])
 
+    def add_mcmc(self, hook: AnnealedMCMC) -> None:
+        """Add one chunk's MCMC statistics (acceptance per timestep, gradient evaluations)."""
+        for t, n in hook.num_chains.items():
+            self.acceptance_sum[t] += hook.acceptance_sum[t]
+            self.num_chains[t] += n
+        self.num_grad_evals += hook.num_grad_evals
+
     def acceptance_rates(self) -> dict[int, float]:
         return {t: self.acceptance_sum[t] / self.num_chains[t] for t in sorted(self.num_chains, reverse=True)}
 
@@ -215,6 +222,61 @@ def generate(
     clamped (latents are not in [-1, 1]) and each chunk is decoded. `null_labels`: one per entry of `labels`
     (negative prompts), used instead of the null condition. `desc`: the label of the bar over chunks, which
     `options.progress` shows (see the module docstring); a per-timestep bar is nested under it."""
+    prediction_type = check_request(model, conditioning, train_scheduler, labels, options, null_labels)
+    unet_cfg = model.unet.config
+    shape = (unet_cfg.in_channels, unet_cfg.sample_size, unet_cfg.sample_size)
+    starts = list(range(0, len(labels), options.batch_size))
+    chunk_ids = range(len(starts)) if chunk_ids is None else chunk_ids
+    was_training = model.training
+    model.eval()
+    out = GeneratedChunks()
+    # The per-timestep bar: wherever the bar over chunks may show, once one chunk has run PROGRESS_DELAY_S.
+    timestep_bar = options.progress is not False and is_main_process()
+    try:
+        with progress_bar(chunk_ids, desc=desc, progress=options.progress, unit="batch") as chunks:
+            for c in chunks:
+                rows = slice(starts[c], starts[c] + options.batch_size)
+                part = labels[rows]
+                nulls = None if null_labels is None else null_labels[rows]
+                scheduler = make_sampling_scheduler(options.scheduler, train_scheduler.config)
+                generator = make_generator(options.seed, "sampling", c, device=device)
+                denoise = denoiser_for(
+                    model,
+                    conditioning,
+                    labels[rows],
+                    options,
+                    scheduler.alphas_cumprod,
+                    device,
+                    nulls,
+                    prediction_type,
+                )
+                hook = None if options.mcmc is None else AnnealedMCMC(
+                    denoise, options.mcmc, scheduler, generator, prediction_type
+                )  # fmt: skip
+                x = sample_ancestral(
+                    denoise,
+                    scheduler,
+                    (len(part), *shape),
+                    options.num_inference_steps,
+                    generator,
+                    device,
+                    hook,
+                    clamp=decode_fn is None,
+                    progress=timestep_bar,
+                    eta=options.eta,
+                    progress_delay=PROGRESS_DELAY_S,
+                )
+                out.chunks[c] = x if decode_fn is None else decode_fn(x)
+                if hook is not None:
+                    out.add_mcmc(hook)
+    finally:  # a refused or interrupted call leaves the model as it found it
+        model.train(was_training)
+    return out
+
+
+def check_request(model, conditioning, train_scheduler, labels: list, options: SamplerOptions, null_labels) -> str:
+    """Refuse, before any sampling, what `generate` cannot draw as asked (one clear message); returns the
+    schedule's prediction type."""
     if null_labels is not None and len(null_labels) != len(labels):
         raise UserInputError(f"{len(null_labels)} negative prompts for {len(labels)} images")
     check_options(model, conditioning, options)
@@ -233,50 +295,7 @@ def generate(
             f"{train_scheduler.config.num_train_timesteps} training timesteps"
         )
     check_sampling_timesteps(options.scheduler, train_scheduler.config, options.num_inference_steps, "the schedule")
-    unet_cfg = model.unet.config
-    shape = (unet_cfg.in_channels, unet_cfg.sample_size, unet_cfg.sample_size)
-    starts = list(range(0, len(labels), options.batch_size))
-    chunk_ids = range(len(starts)) if chunk_ids is None else chunk_ids
-    was_training = model.training
-    model.eval()
-    out = GeneratedChunks()
-    # The per-timestep bar: wherever the bar over chunks may show, once one chunk has run PROGRESS_DELAY_S.
-    timestep_bar = options.progress is not False and is_main_process()
-    with progress_bar(chunk_ids, desc=desc, progress=options.progress, unit="batch") as chunks:
-        for c in chunks:
-            part = labels[starts[c] : starts[c] + options.batch_size]
-            scheduler = make_sampling_scheduler(options.scheduler, train_scheduler.config)
-            generator = make_generator(options.seed, "sampling", c, device=device)
-            nulls = None if null_labels is None else null_labels[starts[c] : starts[c] + options.batch_size]
-            denoise = denoiser_for(
-                model, conditioning, part, options, scheduler.alphas_cumprod, device, nulls, prediction_type
-            )
-            hook = None
-            if options.mcmc is not None:
-                hook = AnnealedMCMC(
-                    denoise, options.mcmc, scheduler, generator, train_scheduler.config.prediction_type
-                )
-            x = sample_ancestral(
-                denoise,
-                scheduler,
-                (len(part), *shape),
-                options.num_inference_steps,
-                generator,
-                device,
-                hook,
-                clamp=decode_fn is None,
-                progress=timestep_bar,
-                eta=options.eta,
-                progress_delay=PROGRESS_DELAY_S,
-            )
-            out.chunks[c] = x if decode_fn is None else decode_fn(x)
-            if hook is not None:
-                for t, n in hook.num_chains.items():
-                    out.acceptance_sum[t] += hook.acceptance_sum[t]
-                    out.num_chains[t] += n
-                out.num_grad_evals += hook.num_grad_evals
-    model.train(was_training)
-    return out
+    return prediction_type
 
 
 def generate_samples(
