@@ -249,18 +249,23 @@ def add_joint_references(results: dict[str, list[dict]], args) -> None:
                     json.dump(row, fh)
 
 
+def half_width(values: list[float]) -> float:
+    """The 95 % confidence half-width t·sd/√n of the mean (Student t, n − 1 degrees of freedom; 0 for one value)."""
+    if len(values) == 1:
+        return 0.0
+    return T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
+
+
 def ci(values: list[float], digits: int = 3) -> str:
-    """mean ± the 95 % confidence half-width t·sd/√n ("mean" alone for one value: no spread to show)."""
+    """mean ± the 95 % confidence half-width ("mean" alone for one value: no spread to show)."""
     mean = statistics.mean(values)
     if len(values) == 1:
         return f"{mean:.{digits}f}"
-    half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half_width(values):.{digits}f}"
 
 
 def interval(values: list[float]) -> tuple[float, float]:
-    mean = statistics.mean(values)
-    half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0
+    mean, half = statistics.mean(values), half_width(values)
     return mean - half, mean + half
 
 
