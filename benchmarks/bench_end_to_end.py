@@ -358,6 +358,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--extra", action="append", default=[], help="NAME=COMMAND: a third column (module docstring)")
     p.add_argument("--keep_data", default=None, help="write the task file here (and keep it)")
     p.add_argument("--startup_only", action="store_true", help="stop every run at its first task start")
+    p.add_argument("--save_json", default=None, help="also write every run's measurements here (one JSON object)")
+    p.add_argument("--report_json", default=None, help="print the tables of a --save_json file (runs nothing)")
     p.add_argument("--replay_rows", nargs="+", choices=("added", "within"), default=["added"],
                    help="ours' --replay_rows: the first is the column 'ours', others 'ours_<mode>'")  # fmt: skip
     args = p.parse_args(argv)
@@ -374,6 +376,11 @@ def main(argv=None) -> int:
         trace_main(argv[1], argv[2:], stop_at_start=argv[0] == "--trace-start")
         return 0
     args = parse_args(argv)
+    if args.report_json:
+        with open(args.report_json) as fh:
+            for title, results in json.load(fh).items():
+                report(title, results)
+        return 0
     import torch
 
     with tempfile.TemporaryDirectory(prefix="e2e_data_") as tmp:
@@ -381,12 +388,17 @@ def main(argv=None) -> int:
         os.makedirs(folder, exist_ok=True)
         data = write_digits(folder, args.resolution, args.channels, args.num_tasks, args.images_per_task)
         threads = os.environ.get("OMP_NUM_THREADS", "unset")
+        saved = {}
         for objective in args.objectives:
             for variant in [None, *args.variant]:
                 title = (f"{objective}{' + ' + variant if variant else ''}: {args.pairs} alternated pairs, "
                          f"device {args.device}, OMP_NUM_THREADS={threads}, torch {torch.__version__}")  # fmt: skip
                 print(f"\n{title}", flush=True)
-                report(title, compare(args, data, objective, variant))
+                saved[title] = compare(args, data, objective, variant)
+                report(title, saved[title])
+                if args.save_json:
+                    with open(args.save_json, "w") as fh:
+                        json.dump(saved, fh, indent=1)
     return 0
 
 
