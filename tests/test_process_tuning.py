@@ -51,7 +51,9 @@ glibc = pytest.mark.skipif(
 def run_loop(mode: str, what: str = "steps", **env) -> dict:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     environ.update(PYTHONPATH=ROOT, OMP_NUM_THREADS="1", **env)
-    done = subprocess.run([sys.executable, "-c", LOOP, mode, what], capture_output=True, text=True, env=environ, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", LOOP, mode, what], capture_output=True, text=True, env=environ, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

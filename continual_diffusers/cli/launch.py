@@ -26,8 +26,8 @@ def train(args: argparse.Namespace, opts: RunOptions, parts: RunParts, strategy,
     from ..training.checkpoint import check_compatible, resolve_resume
     from ..training.trainer import ContinualTrainer
     from ..training.validation import validation_options
+    from ..utils import tune_for_training
     from ..utils.files import check_writable
-    from ..utils.process import tune_for_training
     from .evaluation import build_end_of_task_eval
 
     # config.json: "args", the flag values (`--config` reads them back; not --config itself, whose values are
