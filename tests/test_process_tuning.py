@@ -1,5 +1,6 @@
-"""`utils.process.tune_for_training`: freed activations stay in the heap (counted in minor page faults, not time),
-the objects alive at the call leave the garbage collector's scans, and an allocator the user configured is kept.
+"""`utils.tuned_for_training`: freed activations stay in the heap (counted in minor page faults, not time), the
+objects alive at the start of the block leave the garbage collector's scans until its end, and an allocator the
+user configured is kept.
 Each case runs in a fresh interpreter: the settings are process-wide."""
 
 import json
@@ -15,31 +16,42 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # blocks). With glibc's defaults the freed blocks go back to the kernel and the next step faults them in again
 # (about 6,000 minor faults per step here); kept in the heap, a step reuses them (about 150).
 LOOP = """
-import gc, json, resource, sys
-from continual_diffusers.utils.process import tune_for_training
-tuning = tune_for_training() if sys.argv[1] == "tuned" else None
-if sys.argv[2] == "settings only":
-    print(json.dumps({"malloc": tuning.malloc}))
-    sys.exit()
-import torch
-from diffusers import UNet2DModel
-torch.manual_seed(0)
-unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
-                   down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
-optimizer = torch.optim.AdamW(unet.parameters())
-x, t = torch.randn(32, 3, 16, 16), torch.randint(0, 1000, (32,))
-def step():
-    unet(x, t).sample.pow(2).mean().backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-step(); step()  # the first steps fault their pages in either way
-before = faults()
-for _ in range(5):
-    step()
-print(json.dumps({"faults": (faults() - before) / 5, "malloc": tuning and tuning.malloc,
-                  "frozen": gc.get_freeze_count()}))
+import contextlib, gc, json, resource, sys, weakref
+from continual_diffusers.utils import tuned_for_training
+class Node:
+    pass
+cycle = Node()
+cycle.me = cycle  # freed only by the cyclic collector
+ref = weakref.ref(cycle)
+with tuned_for_training() if sys.argv[1] == "tuned" else contextlib.nullcontext() as tuning:
+    if sys.argv[2] == "settings only":
+        print(json.dumps({"malloc": tuning.malloc}))
+        sys.exit()
+    del cycle
+    gc.collect()
+    collected_inside = ref() is None
+    import torch
+    from diffusers import UNet2DModel
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(32, 64),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+    optimizer = torch.optim.AdamW(unet.parameters())
+    x, t = torch.randn(32, 3, 16, 16), torch.randint(0, 1000, (32,))
+    def step():
+        unet(x, t).sample.pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    step(); step()  # the first steps fault their pages in either way
+    before = faults()
+    for _ in range(5):
+        step()
+    result = {"faults": (faults() - before) / 5, "malloc": tuning and tuning.malloc,
+              "frozen": gc.get_freeze_count(), "collected_inside": collected_inside}
+gc.collect()
+print(json.dumps({**result, "frozen_after": gc.get_freeze_count(), "collected_after": ref() is None}))
 """
 
 glibc = pytest.mark.skipif(
@@ -58,13 +70,25 @@ def run_loop(mode: str, what: str = "steps", **env) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def loops() -> dict:
+    return {"default": run_loop("default"), "tuned": run_loop("tuned")}
+
+
 @glibc
-def test_freed_blocks_are_reused_instead_of_faulted_back_in():
-    default, tuned = run_loop("default"), run_loop("tuned")
+def test_freed_blocks_are_reused_instead_of_faulted_back_in(loops):
+    default, tuned = loops["default"], loops["tuned"]
     assert default["faults"] > 2_000, default  # each step faults its activations in again
     assert tuned["faults"] < default["faults"] / 5, (default, tuned)
     assert tuned["malloc"].startswith("glibc keeps freed blocks up to 256 MiB")
     assert tuned["frozen"] > 10_000 and default["frozen"] == 0  # torch's modules and classes, at least
+
+
+@glibc
+def test_objects_frozen_for_the_block_are_collected_after_it(loops):
+    """A reference cycle alive when the block starts is frozen inside it and collected after it (not leaked)."""
+    tuned = loops["tuned"]
+    assert not tuned["collected_inside"] and tuned["frozen_after"] == 0 and tuned["collected_after"]
 
 
 @glibc
@@ -76,7 +100,8 @@ def test_an_allocator_the_user_configured_is_left_as_set():
 
 
 def test_thresholds_must_fit_a_c_int():
-    from continual_diffusers.utils.process import tune_for_training
+    from continual_diffusers.utils import tuned_for_training
 
     with pytest.raises(ValueError, match="mmap threshold must be in"):
-        tune_for_training(mmap_threshold=2**31)
+        with tuned_for_training(mmap_threshold=2**31):
+            pass

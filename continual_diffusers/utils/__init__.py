@@ -3,7 +3,7 @@ process settings of a training run."""
 
 from .errors import NonFiniteError, RunError, StorageError, UserInputError
 from .logging import get_logger
-from .process import ProcessTuning, tune_for_training
+from .process import ProcessTuning, tuned_for_training
 from .seed import derive_seed, make_generator
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "derive_seed",
     "get_logger",
     "make_generator",
-    "tune_for_training",
+    "tuned_for_training",
 ]

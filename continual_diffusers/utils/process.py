@@ -1,6 +1,6 @@
 """Process-wide settings for a long training run: two defaults of the C library and of Python that cost a CPU
-training loop time it need not spend. The training entry points call `tune_for_training()` once, just before the
-first task; a notebook that trains with `ContinualTrainer` may call it too (it changes the whole process).
+training loop time it need not spend. The training entry points train inside `with tuned_for_training():`; a
+notebook that trains with `ContinualTrainer` may do the same (it changes the whole process).
 
 1. glibc's malloc gives freed memory back to the kernel: a block above `M_MMAP_THRESHOLD` (128 KiB, raised
    dynamically up to 32 MiB) is a private mapping unmapped on free, and free memory above `M_TRIM_THRESHOLD` at the
@@ -12,7 +12,9 @@ first task; a notebook that trains with `ContinualTrainer` may call it too (it c
 2. Python's cyclic garbage collector scans every tracked object on a full collection: after importing torch,
    diffusers and accelerate that is about 430,000 objects and 0.2 s per `gc.collect()`, which accelerate's
    `free_memory` runs at every task end. `gc.freeze()` moves the objects alive at start (modules, classes, the
-   model) to the permanent generation, so collections scan only what the run allocates afterwards.
+   model) to the permanent generation, so collections scan only what the run allocates afterwards. Leaving the
+   `with` block unfreezes them: a frozen object is never collected, so a trainer dropped after training in a
+   notebook or a test would otherwise never be freed if it sits in a reference cycle.
 
 A variable the user set for glibc's allocator (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
 `MALLOC_TOP_PAD_`, or `glibc.malloc` tunables in `GLIBC_TUNABLES`) is left as set; other C libraries are left alone.
@@ -20,10 +22,12 @@ A variable the user set for glibc's allocator (`MALLOC_MMAP_THRESHOLD_`, `MALLOC
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # mallopt(3) parameter numbers (malloc.h)
@@ -37,19 +41,26 @@ _USER_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_
 
 @dataclass(frozen=True)
 class ProcessTuning:
-    """What `tune_for_training` changed: `malloc`, a sentence (thresholds set, or why not); `frozen_objects`,
-    the objects moved to the garbage collector's permanent generation."""
+    """What `tuned_for_training` changed: `malloc`, a sentence (thresholds set, or why not); `frozen_objects`,
+    the objects moved to the garbage collector's permanent generation for the block."""
 
     malloc: str
     frozen_objects: int
 
 
-def tune_for_training(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> ProcessTuning:
-    """Keep freed memory in the heap (glibc only) and freeze the objects alive now out of the cyclic garbage
-    collector's scans (module docstring). Idempotent; returns what it did."""
+@contextlib.contextmanager
+def tuned_for_training(
+    mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD
+) -> Iterator[ProcessTuning]:
+    """Keep freed memory in the heap (glibc only; it stays so after the block, as a process-wide allocator
+    setting) and, for the block, freeze the objects alive now out of the cyclic garbage collector's scans (module
+    docstring). Yields what it did."""
     malloc = _keep_freed_memory(mmap_threshold, trim_threshold)
     gc.freeze()
-    return ProcessTuning(malloc, gc.get_freeze_count())
+    try:
+        yield ProcessTuning(malloc, gc.get_freeze_count())
+    finally:
+        gc.unfreeze()
 
 
 def _keep_freed_memory(mmap_threshold: int, trim_threshold: int) -> str:
