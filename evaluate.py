@@ -174,7 +174,7 @@ def run(args) -> str:
     generated = pipe.generate(labels, options, mine, null_labels)
     generated = _gather(state, generated, out)
     if state.is_main_process:
-        write_samples(out, generated.images(), labels, g.sampling.num_samples)
+        write_samples(out, generated.images(), labels, g.sampling.num_samples, spec)
         _write_run_json(out, export, prompts, options, generated, labels, state.num_processes)
         print(f"wrote {len(labels)} samples to {out}")
     return out
