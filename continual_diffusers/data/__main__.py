@@ -20,7 +20,7 @@ from continual_diffusers.data.builder import BuildOptions, build_task_files
 from continual_diffusers.data.classorder import order_summary
 from continual_diffusers.data.digits import write_split_digits
 from continual_diffusers.data.task_sequence import TaskSequence
-from continual_diffusers.data.tasks import convert_legacy, load_task_file, load_tasks
+from continual_diffusers.data.tasks import convert_legacy, load_tasks
 from continual_diffusers.utils.display import safe_display
 from continual_diffusers.utils.entrypoint import new_parser, run_main
 from continual_diffusers.utils.errors import UserInputError
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> None:
         order = {"classes_per_task": args.classes_per_task, "class_order": args.class_order}
         write_split_digits(args.output_dir, **kwargs, **order, class_order_seed=args.class_order_seed)
     else:
-        print(describe(load_task_file(args.path, "describe")))
+        print(describe(load_tasks(args.path)))
 
 
 def _build(args: argparse.Namespace) -> None:
