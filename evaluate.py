@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 
 from continual_diffusers.cli.base import build_parser
 from continual_diffusers.config import generation as gen
@@ -42,7 +41,7 @@ from continual_diffusers.config.sampling import (
     SamplingConfig,
     SlotModeConfig,
 )
-from continual_diffusers.utils.entrypoint import run_main
+from continual_diffusers.utils.entrypoint import exit_process, run_main
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 from continual_diffusers.utils.options import from_args
@@ -175,7 +174,7 @@ def run(args) -> str:
     generated = pipe.generate(labels, options, mine, null_labels)
     generated = _gather(state, generated, out)
     if state.is_main_process:
-        write_samples(out, generated.images(), labels, g.sampling.num_samples)
+        write_samples(out, generated.images(), labels, g.sampling.num_samples, spec)
         _write_run_json(out, export, prompts, options, generated, labels, state.num_processes)
         print(f"wrote {len(labels)} samples to {out}")
     return out
@@ -249,4 +248,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -11,11 +11,9 @@ output_dir/checkpoint-{step}/ (resume with --resume_from_checkpoint latest) and 
 
 from __future__ import annotations
 
-import sys
-
 from continual_diffusers import cli
 from continual_diffusers.cli.launch import train
-from continual_diffusers.utils.entrypoint import run_main
+from continual_diffusers.utils.entrypoint import exit_process, run_main
 
 
 def run(args) -> None:
@@ -34,4 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

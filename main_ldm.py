@@ -15,12 +15,10 @@ also lora/task_<j>/pytorch_lora_weights.safetensors), output_dir/checkpoint-{ste
 
 from __future__ import annotations
 
-import sys
-
 from continual_diffusers.cli import ldm as ldm_cli
 from continual_diffusers.cli.evaluation import check_evaluation
 from continual_diffusers.cli.launch import train
-from continual_diffusers.utils.entrypoint import run_main
+from continual_diffusers.utils.entrypoint import exit_process, run_main
 
 
 def run(args) -> None:
@@ -39,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -33,6 +33,10 @@ each task's LR schedule (the task-start marker every column shares) give
   checkpoint; ours logs each part ("task k end: export_model 0.12 s, ...", `training/callbacks.py`), listed under it;
 - exit: the script's end → the process's end (atexit handlers, interpreter teardown);
 and which heavy packages (peft, transformers, bitsandbytes, matplotlib, sklearn) were imported before the first step.
+The report's "wall at X's work" line takes out of ours' wall what ours does beyond column X: the rows it trains
+beyond X's (every batch of ours is full; a task's last batch of the others is not), at ours' own seconds per row,
+and the task-end work only ours does (a resumable checkpoint and model cards per task). `--save_json runs.json`
+keeps every run's measurements; `--report_json runs.json` prints the tables again from them.
 
 The earlier public implementation (github.com/Bharat-Runwal/Continual-Diffusers, its main.py) as a third column,
 without vendoring it: clone it, write the same tasks in its format (`np.savez(path, data_structure=pickle.dumps(
@@ -319,6 +323,9 @@ def report(title: str, results: dict[str, list[dict]]) -> None:
             pairs = [a / b for a, b in zip(values["ours"], values[other], strict=False) if a and b]
             ratios += f"{(f'{statistics.median(pairs):.3f}' if pairs else '-'):>{width}s}"
         print(f"{label:26s}{cells}{ratios}")
+    if "train" in results["ours"][0]:
+        for other in ratio_names:
+            print(same_work_line(results["ours"], results[other], other))
     parts = {}
     for r in results["ours"]:
         for name, seconds in r["end_parts"].items():
@@ -328,6 +335,30 @@ def report(title: str, results: dict[str, list[dict]]) -> None:
     for n in names:
         heavy = ", ".join(results[n][0]["heavy_imports"]) or "none of " + ", ".join(HEAVY)
         print(f"  {n}: imported before its first step: {heavy}")
+
+
+OURS_ONLY = ("checkpoint", "model_cards")  # task-end work neither the bare loop nor the earlier code does
+
+
+def same_work_wall(ours: dict, other: dict) -> float | None:
+    """Ours' wall had it done the other column's work: less the rows it trained beyond the other's (at its own
+    seconds per row; every batch of ours is full, the others' last batch of a task is not) and less the task-end
+    work only ours does (`OURS_ONLY`: a resumable checkpoint and model cards per task)."""
+    if not (ours.get("rows") and other.get("rows")):
+        return None
+    extra_rows = ours["rows"] - other["rows"]
+    ours_only = sum(ours["end_parts"].get(name, 0.0) for name in OURS_ONLY)
+    return ours["wall"] - extra_rows * ours["train"] / ours["rows"] - ours_only
+
+
+def same_work_line(ours: list[dict], other: list[dict], name: str) -> str:
+    """The per-pair ratio of `same_work_wall` to the other's wall (median and range), as one report line."""
+    ratios = [w / o["wall"] for r, o in zip(ours, other, strict=False) if (w := same_work_wall(r, o)) is not None]
+    if not ratios:
+        return f"  ours/{name} at {name}'s work: - (rows unknown)"
+    spread = f" (pairs {min(ratios):.3f}–{max(ratios):.3f})" if len(ratios) > 1 else ""
+    return (f"  ours/{name} wall at {name}'s work (less ours' extra rows and {' + '.join(OURS_ONLY)}): "
+            f"{statistics.median(ratios):.3f}{spread}")  # fmt: skip
 
 
 def _fmt(value) -> str:
@@ -358,6 +389,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--extra", action="append", default=[], help="NAME=COMMAND: a third column (module docstring)")
     p.add_argument("--keep_data", default=None, help="write the task file here (and keep it)")
     p.add_argument("--startup_only", action="store_true", help="stop every run at its first task start")
+    p.add_argument("--save_json", default=None, help="also write every run's measurements here (one JSON object)")
+    p.add_argument("--report_json", default=None, help="print the tables of a --save_json file (runs nothing)")
     p.add_argument("--replay_rows", nargs="+", choices=("added", "within"), default=["added"],
                    help="ours' --replay_rows: the first is the column 'ours', others 'ours_<mode>'")  # fmt: skip
     args = p.parse_args(argv)
@@ -374,6 +407,11 @@ def main(argv=None) -> int:
         trace_main(argv[1], argv[2:], stop_at_start=argv[0] == "--trace-start")
         return 0
     args = parse_args(argv)
+    if args.report_json:
+        with open(args.report_json) as fh:
+            for title, results in json.load(fh).items():
+                report(title, results)
+        return 0
     import torch
 
     with tempfile.TemporaryDirectory(prefix="e2e_data_") as tmp:
@@ -381,12 +419,17 @@ def main(argv=None) -> int:
         os.makedirs(folder, exist_ok=True)
         data = write_digits(folder, args.resolution, args.channels, args.num_tasks, args.images_per_task)
         threads = os.environ.get("OMP_NUM_THREADS", "unset")
+        saved = {}
         for objective in args.objectives:
             for variant in [None, *args.variant]:
                 title = (f"{objective}{' + ' + variant if variant else ''}: {args.pairs} alternated pairs, "
                          f"device {args.device}, OMP_NUM_THREADS={threads}, torch {torch.__version__}")  # fmt: skip
                 print(f"\n{title}", flush=True)
-                report(title, compare(args, data, objective, variant))
+                saved[title] = compare(args, data, objective, variant)
+                report(title, saved[title])
+                if args.save_json:
+                    with open(args.save_json, "w") as fh:
+                        json.dump(saved, fh, indent=1)
     return 0
 
 

@@ -48,6 +48,18 @@ def test_breakdown_splits_the_process_at_the_task_starts():
     assert earlier["rows"] == 776
 
 
+def test_same_work_wall_takes_out_extra_rows_and_ours_only_task_end_work():
+    ours = {"wall": 100.0, "train": 80.0, "rows": 2000, "end_parts": {"checkpoint": 1.5, "model_cards": 0.5,
+                                                                        "export_model": 3.0}}  # fmt: skip
+    other = {"wall": 90.0, "rows": 1900}
+    # 100 extra rows at 80 s / 2000 rows = 4 s; checkpoint + cards 2 s; the export is work both do
+    assert bench.same_work_wall(ours, other) == pytest.approx(100.0 - 4.0 - 2.0)
+    assert bench.same_work_line([ours, ours], [other, {**other, "wall": 94.0}], "x").endswith(
+        f"{(94 / 90 + 94 / 94) / 2:.3f} (pairs 1.000–1.044)"
+    )
+    assert bench.same_work_wall(ours, {"wall": 90.0, "rows": None}) is None
+
+
 def test_traced_bare_loop(tmp_path, capsys):
     """The bare diffusers loop (energy, CFG, replay, exports) under the tracer, at 8×8 with 2 tasks of 16 images."""
     args = bench.parse_args(["--tiny"])

@@ -74,3 +74,24 @@ def test_a_tracker_that_is_not_installed_is_refused_before_training(tmp_path, ca
     assert "--logger wandb needs the wandb package, which is not installed" in line and not out.exists()
     with pytest.raises(UserInputError, match="--logger wandb needs the wandb package"):  # the library alike
         make_accelerator(TrainConfig(output_dir=str(out)), log_with="wandb")
+
+
+def _image_folder(root):
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / name / "0.png")
+    return root
+
+
+def test_an_image_folder_as_test_data_path_says_how_to_convert_it(tmp_path, capsys):
+    """Every flag that reads a task file refuses a folder of images the same way (`data.load_task_file`)."""
+    from continual_diffusers.evaluation import __main__ as evaluation_main
+
+    root, out = _image_folder(tmp_path / "images"), tmp_path / "out"
+    argv = ["--eval_every_task", "--test_data_path", root, "--output_dir", out, "--max_train_steps", "1"]
+    line = _error(capsys, main_ddpm, argv)
+    assert f"--test_data_path {root} is a folder of images, not a task file" in line and not out.exists()
+    line = _error(capsys, evaluation_main, ["train-oracle", "--test_data_path", root, "--output_dir", out])
+    assert f"--test_data_path {root} is a folder of images" in line and "from-folder" in line and not out.exists()
+    line = _error(capsys, evaluation_main, ["train-oracle", "--data_path", tmp_path / "none.npz", "--output_dir", out])
+    assert "none.npz: no such task file or task folder" in line

@@ -50,9 +50,9 @@ def _evaluate(task_dir, out, monkeypatch, *flags) -> tuple[torch.Tensor, dict]:
     captured = {}
     real = writer.write_samples
 
-    def spy(output_dir, images, labels, per_row):
+    def spy(output_dir, images, labels, per_row, spec=None):
         captured["images"] = images.clone()
-        real(output_dir, images, labels, per_row)
+        real(output_dir, images, labels, per_row, spec)
 
     monkeypatch.setattr(writer, "write_samples", spy)
     argv = ["--model_path", task_dir, "--output_dir", out, "--no_progress", "--num_inference_steps", STEPS, *flags]

@@ -12,8 +12,7 @@ from PIL import Image
 from continual_diffusers.evaluation.figures import better_label
 from continual_diffusers.evaluation.generate import write_samples
 from continual_diffusers.evaluation.report import ContinualReport
-from continual_diffusers.training.validation import grid_row_labels
-from continual_diffusers.utils.images import make_grid, row_label, write_grid
+from continual_diffusers.utils.images import grid_row_labels, make_grid, row_label, write_grid
 
 SEVEN = ("accuracy", "frechet", "kid", "copy_fraction", "precision", "recall", "train_distance_ratio")
 
@@ -65,6 +64,9 @@ def test_sample_grids_name_their_rows(tmp_path):
     assert grid_row_labels([0, 3], spec) == labels[:1] + ["task 2 · class 3 (three)"]
     assert grid_row_labels([None], spec) == ["unconditional"] and grid_row_labels([torch.zeros(2)], spec) is None
     assert row_label("a photo of a very long prompt indeed") == "a photo of a very long …"
-    # evaluate.py's samples.png: one class per row, named
+    # evaluate.py's samples.png: one class per row, named with its task and class name when the spec knows them
     write_samples(str(tmp_path / "eval"), images, [4, 4, 4, 7, 7, 7], per_row=3)
     assert _margin_has_text(str(tmp_path / "eval" / "samples.png"), 2, 40)
+    write_samples(str(tmp_path / "eval2"), images, [0, 0, 0, 3, 3, 3], 3, spec)
+    named, ids = (Image.open(str(tmp_path / name / "samples.png")) for name in ("eval2", "eval"))
+    assert named.width > ids.width  # "task 2 · class 3 (three)" needs a wider margin than "class 7"

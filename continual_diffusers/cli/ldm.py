@@ -20,7 +20,7 @@ from ..config import (
     SamplingConfig,
     check_zero_snr_prediction,
 )
-from ..data import ImageTransform, TaskDataset, TaskSequence, load_tasks
+from ..data import ImageTransform, TaskDataset, TaskSequence, load_task_file
 from ..models.conditioning import TextConditioning
 from ..models.denoiser import make_denoiser
 from ..models.latent import LatentCodec, LatentTaskDataset
@@ -33,7 +33,7 @@ from ..utils.errors import UserInputError
 from ..utils.options import add_options, from_args, help_of
 from .base import RunOptions, RunParts, build_parser, run_options
 from .strategy import add_strategy_args, build_strategy
-from .training import check_task_path, strategy_context, training_resolution
+from .training import strategy_context, training_resolution
 
 # The shared objective flags, as they apply here: the schedule comes from <pretrained_model_name_or_path>/scheduler.
 NOT_HERE = "does not apply: the noise schedule comes from <pretrained_model_name_or_path>/scheduler"
@@ -95,8 +95,7 @@ def ldm_options(args: argparse.Namespace) -> RunOptions:
 
 def _load_tasks(opts: RunOptions) -> TaskSequence:
     path = opts.data.data_path
-    check_task_path(path, "--data_path")
-    tasks = load_tasks(path)
+    tasks = load_task_file(path, "--data_path")
     if tasks.label_kind != "text":
         raise UserInputError(f"latent diffusion needs caption labels, but the task file has {tasks.label_kind}")
     if not opts.sampling.validation_prompts:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..config import (
     DataConfig,
@@ -15,9 +14,7 @@ from ..config import (
     SamplingConfig,
 )
 from ..config.model import build_conditioning, build_unet_from_config
-from ..data import ImageTransform, TaskDataset, TaskSequence, load_split_digits, load_tasks
-from ..data.imagefolder import IMAGE_EXTENSIONS
-from ..data.lazy import FOLDER_FORMAT_FILE
+from ..data import ImageTransform, TaskDataset, TaskSequence, load_split_digits, load_task_file
 from ..models.conditioning import CONDITIONINGS
 from ..models.denoiser import make_denoiser
 from ..models.spec import ModelSpec
@@ -25,8 +22,6 @@ from ..sampling.generate import resolve_guidance
 from ..strategies import StrategyContext
 from ..training.build import tracker_config  # noqa: F401 (re-exported by cli)
 from ..training.train_config import TrainConfig
-from ..utils.entrypoint import FROM_FOLDER
-from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
 from ..utils.options import add_options, from_args
 from .base import RunOptions, RunParts, build_parser, run_options
@@ -77,31 +72,7 @@ def prediction_type(args: argparse.Namespace) -> str:
 def load_training_tasks(data: DataConfig) -> TaskSequence:
     if data.data_path is None:
         return load_split_digits()[0]
-    check_task_path(data.data_path, "--data_path")
-    return load_tasks(data.data_path)
-
-
-def check_task_path(path: str, flag: str) -> None:
-    """Refuse a path that is no task file: a missing one, or a folder of images (what diffusers' --train_data_dir
-    takes), with the command that writes task files from it."""
-    if not os.path.exists(path):
-        raise UserInputError(f"{flag} {path}: no such task file or task folder")
-    if os.path.isdir(path) and not os.path.exists(os.path.join(path, FOLDER_FORMAT_FILE)) and _holds_images(path):
-        raise UserInputError(
-            f"{flag} {path} is a folder of images, not a task file: write task files from it with "
-            f"`{FROM_FOLDER.replace('ROOT', path)}` (it writes ./data/<name>_tasks_train.npz and _test.npz)"
-        )
-
-
-def _holds_images(folder: str) -> bool:
-    """Images in `folder` or in its sub-folders (one level: ROOT/<class>/<images>)."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                return True
-            if entry.is_dir() and any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(entry.path)):
-                return True
-    return False
+    return load_task_file(data.data_path, "--data_path")
 
 
 def conditioning_kind(opts: RunOptions, tasks: TaskSequence) -> str:

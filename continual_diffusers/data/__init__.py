@@ -16,7 +16,7 @@ from continual_diffusers.data.hf import read_hf_dataset
 from continual_diffusers.data.imagefolder import scan_image_folder
 from continual_diffusers.data.lazy import LazyImages, read_task_folder, write_task_folder
 from continual_diffusers.data.task_sequence import Task, TaskFileError, TaskSequence, tasks_from_dict
-from continual_diffusers.data.tasks import convert_legacy, load_tasks, save_tasks
+from continual_diffusers.data.tasks import convert_legacy, load_task_file, load_tasks, save_tasks
 from continual_diffusers.data.transforms import ImageTransform
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "collate",
     "convert_legacy",
     "load_split_digits",
+    "load_task_file",
     "load_tasks",
     "read_hf_dataset",
     "read_task_folder",

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from continual_diffusers.data.lazy import LazyImages, read_task_folder, write_task_folder
+from continual_diffusers.data.lazy import FOLDER_FORMAT_FILE, LazyImages, read_task_folder, write_task_folder
 from continual_diffusers.data.npz import MAX_BYTES_ENV, NpzError, max_task_file_bytes, read_npz
 from continual_diffusers.data.pickle_values import short_repr
 from continual_diffusers.data.task_sequence import (
@@ -155,6 +155,41 @@ def load_tasks(path: str | os.PathLike, max_bytes: int | None = None) -> TaskSeq
         # fuzz test, tests/test_fuzz_task_files.py, fails on this message).
         what = " ".join(str(error).split())[:200]
         raise TaskFileError(f"{source}: cannot be read: unexpected {type(error).__name__} ({what})") from None
+
+
+def load_task_file(path: str, flag: str) -> TaskSequence:
+    """`load_tasks` for a path given on the command line or in a config (`flag` names it in the refusal): a missing
+    path, or a folder of images (what diffusers' --train_data_dir takes), is refused (`UserInputError`) with the
+    command that writes task files from the folder."""
+    check_task_path(path, flag)
+    return load_tasks(path)
+
+
+def check_task_path(path: str, flag: str) -> None:
+    """Refuse a path that is no task file: a missing one, or a folder of images, with the command that writes task
+    files from it."""
+    from continual_diffusers.utils.entrypoint import FROM_FOLDER
+
+    if not os.path.exists(path):
+        raise UserInputError(f"{flag} {path}: no such task file or task folder")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, FOLDER_FORMAT_FILE)) and _holds_images(path):
+        raise UserInputError(
+            f"{flag} {path} is a folder of images, not a task file: write task files from it with "
+            f"`{FROM_FOLDER.replace('ROOT', path)}` (it writes ./data/<name>_tasks_train.npz and _test.npz)"
+        )
+
+
+def _holds_images(folder: str) -> bool:
+    """Images in `folder` or in its sub-folders (one level: ROOT/<class>/<images>)."""
+    from continual_diffusers.data.imagefolder import IMAGE_EXTENSIONS  # it imports the task-sequence checks
+
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                return True
+            if entry.is_dir() and any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(entry.path)):
+                return True
+    return False
 
 
 def _load(path: str | os.PathLike, source: str, max_bytes: int | None) -> TaskSequence:

@@ -15,7 +15,7 @@ import re
 import sys
 
 from ..config import SamplingConfig
-from ..data import load_split_digits, load_tasks
+from ..data import load_split_digits, load_task_file
 from ..utils import bounds
 from ..utils.entrypoint import new_parser, run_main
 from ..utils.errors import UserInputError
@@ -68,14 +68,14 @@ def parser():
 
 
 def _tasks(path):
-    return load_tasks(path) if path else load_split_digits()[0]
+    return load_task_file(path, "--data_path") if path else load_split_digits()[0]
 
 
 def train_oracle_cmd(args) -> None:
     from .classifier import save_oracle, train_oracle
 
     train = _tasks(args.data_path)
-    test = load_tasks(args.test_data_path) if args.test_data_path else load_split_digits()[1]
+    test = load_task_file(args.test_data_path, "--test_data_path") if args.test_data_path else load_split_digits()[1]
     resolution = args.resolution or min(train.image_size)
     model, acc = train_oracle(train, test, resolution, seed=args.seed)
     save_oracle(model, args.output_dir, resolution, acc)

@@ -8,19 +8,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..utils.images import make_grid, row_label, to_uint8_nhwc, write_grid
+from ..utils.images import grid_row_labels, make_grid, row_label, to_uint8_nhwc, write_grid
 
 
-def write_samples(
-    output_dir: str, images: torch.Tensor, labels: list, per_row: int, class_names: list[str] | None = None
-) -> None:
-    """images: (N, C, H, W) in [-1, 1]; labels: N entries (class id, prompt or None); `class_names`: the task
-    file's names of the class ids, shown with them beside the grid's rows."""
+def write_samples(output_dir: str, images: torch.Tensor, labels: list, per_row: int, spec=None) -> None:
+    """images: (N, C, H, W) in [-1, 1]; labels: N entries (class id, prompt or None), in rows of `per_row`;
+    `spec`: the model's `ModelSpec`, whose tasks and class names are shown beside the grid's rows with the class
+    ids (as on the end-of-task grids)."""
     os.makedirs(os.path.join(output_dir, "samples"), exist_ok=True)
     rows = [labels[i : i + per_row] for i in range(0, len(labels), per_row)]
     nameable = all(label is None or isinstance(label, int | str) for label in labels)  # not slot sets
     uniform = nameable and all(len(set(row)) == 1 for row in rows)  # one condition per row: named beside it
-    row_labels = [row_label(row[0], class_names) for row in rows] if uniform else None
+    row_labels = None
+    if uniform:
+        firsts = [row[0] for row in rows]
+        row_labels = grid_row_labels(firsts, spec) if spec is not None else [row_label(label) for label in firsts]
     write_grid(make_grid(images, nrow=per_row), os.path.join(output_dir, "samples.png"), row_labels=row_labels)
     arrays = to_uint8_nhwc(images)
     names = ["uncond" if lab is None else str(lab) for lab in labels]

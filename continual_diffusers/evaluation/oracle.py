@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..data import TaskSequence, load_split_digits, load_tasks
+from ..data import TaskSequence, load_split_digits, load_task_file
 from ..utils.errors import UserInputError
 from ..utils.logging import get_logger
 
@@ -21,9 +21,7 @@ def load_test_tasks(test_data_path: str | None, data_path: str | None) -> TaskSe
     """The real test tasks: --test_data_path, or the bundled digits' held-out split when training on them
     (`data_path` None)."""
     if test_data_path:
-        if not os.path.exists(test_data_path):
-            raise UserInputError(f"--test_data_path {test_data_path}: no such task file or task folder")
-        return load_tasks(test_data_path)
+        return load_task_file(test_data_path, "--test_data_path")
     if data_path is None:
         return load_split_digits()[1]
     raise UserInputError("--eval_every_task needs --test_data_path (real test images of each task)")

@@ -11,7 +11,7 @@ import torch
 
 from ..models.spec import ModelSpec
 from ..sampling.generate import SamplerOptions, generate_samples, resolve_guidance
-from ..utils.images import make_grid, row_label, write_grid
+from ..utils.images import grid_row_labels, make_grid, write_grid
 from .train_config import TrainConfig
 
 
@@ -59,13 +59,3 @@ class ValidationSampler:
         self.last_grid = make_grid(images, nrow=per_row)  # tiled once: the PNG and the TensorBoard image
         names = None if references is not None else grid_row_labels(rows, spec)
         return write_grid(self.last_grid, os.path.join(task_dir, "samples.png"), row_labels=names)
-
-
-def grid_row_labels(rows: list, spec: ModelSpec) -> list[str] | None:
-    """The text beside each row of a sample grid (`utils.images.row_label`: a class id with its task and the task
-    file's class name, a prompt, "unconditional"); None for rows of other conditions (slot sets)."""
-    if not all(row is None or isinstance(row, int | str) for row in rows):
-        return None
-    task_of = {c: int(t) for t, classes in spec.classes_per_task.items() for c in classes}
-    names = list(spec.class_names) if spec.class_names else None
-    return [row_label(row, names, task_of) for row in rows]
