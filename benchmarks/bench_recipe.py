@@ -29,7 +29,8 @@ import statistics
 import sys
 
 import numpy as np
-from compare_strategies import ci, ensure_oracle, run_cached
+from compare_strategies import ensure_oracle, run_cached
+from strategy_table import ci
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -23,7 +23,7 @@ import time
 
 import torch
 from bench_sampler_fidelity import reference_features
-from compare_strategies import ci
+from strategy_table import ci
 
 from continual_diffusers.data import load_split_digits, load_tasks
 from continual_diffusers.evaluation.classifier import load_oracle, predict

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -30,8 +29,9 @@ from typing import NoReturn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-# The two-sided 95 % Student t quantile by degrees of freedom (seeds − 1), for the confidence half-widths.
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # strategy_table, also when this file is loaded by path
+from strategy_table import NotComparable, check_comparable, separated, table  # noqa: E402
+
 GENERATIVE = ["--strategy", "generative_replay", "--gr_pool_size", "1000", "--gr_num_inference_steps", "10"]
 
 
@@ -39,6 +39,20 @@ def fail(message: str) -> NoReturn:
     """Refuse bad input: one `error: ...` line on stderr, exit status 2."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def comparable(results: dict[str, list[dict]]) -> None:
+    """Refuse (`fail`) rows measured at different sample sizes or with different samplers."""
+    try:
+        check_comparable(results)
+    except NotComparable as err:
+        fail(str(err))
+
+
+def print_table(results: dict[str, list[dict]]) -> None:
+    """The two markdown tables (`strategy_table.table`), then the methods the accuracy CIs separate."""
+    comparable(results)
+    print(table(results) + f"\n\naccuracy CIs pairwise disjoint: {', '.join(separated(results))}")
 
 
 def methods(num_train: int) -> dict[str, list[str]]:
@@ -249,100 +263,6 @@ def add_joint_references(results: dict[str, list[dict]], args) -> None:
                     json.dump(row, fh)
 
 
-def half_width(values: list[float]) -> float:
-    """The 95 % confidence half-width t·sd/√n of the mean (Student t, n − 1 degrees of freedom; 0 for one value)."""
-    if len(values) == 1:
-        return 0.0
-    return T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
-
-
-def ci(values: list[float], digits: int = 3) -> str:
-    """mean ± the 95 % confidence half-width ("mean" alone for one value: no spread to show)."""
-    mean = statistics.mean(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {half_width(values):.{digits}f}"
-
-
-def interval(values: list[float]) -> tuple[float, float]:
-    mean, half = statistics.mean(values), half_width(values)
-    return mean - half, mean + half
-
-
-def column(rows: list[dict], name: str, digits: int = 3) -> str:
-    values = [r[name] for r in rows if r.get(name) is not None]
-    return ci(values, digits) if values else "–"
-
-
-def check_comparable(results: dict[str, list[dict]]) -> str:
-    """ "N = … generated vs M = … real images per task" of every row, refusing rows measured at different sizes
-    or with different samplers (their FIDs and accuracies are not comparable)."""
-    sizes = {(tuple(r["num_generated"]), tuple(r["num_real"])) for rows in results.values() for r in rows}
-    if len(sizes) != 1:
-        fail(f"the runs' FIDs were measured at different sample sizes {sorted(sizes)}: not compared")
-    samplers = {sampler_of(r) for rows in results.values() for r in rows}
-    if len(samplers) != 1:
-        fail(f"the runs were evaluated with different samplers {sorted(samplers)}: not compared")
-    ((n, m),) = sizes
-    span = lambda v: str(v[0]) if len(v) == 1 else f"{v[0]}–{v[-1]}"  # noqa: E731
-    return f"N = {span(n)} generated vs M = {span(m)} real images per task"
-
-
-def sampler_of(row: dict) -> str:
-    """The run's evaluation sampler without its seed (seeds differ between rows by design)."""
-    return row["sampler"].rsplit(", seed", 1)[0]
-
-
-def table(results: dict[str, list[dict]]) -> str:
-    """Two markdown tables over the same rows: continual quality, then memorisation, diversity (recall next to the
-    precision that makes it meaningful) and buffer attraction."""
-    acc = {m: statistics.mean(r["accuracy"] for r in rs) for m, rs in results.items()}
-    gap = acc.get("joint", float("nan")) - acc.get("naive", float("nan"))
-    first = next(iter(results.values()))[0]
-    lines = [
-        f"Oracle-feature FID at {check_comparable(results)}; evaluation sampler: {sampler_of(first)}; cells: mean "
-        "± 95 % CI over the seeds.",
-        "",
-        "| method | seeds | final avg accuracy ↑ | forgetting ↓ | oracle-feature FID ↓ | naive→joint gap closed | "
-        "time / run | teacher time / task |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m, rs in results.items():
-        closed = (acc[m] - acc["naive"]) / gap if "naive" in acc and "joint" in acc and gap else float("nan")
-        minutes = statistics.median(r["seconds"] for r in rs) / 60
-        teacher = [r["teacher_seconds_per_task"] for r in rs if r.get("teacher_seconds_per_task") is not None]
-        lines.append(
-            f"| {m} | {len(rs)} | {column(rs, 'accuracy')} | {column(rs, 'forgetting')} | "
-            f"{column(rs, 'frechet', 1)} | {closed:.0%} | {minutes:.0f} min | "
-            f"{f'{statistics.median(teacher):.0f} s' if teacher else '–'} |"
-        )
-    lines += [
-        "",
-        "| method | near-copies ↓ | \\|log distance ratio\\| ↓ | precision ↑ | recall ↑ | buffer attraction | "
-        "buffer's share | joint's samples, same buffer |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m, rs in results.items():
-        lines.append(
-            f"| {m} | {column(rs, 'copy_fraction')} | {column(rs, 'abs_log_distance_ratio', 2)} | "
-            f"{column(rs, 'precision', 2)} | {column(rs, 'recall', 2)} | {column(rs, 'buffer_attraction')} | "
-            f"{column(rs, 'buffer_share')} | {column(rs, 'joint_attraction')} |"
-        )
-    return "\n".join(lines)
-
-
-def separated(results: dict[str, list[dict]], name: str = "accuracy") -> list[str]:
-    """The largest set of methods whose 95 % CIs of `name` are pairwise disjoint (greedy by upper end: optimal for
-    intervals), lowest first."""
-    spans = sorted(((*interval([r[name] for r in rs]), m) for m, rs in results.items()), key=lambda x: x[1])
-    chosen, end = [], float("-inf")
-    for lo, hi, m in spans:
-        if lo > end:
-            chosen.append(m)
-            end = hi
-    return chosen
-
-
 RUN_DIR = re.compile(r"(?P<method>.+)_seed(?P<seed>\d+)$")
 
 
@@ -422,9 +342,9 @@ def main() -> None:
     args = parse_args()
     if args.merge:
         results = merge(args.merge)
-        check_comparable(results)
+        comparable(results)
         add_joint_references(results, reference_args(results))  # needs the runs' data, oracle and N
-        print(table(results) + f"\n\naccuracy CIs pairwise disjoint: {', '.join(separated(results))}")
+        print_table(results)
         return
     args.data = data_flags(args)
     train = checked_training_tasks(args)
@@ -446,7 +366,7 @@ def main() -> None:
     add_joint_references(results, args)
     with open(os.path.join(args.output_dir, "results.json"), "w") as fh:
         json.dump({"args": vars(args), "results": results}, fh, indent=2)
-    print(table(results) + f"\n\naccuracy CIs pairwise disjoint: {', '.join(separated(results))}")
+    print_table(results)
     print(f"\nwall time {time.time() - start:.0f} s for {len(results)} methods × {len(args.seeds)} seeds")
 
 
