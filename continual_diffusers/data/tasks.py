@@ -39,6 +39,7 @@ from continual_diffusers.data.task_sequence import (
     tasks_from_dict,
 )
 from continual_diffusers.data.unpickle import UnsafePickleError, parse_pickle
+from continual_diffusers.utils.entrypoint import FROM_FOLDER
 from continual_diffusers.utils.errors import UserInputError
 from continual_diffusers.utils.logging import get_logger
 
@@ -168,8 +169,6 @@ def load_task_file(path: str, flag: str) -> TaskSequence:
 def check_task_path(path: str, flag: str) -> None:
     """Refuse a path that is no task file: a missing one, or a folder of images, with the command that writes task
     files from it."""
-    from continual_diffusers.utils.entrypoint import FROM_FOLDER
-
     if not os.path.exists(path):
         raise UserInputError(f"{flag} {path}: no such task file or task folder")
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, FOLDER_FORMAT_FILE)) and _holds_images(path):
