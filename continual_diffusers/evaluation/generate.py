@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..utils.images import grid_row_labels, make_grid, row_label, to_uint8_nhwc, write_grid
+from ..utils.images import grid_row_labels, make_grid, to_uint8_nhwc, write_grid
 
 
 def write_samples(output_dir: str, images: torch.Tensor, labels: list, per_row: int, spec=None) -> None:
@@ -19,10 +19,7 @@ def write_samples(output_dir: str, images: torch.Tensor, labels: list, per_row: 
     rows = [labels[i : i + per_row] for i in range(0, len(labels), per_row)]
     nameable = all(label is None or isinstance(label, int | str) for label in labels)  # not slot sets
     uniform = nameable and all(len(set(row)) == 1 for row in rows)  # one condition per row: named beside it
-    row_labels = None
-    if uniform:
-        firsts = [row[0] for row in rows]
-        row_labels = grid_row_labels(firsts, spec) if spec is not None else [row_label(label) for label in firsts]
+    row_labels = grid_row_labels([row[0] for row in rows], spec) if uniform else None
     write_grid(make_grid(images, nrow=per_row), os.path.join(output_dir, "samples.png"), row_labels=row_labels)
     arrays = to_uint8_nhwc(images)
     names = ["uncond" if lab is None else str(lab) for lab in labels]

@@ -82,12 +82,14 @@ def row_label(label, class_names: list[str] | None = None, task_of: dict[int, in
     return text
 
 
-def grid_row_labels(rows: list, spec) -> list[str] | None:
+def grid_row_labels(rows: list, spec=None) -> list[str] | None:
     """The text beside each row of a sample grid sampled with `rows` (one condition per row; `row_label`: a class
     id with its task and the task file's class name, a prompt, "unconditional"), from a model's `ModelSpec`
-    (`classes_per_task`, `class_names`); None for rows of other conditions (slot sets)."""
+    (`classes_per_task`, `class_names`; None: the class ids alone); None for rows of other conditions (slot sets)."""
     if not all(row is None or isinstance(row, int | str) for row in rows):
         return None
+    if spec is None:
+        return [row_label(row) for row in rows]
     task_of = {c: int(t) for t, classes in spec.classes_per_task.items() for c in classes}
     names = list(spec.class_names) if spec.class_names else None
     return [row_label(row, names, task_of) for row in rows]
